@@ -1,0 +1,38 @@
+"""Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+_ALWAYS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        # Recomputed by whoever sends the message on.
+        "host",
+        "content-length",
+    }
+)
+
+
+def end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    """A copy without hop-by-hop headers, including those named in Connection."""
+    named = _connection_tokens(headers.getall("Connection", ()))
+    return CIMultiDict(
+        (name, value)
+        for name, value in headers.items()
+        if name.lower() not in _ALWAYS and name.lower() not in named
+    )
+
+
+def _connection_tokens(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())

@@ -1,0 +1,1 @@
+"""The chain: one middleware per concern. The order lives in gateway.app."""

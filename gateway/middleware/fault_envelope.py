@@ -1,0 +1,58 @@
+"""2. Fault envelope: whatever goes wrong below becomes a JSON fault."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gateway.context import context_of
+from gateway.faults import GatewayFault, render_fault
+from gateway.middleware.base import Middleware
+from gateway.routes import Handler
+
+log = logging.getLogger("gateway.faults")
+
+
+class FaultEnvelopeMiddleware(Middleware):
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        ctx = context_of(request)
+        try:
+            return await handler(request)
+        except GatewayFault as fault:
+            log.info(
+                "%s %s -> %d %s",
+                request.method,
+                request.path,
+                fault.status,
+                fault.message,
+                extra={"request_id": ctx.request_id, "details": fault.details},
+            )
+            return render_fault(fault)
+        except web.HTTPException as exc:
+            # aiohttp's own errors (a body over client_max_size, say).
+            log.info(
+                "%s %s -> %d %s",
+                request.method,
+                request.path,
+                exc.status,
+                exc.reason,
+                extra={"request_id": ctx.request_id},
+            )
+            return render_fault(GatewayFault(exc.status, exc.reason))
+        except Exception:
+            # The traceback goes to the log with the request id, never to the
+            # client; the id in the response lets an operator find it.
+            log.exception(
+                "unhandled error in %s %s",
+                request.method,
+                request.path,
+                extra={"request_id": ctx.request_id},
+            )
+            return render_fault(
+                GatewayFault(
+                    500,
+                    "The gateway failed to handle the request.",
+                    details=f"Quote request id {ctx.request_id} when reporting this.",
+                )
+            )

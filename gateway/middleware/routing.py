@@ -1,0 +1,46 @@
+"""5. Route and method: only well-formed requests for known operations go on."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from gateway.context import context_of
+from gateway.faults import GatewayFault
+from gateway.middleware.base import Middleware
+from gateway.routes import Handler, RouteTable
+
+# Glance ids are UUIDs in canonical form; other spellings uuid.UUID accepts
+# (braces, urn:, no hyphens) would name the same image twice in our caches.
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+class RoutingMiddleware(Middleware):
+    def __init__(self, table: RouteTable) -> None:
+        self.table = table
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        error = request.match_info.http_exception
+        if isinstance(error, web.HTTPMethodNotAllowed):
+            allowed = ", ".join(sorted(error.allowed_methods))
+            raise GatewayFault(
+                405,
+                f"Method {request.method} is not allowed on this resource.",
+                details=f"Allowed: {allowed}.",
+                headers={"Allow": allowed},
+            )
+        if error is not None:
+            raise GatewayFault(404, "The resource could not be found.")
+        route = self.table.route_of(request)
+        if route is not None:
+            ctx = context_of(request)
+            ctx.route = route
+            for name in route.uuid_params:
+                value = request.match_info[name]
+                if not _UUID.match(value):
+                    raise GatewayFault(400, f"Invalid {name}: must be a UUID.", details=value[:64])
+                ctx.params[name] = value.lower()
+            if not route.accepts_body and request.body_exists:
+                raise GatewayFault(400, "This operation does not accept a request body.")
+        return await handler(request)

@@ -1,0 +1,86 @@
+"""9. Proxy: the handler at the end of the chain, forwarding to the backend."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.context import RequestContext, append_header_value, context_of
+from gateway.hop_by_hop import end_to_end
+from gateway.identity import identity_headers
+from gateway.upstream import UpstreamClient
+
+log = logging.getLogger("gateway.proxy")
+
+_APPENDED = frozenset({"via"})
+
+
+def upstream_request_headers(ctx: RequestContext) -> CIMultiDict[str]:
+    """The client's cleaned headers, then ours: identity, request id, Via."""
+    assert ctx.identity is not None
+    headers = CIMultiDict(ctx.forward_headers)
+    headers.update(identity_headers(ctx.identity, ctx.request_id))
+    for name, value in ctx.upstream_headers.items():
+        if name.lower() in _APPENDED:
+            append_header_value(headers, name, value)
+        else:
+            headers[name] = value
+    return headers
+
+
+class Proxy:
+    def __init__(self, upstream: UpstreamClient) -> None:
+        self.upstream = upstream
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ctx = context_of(request)
+        assert ctx.route is not None
+        path = ctx.route.upstream_path.format(**ctx.params)
+        url = self.upstream.base_url + path
+        if request.query_string:
+            url += "?" + request.query_string
+        try:
+            async with self.upstream.session.request(
+                request.method,
+                url,
+                headers=upstream_request_headers(ctx),
+                data=request.content if request.body_exists else None,
+                allow_redirects=False,
+            ) as upstream_response:
+                ctx.upstream_status = upstream_response.status
+                if upstream_response.status >= 400 and not self.upstream.config.pass_through_errors:
+                    raise await self.upstream.error_fault(upstream_response)
+                return await self._relay(request, upstream_response, ctx)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning(
+                "upstream %s %s failed: %r",
+                request.method,
+                path,
+                exc,
+                extra={"request_id": ctx.request_id},
+            )
+            raise self.upstream.transport_fault(exc) from None
+
+    async def _relay(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, ctx: RequestContext
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason, headers=end_to_end(upstream.headers)
+        )
+        if upstream.content_length is not None:
+            response.content_length = upstream.content_length
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Headers are gone already: all that is left is to cut the
+            # connection so the client sees a truncated body, not a short one.
+            log.warning("upstream body cut short: %r", exc, extra={"request_id": ctx.request_id})
+            response.force_close()
+            return response
+        await response.write_eof()
+        return response

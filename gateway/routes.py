@@ -1,0 +1,61 @@
+"""The route table: which operations the gateway serves and where they go.
+
+A route's ``name`` is what policy and rate-limit configuration refer to,
+so the two never depend on URL spelling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    method: str
+    # Every client-facing path; the first is canonical. The seed API spells
+    # the path without the version, Glance with it. Parameters match any
+    # segment so that a malformed id is our 400, not the router's 404.
+    paths: tuple[str, ...]
+    upstream_path: str
+    uuid_params: tuple[str, ...] = ()
+    accepts_body: bool = False
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        name="image:delete",
+        method="DELETE",
+        paths=("/v2/images/{image_id:[^/]+}", "/images/{image_id:[^/]+}"),
+        upstream_path="/v2/images/{image_id}",
+        uuid_params=("image_id",),
+    ),
+)
+
+ROUTE_NAMES = frozenset(route.name for route in ROUTES)
+
+
+class RouteTable:
+    """Registers the routes on a router and finds the route of a request."""
+
+    def __init__(self, routes: tuple[Route, ...] = ROUTES) -> None:
+        self.routes = routes
+        self._by_resource: dict[str, Route] = {}
+
+    def register(self, router: web.UrlDispatcher, handler: Handler) -> None:
+        for route in self.routes:
+            for path in route.paths:
+                resource = router.add_resource(path)
+                resource.add_route(route.method, handler)
+                self._by_resource[resource.canonical] = route
+
+    def route_of(self, request: web.Request) -> Route | None:
+        info = request.match_info
+        if info.http_exception is not None:
+            return None
+        return self._by_resource.get(info.route.resource.canonical) if info.route.resource else None

@@ -1,0 +1,154 @@
+"""The proxy against a scripted upstream: faults of every kind, streamed bodies."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
+from tests.test_app import OUR_VIA, assert_fault, assert_request_id
+
+ADMIN = {"project": "operations", "user": "root", "roles": ["admin"]}
+
+
+async def test_upstream_500_html_is_rewritten_to_api_fault(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    upstream, url = scripted
+    upstream.status = 500
+    upstream.content_type = "text/html"
+    upstream.body = (
+        b"<html><head><title>500 Internal Server Error</title></head><body>"
+        b"<h1>500 Internal Server Error</h1>The store &amp; its disk failed.<br /></body></html>"
+    )
+    client = await make_gateway(url)
+    response = await client.delete(
+        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": token(**ADMIN)}
+    )
+    body = await assert_fault(response, 500, "apiFault")
+    assert body["message"] == "The store & its disk failed."
+    # The error crossed our hop, so the response records it.
+    assert response.headers["Via"] == OUR_VIA
+
+
+async def test_upstream_json_error_message_is_kept(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    upstream, url = scripted
+    upstream.status = 409
+    upstream.body = b'{"conflictingRequest": {"code": 409, "message": "Image is in use."}}'
+    client = await make_gateway(url)
+    response = await client.delete(
+        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": token(**ADMIN)}
+    )
+    body = await assert_fault(response, 409, "conflictingRequest")
+    assert body["message"] == "Image is in use."
+
+
+async def test_pass_through_errors_keeps_the_upstream_body(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    upstream, url = scripted
+    upstream.status = 409
+    upstream.content_type = "text/plain"
+    upstream.body = b"busy"
+    client = await make_gateway(url, upstream={"pass_through_errors": True})
+    response = await client.delete(
+        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": token(**ADMIN)}
+    )
+    assert response.status == 409
+    assert await response.text() == "busy"
+    assert_request_id(response)
+
+
+@pytest.mark.parametrize(("status", "passed"), [(502, 502), (504, 504), (503, 503)])
+async def test_upstream_gateway_errors_are_503_unless_passed(
+    make_gateway: GatewayFactory,
+    scripted: tuple[ScriptedUpstream, str],
+    token: TokenFactory,
+    status: int,
+    passed: int,
+) -> None:
+    upstream, url = scripted
+    upstream.status = status
+    upstream.body = b"{}"
+    client = await make_gateway(url)
+    path = f"/v2/images/{uuid.uuid4()}"
+    tok = token(**ADMIN)
+    await assert_fault(
+        await client.delete(path, headers={"X-Auth-Token": tok}), 503, "serviceUnavailable"
+    )
+    passing = await make_gateway(url, upstream={"pass_gateway_errors": True})
+    response = await passing.delete(path, headers={"X-Auth-Token": tok})
+    await assert_fault(response, passed, "serviceUnavailable")
+
+
+async def test_upstream_refused_is_503(
+    make_gateway: GatewayFactory, token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make_gateway(f"http://127.0.0.1:{free_port()}")
+    with caplog.at_level(logging.WARNING, logger="gateway.proxy"):
+        response = await client.delete(
+            f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": token(**ADMIN)}
+        )
+    body = await assert_fault(response, 503, "serviceUnavailable")
+    assert "failed" in body["details"]
+    request_id = response.headers["X-Compute-Request-Id"]
+    assert any(getattr(r, "request_id", None) == request_id for r in caplog.records)
+
+
+async def test_upstream_refused_during_owner_lookup_is_503(
+    make_gateway: GatewayFactory, token: TokenFactory
+) -> None:
+    client = await make_gateway(f"http://127.0.0.1:{free_port()}")
+    response = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": token()})
+    await assert_fault(response, 503, "serviceUnavailable")
+
+
+async def test_upstream_timeout_is_503_or_504_when_passed(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    upstream, url = scripted
+    upstream.hang = True
+    fast: dict[str, Any] = {"read_timeout": 0.2}
+    client = await make_gateway(url, upstream=fast)
+    path = f"/v2/images/{uuid.uuid4()}"
+    response = await client.delete(path, headers={"X-Auth-Token": token(**ADMIN)})
+    body = await assert_fault(response, 503, "serviceUnavailable")
+    assert body["details"] == "The image service timed out."
+    passing = await make_gateway(url, upstream={**fast, "pass_gateway_errors": True})
+    response = await passing.delete(path, headers={"X-Auth-Token": token(**ADMIN)})
+    await assert_fault(response, 504, "serviceUnavailable")
+
+
+async def test_owner_lookup_refused_by_upstream_is_503_not_404(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    """The gateway's own identity refused is a deployment fault, not the caller's."""
+    upstream, url = scripted
+    upstream.status = 401
+    client = await make_gateway(url)
+    response = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": token()})
+    body = await assert_fault(response, 503, "serviceUnavailable")
+    assert "401" in body["details"]
+    assert [r.method for r in upstream.received] == ["GET"]
+
+
+async def test_success_headers_are_relayed_without_hop_by_hop(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    upstream, url = scripted
+    upstream.status = 204
+    upstream.headers = {"X-Backend": "glance-1", "Via": "1.1 glance", "Keep-Alive": "timeout=5"}
+    client = await make_gateway(url)
+    response = await client.delete(
+        f"/v2/images/{uuid.uuid4()}?force=1", headers={"X-Auth-Token": token(**ADMIN)}
+    )
+    assert response.status == 204
+    assert response.headers["X-Backend"] == "glance-1"
+    assert response.headers["Via"] == f"1.1 glance, {OUR_VIA}"
+    assert "Keep-Alive" not in response.headers
+    assert upstream.received[-1].query_string == "force=1"
