@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.auth.tokens import TokenVerifier
 from gateway.config import GatewayConfig, RateLimitConfig
 from gateway.context import run_before_send
+from gateway.limits_endpoint import LimitsEndpoint
 from gateway.middleware.authentication import AuthenticationMiddleware
 from gateway.middleware.authorization import AuthorizationMiddleware
 from gateway.middleware.fault_envelope import FaultEnvelopeMiddleware
@@ -23,6 +24,7 @@ from gateway.policy import RolePolicy
 from gateway.proxy import Proxy
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.ratelimit.memory import MemoryStore
+from gateway.ratelimit.overrides import OverrideRefresher, RedisOverrides
 from gateway.ratelimit.redis_store import RedisStore
 from gateway.ratelimit.store import LimitStore
 from gateway.routes import RouteTable
@@ -50,11 +52,23 @@ def make_store(config: RateLimitConfig) -> LimitStore:
     return MemoryStore()
 
 
+def make_limiter(config: RateLimitConfig, store: LimitStore) -> RateLimiter:
+    """The limiter, reading per-tenant overrides from Redis when limits live there."""
+    overrides = None
+    if isinstance(store, RedisStore):
+        overrides = OverrideRefresher(
+            RedisOverrides(store.client, store.config),
+            interval=store.config.overrides_refresh,
+            timeout=store.config.timeout,
+        )
+    return RateLimiter(config, store, overrides)
+
+
 def build_app(config: GatewayConfig, *, store: LimitStore | None = None) -> web.Application:
     upstream = UpstreamClient(config.upstream)
     owners = ImageOwners(upstream, config.upstream)
     verifier = TokenVerifier(config.auth)
-    limiter = RateLimiter(config.rate_limit, store or make_store(config.rate_limit))
+    limiter = make_limiter(config.rate_limit, store or make_store(config.rate_limit))
     routes = RouteTable()
 
     app = web.Application(
@@ -73,7 +87,9 @@ def build_app(config: GatewayConfig, *, store: LimitStore | None = None) -> web.
         # so that an oversized token gets our 401 fault instead.
         handler_args={"max_field_size": max(16384, config.auth.max_token_bytes + 1024)},
     )
-    routes.register(app.router, Proxy(upstream).handle)
+    routes.register(
+        app.router, Proxy(upstream).handle, {"limits:read": LimitsEndpoint(limiter).handle}
+    )
     app[GATEWAY] = Gateway(config, upstream, owners, verifier, limiter)
     app.on_response_prepare.append(run_before_send)
     app.cleanup_ctx.append(_lifecycle)
@@ -83,6 +99,7 @@ def build_app(config: GatewayConfig, *, store: LimitStore | None = None) -> web.
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     await gateway.upstream.open()
+    gateway.limiter.start()
     yield
     await gateway.upstream.close()
     await gateway.limiter.close()

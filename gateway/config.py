@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -274,7 +275,10 @@ class RateLimitRule(_Section):
     methods: list[str] = ["*"]
     unit: Literal["second", "minute", "hour", "day"]
     value: PositiveInt
-    by: Literal["project", "user", "ip"] = "project"
+    # global: every caller together, refused with 503 as Repose does.
+    by: Literal["project", "user", "ip", "global"] = "project"
+    # Shadow: decide and count would-be refusals, but let them pass.
+    shadow: bool = False
 
     @field_validator("path")
     @classmethod
@@ -296,11 +300,55 @@ class RateLimitRule(_Section):
 
 
 class RedisConfig(_Section):
-    url: str = Field(pattern=r"^(redis|rediss|unix)://")
+    # Standalone (redis://, rediss://, unix://) or Sentinel
+    # (redis+sentinel://host:port[,host:port...]/master_name[/db]); or
+    # cluster_nodes (host:port seeds) for a Redis Cluster. Exactly one.
+    url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix|redis\+sentinel)://")
+    cluster_nodes: list[str] | None = Field(default=None, min_length=1)
     # A limiter that waits on a slow Redis slows every request; past this the
     # failure mode decides.
     timeout: PositiveFloat = 0.25
     key_prefix: str = "igw"
+    # While Redis is down requests skip it; it is probed this often so that
+    # the gateway returns to it on its own.
+    probe_interval: PositiveFloat = 0.25
+    # Per-tenant overrides are re-read this often by every replica.
+    overrides_refresh: PositiveFloat = 0.5
+
+    @field_validator("cluster_nodes")
+    @classmethod
+    def _host_ports(cls, value: list[str] | None) -> list[str] | None:
+        for node in value or []:
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{node!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> Self:
+        if (self.url is None) == (self.cluster_nodes is None):
+            raise ValueError("give exactly one of url and cluster_nodes")
+        if self.url is not None and self.url.startswith("redis+sentinel://"):
+            sentinel_parts(self.url)
+        return self
+
+
+def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int]:
+    """``redis+sentinel://h1:26379,h2:26379/master/0`` -> sentinels, master, db."""
+    rest = url.removeprefix("redis+sentinel://")
+    hosts, _, path = rest.partition("/")
+    master, _, db = path.partition("/")
+    if not master:
+        raise ValueError("a redis+sentinel:// url needs the master name: .../master_name[/db]")
+    if db and not db.isdigit():
+        raise ValueError(f"database {db!r} is not a number")
+    sentinels = []
+    for node in hosts.split(","):
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"sentinel {node!r} is not host:port")
+        sentinels.append((host, int(port)))
+    return sentinels, master, int(db or 0)
 
 
 class RateLimitConfig(_Section):
@@ -310,11 +358,13 @@ class RateLimitConfig(_Section):
     over_limit_status: Literal[413, 429] = 413
     headers: bool = True
     rules: list[RateLimitRule] = []
+    # Peers whose X-Forwarded-For is believed, for rules counted by ip.
+    trusted_proxies: list[IPvAnyNetwork] = []
 
     @model_validator(mode="after")
     def _redis_when_needed(self) -> RateLimitConfig:
         if self.store == "redis" and self.redis is None:
-            raise ValueError("store 'redis' needs a redis section with a url")
+            raise ValueError("store 'redis' needs a redis section (url or cluster_nodes)")
         names = [r.name for r in self.rules]
         if len(names) != len(set(names)):
             raise ValueError("rules: every rule name must be unique")

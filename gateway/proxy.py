@@ -38,6 +38,7 @@ class Proxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
         assert ctx.route is not None
+        assert ctx.route.upstream_path is not None
         path = ctx.route.upstream_path.format(**ctx.params)
         url = self.upstream.base_url + path
         if request.query_string:

@@ -6,7 +6,7 @@ so the two never depend on URL spelling.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -22,9 +22,14 @@ class Route:
     # the path without the version, Glance with it. Parameters match any
     # segment so that a malformed id is our 400, not the router's 404.
     paths: tuple[str, ...]
-    upstream_path: str
+    # Where the proxy forwards it; None for a route the gateway answers itself.
+    upstream_path: str | None
     uuid_params: tuple[str, ...] = ()
     accepts_body: bool = False
+    rate_limited: bool = True
+    # Every authenticated caller may use it, whatever its roles: it only
+    # reads the caller's own state.
+    any_caller: bool = False
 
 
 ROUTES: tuple[Route, ...] = (
@@ -34,6 +39,16 @@ ROUTES: tuple[Route, ...] = (
         paths=("/v2/images/{image_id:[^/]+}", "/images/{image_id:[^/]+}"),
         upstream_path="/v2/images/{image_id}",
         uuid_params=("image_id",),
+    ),
+    # The caller's own rate limits; not counted against them, so that a
+    # client can always learn when to come back.
+    Route(
+        name="limits:read",
+        method="GET",
+        paths=("/limits", "/v2/limits"),
+        upstream_path=None,
+        rate_limited=False,
+        any_caller=True,
     ),
 )
 
@@ -47,8 +62,12 @@ class RouteTable:
         self.routes = routes
         self._by_resource: dict[str, Route] = {}
 
-    def register(self, router: web.UrlDispatcher, handler: Handler) -> None:
+    def register(
+        self, router: web.UrlDispatcher, proxy: Handler, local: Mapping[str, Handler]
+    ) -> None:
+        """Proxied routes go to ``proxy``; the others to ``local[route.name]``."""
         for route in self.routes:
+            handler = proxy if route.upstream_path is not None else local[route.name]
             for path in route.paths:
                 resource = router.add_resource(path)
                 resource.add_route(route.method, handler)

@@ -31,7 +31,7 @@ class AuthorizationMiddleware(Middleware):
         identity, route = ctx.identity, ctx.route
         if route is None or identity is None:
             return await handler(request)
-        if not self.policy.allows(route.name, identity):
+        if not route.any_caller and not self.policy.allows(route.name, identity):
             raise GatewayFault(
                 403,
                 "Policy does not allow this operation.",

@@ -10,25 +10,38 @@ import math
 
 from aiohttp import web
 
+from gateway.client_ip import BadForwardedFor, client_ip
 from gateway.context import context_of
 from gateway.faults import GatewayFault
 from gateway.middleware.base import Middleware
-from gateway.ratelimit.limiter import Decision, RateLimiter
+from gateway.ratelimit.limiter import LimitState, RateLimiter
 from gateway.routes import Handler
 
 
-def ratelimit_headers(decision: Decision) -> dict[str, str]:
+def ratelimit_headers(limits: tuple[LimitState, ...]) -> dict[str, str]:
     """``RateLimit`` and ``RateLimit-Policy`` (draft-ietf-httpapi-ratelimit-headers).
 
     The policy header lists every limit; ``RateLimit`` reports the one
     closest to running out, which is the one a client should pace itself by.
     """
-    pairs = list(zip(decision.rules, decision.verdict.results, strict=True))
-    policy = ", ".join(f'"{r.name}";q={r.value};w={r.period_seconds}' for r, _ in pairs)
-    rule, result = min(pairs, key=lambda p: (p[1].remaining, -p[1].reset_after))
-    reset = math.ceil(result.reset_after)
-    current = f'"{rule.name}";r={result.remaining};t={reset}'
+    if not limits:
+        return {}
+    policy = ", ".join(f'"{s.rule.name}";q={s.limit};w={s.rule.period_seconds}' for s in limits)
+    tightest = min(limits, key=lambda s: (s.result.remaining, -s.result.reset_after))
+    reset = math.ceil(tightest.result.reset_after)
+    current = f'"{tightest.rule.name}";r={tightest.result.remaining};t={reset}'
     return {"RateLimit-Policy": policy, "RateLimit": current}
+
+
+def request_client_ip(limiter: RateLimiter, request: web.Request) -> str:
+    try:
+        return client_ip(
+            request.remote or "",
+            request.headers.getall("X-Forwarded-For", []),
+            limiter.config.trusted_proxies,
+        )
+    except BadForwardedFor as exc:
+        raise GatewayFault(400, "Malformed X-Forwarded-For header.", details=str(exc)) from None
 
 
 class RateLimitMiddleware(Middleware):
@@ -39,21 +52,36 @@ class RateLimitMiddleware(Middleware):
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         ctx = context_of(request)
-        if ctx.route is None or ctx.identity is None:
+        if ctx.route is None or ctx.identity is None or not ctx.route.rate_limited:
             return await handler(request)
         decision = await self.limiter.decide(
-            request.method, request.path, ctx.identity, request.remote or "", ctx.request_id
+            request.method,
+            request.path,
+            ctx.identity,
+            request_client_ip(self.limiter, request),
+            ctx.request_id,
         )
         if decision is None:
             return await handler(request)
-        headers = ratelimit_headers(decision) if self.send_headers else {}
-        if not decision.verdict.allowed:
+        headers = ratelimit_headers(decision.limits) if self.send_headers else {}
+        if decision.refused_globally:
+            # Every caller together is over: the service is busy, not this
+            # caller misbehaving (Repose answers global limits with 503).
+            raise GatewayFault(
+                503,
+                "The service is temporarily unavailable.",
+                details="A global rate limit is reached.",
+                headers=headers,
+                retry_after=decision.retry_after,
+            )
+        if not decision.allowed:
+            names = ", ".join(rule.name for rule in decision.refused)
             raise GatewayFault(
                 self.over_limit_status,
                 "This request was rate-limited.",
-                details=f"Limit {headers.get('RateLimit-Policy') or decision.rules[0].name}.",
+                details=f"Over limit {names}.",
                 headers=headers,
-                retry_after=decision.verdict.retry_after,
+                retry_after=decision.retry_after,
             )
         if headers:
 

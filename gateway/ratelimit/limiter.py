@@ -2,7 +2,11 @@
 
 It also owns the failure mode. When the store cannot answer, fail-open
 counts in this process instead (limits stay per-process until Redis is
-back); fail-closed refuses with 503.
+back); fail-closed refuses with 503. A circuit breaker keeps a dead store
+from costing each request a timeout, and brings the store back on its own.
+
+The counters on the limiter (``fail_open_events``, ``rejections``, …) are
+plain numbers for the metrics endpoint to read.
 """
 
 from __future__ import annotations
@@ -10,34 +14,67 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.config import RateLimitConfig, RateLimitRule
 from gateway.faults import GatewayFault
 from gateway.identity import Identity
+from gateway.ratelimit.breaker import CircuitBreaker
 from gateway.ratelimit.memory import MemoryStore
-from gateway.ratelimit.store import Check, LimitStore, StoreUnavailable, Verdict
+from gateway.ratelimit.overrides import OverrideRefresher
+from gateway.ratelimit.store import Check, CheckResult, LimitStore, StoreUnavailable, Verdict
 
 log = logging.getLogger("gateway.ratelimit")
 
 # A Redis outage under load would otherwise log once per request.
 _LOG_EVERY_SECONDS = 10.0
+_DEFAULT_PROBE_INTERVAL = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """Where a caller stands against one enforced rule."""
+
+    rule: RateLimitRule
+    # The rule's value, or the caller's project's override of it.
+    limit: int
+    result: CheckResult
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    rules: tuple[RateLimitRule, ...]
-    verdict: Verdict
+    allowed: bool
+    # Enforced rules only: shadow rules never show to the caller.
+    limits: tuple[LimitState, ...]
+    refused: tuple[RateLimitRule, ...]
+    retry_after: float
+
+    @property
+    def refused_globally(self) -> bool:
+        return any(rule.by == "global" for rule in self.refused)
 
 
 class RateLimiter:
-    def __init__(self, config: RateLimitConfig, store: LimitStore) -> None:
+    def __init__(
+        self,
+        config: RateLimitConfig,
+        store: LimitStore,
+        overrides: OverrideRefresher | None = None,
+    ) -> None:
         self.config = config
         self.store = store
+        self.overrides = overrides
         self._rules = [(rule, re.compile(rule.path)) for rule in config.rules]
         self._fallback = MemoryStore()
+        probe_interval = config.redis.probe_interval if config.redis else _DEFAULT_PROBE_INTERVAL
+        self.breaker = CircuitBreaker(store.ping, probe_interval)
         self._last_failure_log = -_LOG_EVERY_SECONDS
         self.fail_open_events = 0
+        self.fail_closed_events = 0
+        self.rejections: Counter[str] = Counter()
+        self.shadow_rejections: Counter[str] = Counter()
 
     def matching(self, method: str, path: str) -> tuple[RateLimitRule, ...]:
         return tuple(
@@ -48,11 +85,32 @@ class RateLimiter:
 
     @staticmethod
     def subject(rule: RateLimitRule, identity: Identity, client_ip: str) -> str:
+        if rule.by == "global":
+            return "global"
         if rule.by == "user":
             return f"user:{identity.user_id}"
         if rule.by == "ip":
             return f"ip:{client_ip}"
         return f"project:{identity.project_id}"
+
+    def limit_of(self, rule: RateLimitRule, identity: Identity) -> int:
+        if self.overrides is None or rule.by == "global":
+            return rule.value
+        return self.overrides.table.get((identity.project_id, rule.name), rule.value)
+
+    def _checks(
+        self, rules: Sequence[RateLimitRule], identity: Identity, client_ip: str
+    ) -> list[Check]:
+        return [
+            Check(
+                self.subject(rule, identity, client_ip),
+                rule.name,
+                self.limit_of(rule, identity),
+                rule.period_seconds,
+                enforced=not rule.shadow,
+            )
+            for rule in rules
+        ]
 
     async def decide(
         self, method: str, path: str, identity: Identity, client_ip: str, request_id: str
@@ -60,23 +118,68 @@ class RateLimiter:
         rules = self.matching(method, path)
         if not rules:
             return None
-        checks = [
-            Check(self.subject(r, identity, client_ip), r.name, r.value, r.period_seconds)
-            for r in rules
+        checks = self._checks(rules, identity, client_ip)
+        verdict = await self._ask(checks, request_id, count=True)
+        would_refuse = [
+            rule for rule, result in zip(rules, verdict.results, strict=True) if result.retry_after
         ]
+        for rule in would_refuse:
+            if rule.shadow:
+                self.shadow_rejections[rule.name] += 1
+                log.info(
+                    "shadow rule %s would refuse %s",
+                    rule.name,
+                    self.subject(rule, identity, client_ip),
+                    extra={"request_id": request_id},
+                )
+            elif not verdict.allowed:
+                self.rejections[rule.name] += 1
+        refused = tuple(rule for rule in would_refuse if not rule.shadow)
+        return self._decision(rules, checks, verdict, refused)
+
+    async def standing(self, identity: Identity, client_ip: str, request_id: str) -> Decision:
+        """Where the caller stands against every enforced rule, counting nothing."""
+        rules = [rule for rule, _ in self._rules if not rule.shadow]
+        checks = self._checks(rules, identity, client_ip)
+        verdict = await self._ask(checks, request_id, count=False) if checks else None
+        if verdict is None:
+            return Decision(allowed=True, limits=(), refused=(), retry_after=0.0)
+        return self._decision(rules, checks, verdict, ())
+
+    @staticmethod
+    def _decision(
+        rules: Sequence[RateLimitRule],
+        checks: Sequence[Check],
+        verdict: Verdict,
+        refused: tuple[RateLimitRule, ...],
+    ) -> Decision:
+        limits = tuple(
+            LimitState(rule, check.limit, result)
+            for rule, check, result in zip(rules, checks, verdict.results, strict=True)
+            if not rule.shadow
+        )
+        return Decision(verdict.allowed, limits, refused, verdict.retry_after)
+
+    async def _ask(self, checks: Sequence[Check], request_id: str, *, count: bool) -> Verdict:
         try:
-            verdict = await self.store.acquire(checks)
+            if self.breaker.is_open:
+                raise StoreUnavailable("circuit open after a failure; probing")
+            try:
+                return await (self.store.acquire(checks) if count else self.store.peek(checks))
+            except StoreUnavailable:
+                self.breaker.record_failure()
+                raise
         except StoreUnavailable as exc:
             self._log_failure(exc, request_id)
             if self.config.failure_mode == "closed":
+                self.fail_closed_events += 1
                 raise GatewayFault(
                     503,
                     "The service is temporarily unavailable.",
                     details="Rate limiting cannot be checked right now.",
                 ) from None
             self.fail_open_events += 1
-            verdict = self._fallback.acquire_now(checks)
-        return Decision(rules=rules, verdict=verdict)
+            return self._fallback.decide_now(checks, count=count)
 
     def _log_failure(self, exc: StoreUnavailable, request_id: str) -> None:
         now = time.monotonic()
@@ -89,5 +192,12 @@ class RateLimiter:
                 extra={"request_id": request_id},
             )
 
+    def start(self) -> None:
+        if self.overrides is not None:
+            self.overrides.start()
+
     async def close(self) -> None:
+        await self.breaker.close()
+        if self.overrides is not None:
+            await self.overrides.close()
         await self.store.close()

@@ -1,55 +1,88 @@
-"""In-process store: GCRA over a dict. Exact for one process, shared by none."""
+"""In-process store: the sliding-window log over deques. Exact for one process.
+
+The same algorithm as ``sliding_window.lua``; see ``store.py`` for what a
+limit means.
+"""
 
 from __future__ import annotations
 
-import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from gateway.ratelimit.store import Check, CheckResult, Verdict
 
-# Sweep expired keys once the table passes this size, so an unbounded set of
+# Sweep idle keys once the table passes this size, so an unbounded set of
 # callers cannot grow memory without bound.
 _SWEEP_AT = 100_000
+
+
+@dataclass(slots=True)
+class _Log:
+    period: float
+    # Admission times inside the window, oldest first.
+    times: deque[float] = field(default_factory=deque)
+
+    def trim(self, now: float) -> None:
+        # The window is (now - period, now]: an admission exactly one period
+        # old has left it.
+        while self.times and self.times[0] <= now - self.period:
+            self.times.popleft()
 
 
 class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        # key -> theoretical arrival time (seconds on self._clock)
-        self._tat: dict[tuple[str, str], float] = {}
+        self._logs: dict[tuple[str, str], _Log] = {}
 
     async def acquire(self, checks: Sequence[Check]) -> Verdict:
-        return self.acquire_now(checks)
+        return self.decide_now(checks, count=True)
 
-    def acquire_now(self, checks: Sequence[Check]) -> Verdict:
+    async def peek(self, checks: Sequence[Check]) -> Verdict:
+        return self.decide_now(checks, count=False)
+
+    def decide_now(self, checks: Sequence[Check], *, count: bool) -> Verdict:
         now = self._clock()
-        if len(self._tat) > _SWEEP_AT:
+        if len(self._logs) > _SWEEP_AT:
             self._sweep(now)
-        new_tats: list[float] = []
-        retry_after = 0.0
-        for check in checks:
-            interval = check.period / check.limit
-            new_tat = max(self._tat.get((check.subject, check.rule), now), now) + interval
-            overshoot = new_tat - now - check.period
-            # Admissions come in whole intervals, so half an interval of
-            # tolerance keeps a burst at exactly ``limit`` despite rounding.
-            if overshoot > interval / 2:
-                retry_after = max(retry_after, overshoot)
-            new_tats.append(new_tat)
+        logs = [self._log(check, now) for check in checks]
+        waits = [self._wait(check, log, now) for check, log in zip(checks, logs, strict=True)]
+        retry_after = max(
+            (w for c, w in zip(checks, waits, strict=True) if c.enforced), default=0.0
+        )
         allowed = retry_after == 0.0
         results = []
-        for check, new_tat in zip(checks, new_tats, strict=True):
-            tat = new_tat if allowed else max(self._tat.get((check.subject, check.rule), now), now)
-            if allowed:
-                self._tat[(check.subject, check.rule)] = new_tat
-            interval = check.period / check.limit
-            remaining = max(0, math.floor((check.period - (tat - now)) / interval + 0.5))
-            results.append(CheckResult(remaining=remaining, reset_after=max(0.0, tat - now)))
+        for check, log, wait in zip(checks, logs, waits, strict=True):
+            if allowed and count and wait == 0.0:
+                log.times.append(now)
+            reset = log.times[0] + check.period - now if log.times else 0.0
+            remaining = max(0, check.limit - len(log.times))
+            results.append(CheckResult(remaining=remaining, reset_after=reset, retry_after=wait))
         return Verdict(allowed=allowed, results=tuple(results), retry_after=retry_after)
 
+    def _log(self, check: Check, now: float) -> _Log:
+        log = self._logs.get((check.subject, check.rule))
+        if log is None or log.period != check.period:
+            log = self._logs[(check.subject, check.rule)] = _Log(check.period)
+        log.trim(now)
+        return log
+
+    @staticmethod
+    def _wait(check: Check, log: _Log, now: float) -> float:
+        excess = len(log.times) - check.limit
+        if excess < 0:
+            return 0.0
+        # The admission whose departure brings the count below the limit.
+        return log.times[excess] + check.period - now
+
     def _sweep(self, now: float) -> None:
-        self._tat = {k: t for k, t in self._tat.items() if t > now}
+        for log in self._logs.values():
+            log.trim(now)
+        self._logs = {key: log for key, log in self._logs.items() if log.times}
+
+    async def ping(self) -> None:
+        return None
 
     async def close(self) -> None:
-        self._tat.clear()
+        self._logs.clear()

@@ -1,12 +1,15 @@
 """The interface between the limiter and where counters live.
 
-Every store runs GCRA (the generic cell rate algorithm): a limit of ``limit``
-per ``period`` is a bucket of ``limit`` that refills one every
-``period/limit``. It has no window edge, so no double burst across one, and
-keeps one number (the theoretical arrival time) per key.
+Every store runs the same sliding-window log: a limit of ``limit`` per
+``period`` admits a request when fewer than ``limit`` requests were admitted
+in the ``period`` seconds before it. It is exact (never more than ``limit``
+in any window of that length, wherever the window starts), so there is no
+window edge to burst across; it keeps one timestamp per admitted request
+still inside the window, so memory is O(limit) per caller and rule.
 
 A request's checks are decided together: all pass and all are counted, or
-none is counted. A refused request costs the caller nothing.
+none is counted. A refused request costs the caller nothing. A check that is
+not ``enforced`` (a shadow rule) is decided and reported but never refuses.
 """
 
 from __future__ import annotations
@@ -18,25 +21,30 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    # Who is counted ("project:p1") and by which rule; the store makes the key.
+    # Who is counted ("project:p1", "global") and by which rule; the store
+    # makes the key.
     subject: str
     rule: str
     limit: int
     period: float
+    enforced: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     remaining: int
-    # Seconds until the bucket is full again.
+    # Seconds until the oldest counted request leaves the window, that is
+    # until ``remaining`` next grows; 0 when nothing is counted.
     reset_after: float
+    # Seconds until this check would admit; 0 when it admits now.
+    retry_after: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     allowed: bool
     results: tuple[CheckResult, ...]
-    # Seconds until every refusing check would admit; 0 when allowed.
+    # Seconds until every refusing enforced check would admit; 0 when allowed.
     retry_after: float
 
 
@@ -45,6 +53,16 @@ class StoreUnavailable(Exception):
 
 
 class LimitStore(Protocol):
-    async def acquire(self, checks: Sequence[Check]) -> Verdict: ...
+    async def acquire(self, checks: Sequence[Check]) -> Verdict:
+        """Decide and, when allowed, count the request against every check."""
+        ...
+
+    async def peek(self, checks: Sequence[Check]) -> Verdict:
+        """Decide as ``acquire`` would, counting nothing."""
+        ...
+
+    async def ping(self) -> None:
+        """Return when the store answers; raise StoreUnavailable otherwise."""
+        ...
 
     async def close(self) -> None: ...

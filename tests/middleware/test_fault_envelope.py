@@ -20,6 +20,12 @@ class BrokenStore:
     async def acquire(self, checks: Sequence[Check]) -> Verdict:
         raise ZeroDivisionError("secret internal detail")
 
+    async def peek(self, checks: Sequence[Check]) -> Verdict:
+        raise ZeroDivisionError("secret internal detail")
+
+    async def ping(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 

@@ -1,0 +1,43 @@
+"""One Redis client for the configured topology: standalone, Sentinel or Cluster.
+
+Every client gets the configured timeout for connecting and for each reply:
+the limiter would rather decide without Redis than wait for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
+
+from gateway.config import RedisConfig, sentinel_parts
+
+RedisClient = aioredis.Redis | RedisCluster
+
+
+def connect(config: RedisConfig) -> RedisClient:
+    timeouts: dict[str, Any] = {
+        "socket_timeout": config.timeout,
+        "socket_connect_timeout": config.timeout,
+    }
+    if config.cluster_nodes is not None:
+        nodes = [
+            ClusterNode(host, int(port))
+            for host, _, port in (node.rpartition(":") for node in config.cluster_nodes)
+        ]
+        # One attempt: a dead node is the failure mode's business, not a
+        # reason to hold the request through several retries.
+        return RedisCluster(startup_nodes=nodes, cluster_error_retry_attempts=1, **timeouts)
+    assert config.url is not None
+    if config.url.startswith("redis+sentinel://"):
+        sentinels, master, db = sentinel_parts(config.url)
+        sentinel = Sentinel(sentinels, sentinel_kwargs=timeouts, db=db, **timeouts)  # type: ignore[no-untyped-call]
+        master_client: aioredis.Redis = sentinel.master_for(master)
+        return master_client
+    return aioredis.from_url(config.url, **timeouts)
+
+
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)
