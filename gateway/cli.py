@@ -1,4 +1,4 @@
-"""The ``image-gateway`` command: run, demo, token, check-config."""
+"""The ``image-gateway`` command: run, demo, token, limits, check-config."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.config import ConfigError, load_config
+from gateway.limits_admin import add_limits_commands, run_limits_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--roles", default="", help="comma-separated, e.g. cloudImages:admin")
     token.add_argument("--ttl", type=float, default=3600, help="seconds (default 3600)")
 
+    add_limits_commands(commands)
+
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", type=Path)
     return parser
@@ -47,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.demo import demo
 
             return demo(args.port)
+        if args.command == "limits":
+            return run_limits_command(args)
         if args.command == "token":
             from gateway.auth.dev_tokens import mint_token
 

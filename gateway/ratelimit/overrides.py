@@ -15,10 +15,8 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from redis.exceptions import RedisError
-
 from gateway.config import RedisConfig
-from gateway.ratelimit.redis_connect import RedisClient
+from gateway.ratelimit.redis_connect import REDIS_FAILURES, RedisClient
 
 log = logging.getLogger("gateway.ratelimit")
 
@@ -73,7 +71,7 @@ class OverrideRefresher:
                 async with asyncio.timeout(self.timeout):
                     self.table = await self.source.load()
                 self.refreshed.set()
-            except (RedisError, OSError, TimeoutError, ValueError) as exc:
+            except (*REDIS_FAILURES, ValueError) as exc:
                 # Keep the last known table: Redis being down is the
                 # limiter's failure mode to handle, not a reason to forget.
                 log.debug("could not refresh limit overrides: %s", exc)

@@ -10,11 +10,18 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.config import RedisConfig, sentinel_parts
 
 RedisClient = aioredis.Redis | RedisCluster
+
+# What a client raises when Redis cannot answer. A cluster with no reachable
+# node raises RedisClusterException, which is not a RedisError.
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 def connect(config: RedisConfig) -> RedisClient:
@@ -27,9 +34,11 @@ def connect(config: RedisConfig) -> RedisClient:
             ClusterNode(host, int(port))
             for host, _, port in (node.rpartition(":") for node in config.cluster_nodes)
         ]
-        # One attempt: a dead node is the failure mode's business, not a
-        # reason to hold the request through several retries.
-        return RedisCluster(startup_nodes=nodes, cluster_error_retry_attempts=1, **timeouts)
+        # One retry, no backoff (enough to follow a slot that moved): a dead
+        # node is the failure mode's business, not a reason to hold the
+        # request through a series of retries.
+        retry = Retry(NoBackoff(), retries=1)
+        return RedisCluster(startup_nodes=nodes, retry=retry, **timeouts)
     assert config.url is not None
     if config.url.startswith("redis+sentinel://"):
         sentinels, master, db = sentinel_parts(config.url)

@@ -25,10 +25,10 @@ from importlib import resources
 from itertools import groupby
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from gateway.config import RedisConfig
-from gateway.ratelimit.redis_connect import RedisClient, connect, is_cluster
+from gateway.ratelimit.redis_connect import REDIS_FAILURES, RedisClient, connect, is_cluster
 from gateway.ratelimit.store import Check, CheckResult, StoreUnavailable, Verdict
 
 log = logging.getLogger("gateway.ratelimit")
@@ -148,11 +148,13 @@ class RedisStore:
         try:
             async with asyncio.timeout(self.config.timeout):
                 replies = await self._run(calls)
-        except (RedisError, OSError, TimeoutError) as exc:
-            error = StoreUnavailable(f"redis: {type(exc).__name__}: {exc}")
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
+        except REDIS_FAILURES as exc:
+            self._fail(batch, StoreUnavailable(f"redis: {type(exc).__name__}: {exc}"))
+            return
+        except Exception as exc:
+            # A bug, not an outage: the requests get a 500 with the traceback
+            # in the log, never a hang.
+            self._fail(batch, exc)
             return
         at = 0
         for pending in batch:
@@ -164,6 +166,12 @@ class RedisStore:
                 pending.future.set_exception(StoreUnavailable(f"redis: {failure}"))
             else:
                 pending.future.set_result(mine)
+
+    @staticmethod
+    def _fail(batch: list[_Pending], error: BaseException) -> None:
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(error)
 
     async def _run(self, calls: list[_Call]) -> list[Any]:
         replies = await self._pipeline(calls)
@@ -181,7 +189,9 @@ class RedisStore:
     async def _pipeline(self, calls: list[_Call]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for call in calls:
-            pipe.evalsha(_SCRIPT_SHA, len(call.keys), *call.keys, *call.args)
+            # Not pipe.evalsha: redis-py's cluster pipeline refuses that
+            # method by name, though it routes the command by its keys.
+            pipe.execute_command("EVALSHA", _SCRIPT_SHA, len(call.keys), *call.keys, *call.args)
         return list(await pipe.execute(raise_on_error=False))
 
     async def _take_back(self, admitted: list[tuple[str, bytes]]) -> None:
@@ -191,7 +201,7 @@ class RedisStore:
                 for key, member in admitted:
                     pipe.zrem(key, member)
                 await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_FAILURES as exc:
             # The entries expire with their window; until then they count.
             log.warning("could not take back %d admissions: %s", len(admitted), exc)
 
@@ -199,7 +209,7 @@ class RedisStore:
         try:
             async with asyncio.timeout(self.config.timeout):
                 await self.client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
 
     async def close(self) -> None:

@@ -1,0 +1,197 @@
+"""Real Redis topologies and real gateway processes for the rate-limit tests.
+
+Every server here is a real ``redis-server`` process on a free port (a
+cluster of three, a Sentinel, one that a test kills and restarts), and the
+gateways in the multi-process tests are ``python -m gateway run``
+subprocesses. A missing binary fails the test, it never skips it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_DEADLINE = 15.0
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; scripts/test installs it (apt: redis-server)")
+    return path
+
+
+def wait_until(condition: Callable[[], bool], deadline: float, what: str) -> None:
+    """Poll ``condition`` until it holds, failing after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=0.2).ping())
+    except redis.RedisError:
+        return False
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 >= 65536:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+@dataclass
+class RedisProcess:
+    """One redis-server this test owns: it can be killed and started again."""
+
+    port: int
+    workdir: Path
+    extra: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.workdir), *self.extra],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(lambda: _answers(self.port), STARTUP_DEADLINE, f"redis on {self.port}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(free_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass(frozen=True)
+class Cluster:
+    ports: list[int]
+
+    @property
+    def nodes(self) -> list[str]:
+        return [f"127.0.0.1:{port}" for port in self.ports]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three masters, no replicas, every slot covered."""
+    servers = []
+    for _ in range(3):
+        port = free_cluster_port()
+        workdir = tmp_path_factory.mktemp(f"cluster-{port}")
+        server = RedisProcess(
+            port,
+            workdir,
+            ("--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf")),
+        )
+        server.start()
+        servers.append(server)
+    cluster = Cluster([s.port for s in servers])
+    subprocess.run(
+        [binary("redis-cli"), "--cluster", "create", *cluster.nodes,
+         "--cluster-replicas", "0", "--cluster-yes"],
+        check=True,
+        capture_output=True,
+        timeout=STARTUP_DEADLINE,
+    )  # fmt: skip
+
+    def ready() -> bool:
+        # redis-py parses CLUSTER INFO into a dict.
+        infos = [redis.Redis(port=p).cluster("INFO") for p in cluster.ports]
+        return all(info.get("cluster_state") == "ok" for info in infos)
+
+    wait_until(ready, STARTUP_DEADLINE, "cluster_state:ok")
+    yield cluster
+    for server in servers:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class GatewayProcesses:
+    urls: list[str]
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def gateway_processes(tmp_path: Path) -> Iterator[Callable[[dict[str, Any], int], list[str]]]:
+    """Starts ``n`` ``python -m gateway run`` processes, each on its own port."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(config: dict[str, Any], n: int) -> list[str]:
+        ports = []
+        for i in range(n):
+            port = free_port()
+            data = {**config, "listen": {"host": "127.0.0.1", "port": port}}
+            path = write_config(tmp_path / f"gateway-{i}.yaml", data)
+            started.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "gateway", "run", "--config", str(path)], cwd=ROOT
+                )
+            )
+            ports.append(port)
+        for port, process in zip(ports, started[-n:], strict=True):
+            wait_until(
+                lambda p=port, proc=process: proc.poll() is None and _listening(p),  # type: ignore[misc]
+                STARTUP_DEADLINE,
+                f"gateway on {port}",
+            )
+        return [f"http://127.0.0.1:{port}" for port in ports]
+
+    yield start
+    for process in started:
+        process.terminate()
+    for process in started:
+        process.wait(timeout=STARTUP_DEADLINE)

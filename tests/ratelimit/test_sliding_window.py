@@ -1,0 +1,155 @@
+"""The sliding-window log, the same on every store: in-process, Redis, Redis Cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from gateway.config import RedisConfig
+from gateway.ratelimit.memory import MemoryStore
+from gateway.ratelimit.redis_store import RedisStore
+from gateway.ratelimit.store import Check, LimitStore
+from tests.ratelimit.conftest import Cluster
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[LimitStore]:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    limit_store: LimitStore
+    if request.param == "memory":
+        limit_store = MemoryStore()
+    elif request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        limit_store = RedisStore(RedisConfig(url=url, key_prefix=prefix, timeout=1))
+    else:
+        cluster: Cluster = request.getfixturevalue("redis_cluster")
+        limit_store = RedisStore(
+            RedisConfig(cluster_nodes=cluster.nodes, key_prefix=prefix, timeout=1)
+        )
+    yield limit_store
+    await limit_store.close()
+
+
+def check(rule: str = "r", limit: int = 5, period: float = 60, **kw: Any) -> Check:
+    return Check(kw.pop("subject", "project:p1"), rule, limit, period, **kw)
+
+
+async def test_admits_exactly_the_limit_of_a_concurrent_burst(store: LimitStore) -> None:
+    verdicts = await asyncio.gather(*(store.acquire([check()]) for _ in range(12)))
+    assert sum(v.allowed for v in verdicts) == 5
+    refused = [v for v in verdicts if not v.allowed]
+    # The first admission leaves the minute-long window a minute after it.
+    assert all(58 < v.retry_after <= 60 for v in refused)
+    assert all(v.results[0].remaining == 0 for v in refused)
+
+
+async def test_burst_straddling_a_second_boundary_admits_only_the_limit(
+    store: LimitStore,
+) -> None:
+    """5 per second: 5 just before a wall-clock second turns, 5 just after.
+
+    A fixed window would admit all 10 (5 per calendar second); the sliding
+    window admits 5 in any one-second span, wherever it starts.
+    """
+    rule = check(limit=5, period=1)
+    await _until(lambda: 0.70 <= time.time() % 1 < 0.80)
+    first_burst_at = time.monotonic()
+    before = await asyncio.gather(*(store.acquire([rule]) for _ in range(5)))
+    await _until(lambda: 0.10 <= time.time() % 1 < 0.20)
+    assert time.monotonic() - first_burst_at < 0.6, "the second burst is within the window"
+    after = await asyncio.gather(*(store.acquire([rule]) for _ in range(5)))
+    assert [v.allowed for v in before] == [True] * 5
+    assert [v.allowed for v in after] == [False] * 5
+    # Each refusal names when the window frees up: when the first burst ages out.
+    wait = max(v.retry_after for v in after)
+    assert 0.3 < wait <= 0.7
+    await _until(lambda: time.monotonic() > first_burst_at + 1.05)
+    again = await asyncio.gather(*(store.acquire([rule]) for _ in range(6)))
+    assert sum(v.allowed for v in again) == 5
+
+
+async def _until(condition: Any) -> None:
+    deadline = time.monotonic() + 3
+    while not condition():
+        assert time.monotonic() < deadline, "clock condition never held"
+        await asyncio.sleep(0.005)
+
+
+async def test_a_refused_request_counts_against_no_limit(store: LimitStore) -> None:
+    tight, loose = check("tight", limit=1), check("loose", limit=5)
+    assert (await store.acquire([tight, loose])).allowed
+    refused = await store.acquire([tight, loose])
+    assert not refused.allowed
+    assert refused.results[1].retry_after == 0
+    looked = await store.peek([tight, loose])
+    assert [r.remaining for r in looked.results] == [0, 4]
+
+
+async def test_peek_counts_nothing(store: LimitStore) -> None:
+    for _ in range(3):
+        verdict = await store.peek([check(limit=2)])
+        assert verdict.allowed
+        assert verdict.results[0].remaining == 2
+        assert verdict.results[0].reset_after == 0
+
+
+async def test_shadow_check_reports_but_never_refuses(store: LimitStore) -> None:
+    shadow = check("shadow", limit=1, enforced=False)
+    verdicts = [await store.acquire([shadow, check("real", limit=10)]) for _ in range(3)]
+    assert all(v.allowed for v in verdicts)
+    assert [v.results[0].retry_after > 0 for v in verdicts] == [False, True, True]
+    # Enforced checks count every admitted request, shadow refusals included.
+    assert [v.results[1].remaining for v in verdicts] == [9, 8, 7]
+
+
+async def test_subjects_are_counted_apart(store: LimitStore) -> None:
+    for _ in range(2):
+        assert (await store.acquire([check(limit=2, subject="project:a")])).allowed
+    assert not (await store.acquire([check(limit=2, subject="project:a")])).allowed
+    assert (await store.acquire([check(limit=2, subject="project:b")])).allowed
+
+
+async def test_cluster_takes_back_an_admission_another_slot_refused(
+    redis_cluster: Cluster,
+) -> None:
+    """A user rule and a project rule live in different slots; one refusal undoes both."""
+    store = RedisStore(
+        RedisConfig(cluster_nodes=redis_cluster.nodes, key_prefix=uuid.uuid4().hex, timeout=1)
+    )
+    per_user = check("per-user", limit=1, subject="user:u1")
+    per_project = [check("a", limit=5), check("b", limit=7)]
+    assert store.client.keyslot(store.key(per_user)) != store.client.keyslot(
+        store.key(per_project[0])
+    )
+    try:
+        assert (await store.acquire([per_user, *per_project])).allowed
+        refused = await store.acquire([per_user, *per_project])
+        assert not refused.allowed
+        assert [r.remaining for r in refused.results[1:]] == [4, 6]
+
+        async def project_remaining() -> list[int]:
+            return [r.remaining for r in (await store.peek(per_project)).results]
+
+        deadline = time.monotonic() + 2
+        while await project_remaining() != [4, 6]:
+            assert time.monotonic() < deadline, "the refused admission was never taken back"
+            await asyncio.sleep(0.01)
+    finally:
+        await store.close()
+
+
+def test_memory_store_window_slides_with_its_clock() -> None:
+    """Deterministic: 3 per minute, bursts at 59.9 s and 60.1 s of a fixed window."""
+    now = [59.9]
+    store = MemoryStore(clock=lambda: now[0])
+    rule = check(limit=3, period=60)
+    assert [store.decide_now([rule], count=True).allowed for _ in range(3)] == [True] * 3
+    now[0] = 60.1
+    assert not store.decide_now([rule], count=True).allowed
+    now[0] = 119.9
+    assert store.decide_now([rule], count=True).allowed
