@@ -174,7 +174,8 @@ def gateway_processes(tmp_path: Path) -> Iterator[Callable[[dict[str, Any], int]
         ports = []
         for i in range(n):
             port = free_port()
-            data = {**config, "listen": {"host": "127.0.0.1", "port": port}}
+            listen = {"host": "127.0.0.1", "port": port, "shutdown_timeout": 2}
+            data = {**config, "listen": listen}
             path = write_config(tmp_path / f"gateway-{i}.yaml", data)
             started.append(
                 subprocess.Popen(

@@ -73,9 +73,7 @@ async def test_four_processes_on_one_redis_admit_exactly_the_limit(
     token: TokenFactory,
     redis_url: str,
 ) -> None:
-    await _stampede(
-        gateway_processes, store_server, store_app, keys, token, {"url": redis_url}
-    )
+    await _stampede(gateway_processes, store_server, store_app, keys, token, {"url": redis_url})
 
 
 async def test_four_processes_on_a_redis_cluster_admit_exactly_the_limit(

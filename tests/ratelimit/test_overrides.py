@@ -1,0 +1,115 @@
+"""Per-tenant overrides: set with the CLI, seen by every replica within a second."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import Client, GatewayFactory, Keys, ScriptedUpstream, TokenFactory, config_data
+from tests.ratelimit.conftest import ROOT, write_config
+
+RULES = [
+    {"name": "deletes", "path": "^/(v2/)?images/", "unit": "minute", "value": 5},
+    {"name": "all", "unit": "minute", "value": 1000, "by": "global"},
+]
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, keys: Keys, redis_url: str) -> Path:
+    data = config_data(
+        "http://127.0.0.1:1",
+        keys,
+        rate_limit={"store": "redis", "redis": {"url": redis_url}, "rules": RULES},
+    )
+    return write_config(tmp_path / "gateway.yaml", data)
+
+
+def limits_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "limits", *args, "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+async def _deletes_limit(client: Client, tok: str) -> int:
+    response = await client.get("/limits", headers={"X-Auth-Token": tok})
+    body = await response.json()
+    [deletes] = [e for e in body["limits"]["rate"] if e["name"] == "deletes"]
+    return int(deletes["limit"][0]["value"])
+
+
+async def _until_limit(clients: list[Client], tok: str, value: int) -> float:
+    started = time.monotonic()
+    while [await _deletes_limit(c, tok) for c in clients] != [value] * len(clients):
+        assert time.monotonic() - started < 3, "a replica never saw the override"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def test_override_reaches_every_replica_within_a_second_and_is_enforced(
+    make_gateway: GatewayFactory,
+    scripted: tuple[ScriptedUpstream, str],
+    config_file: Path,
+    redis_url: str,
+    token: TokenFactory,
+) -> None:
+    section: dict[str, Any] = {"store": "redis", "redis": {"url": redis_url}, "rules": RULES}
+    replicas = [await make_gateway(scripted[1], rate_limit=section) for _ in range(2)]
+    tok = token(roles=["admin"])
+    assert await _until_limit(replicas, tok, 5) < 1.0
+
+    done = limits_cli(config_file, "set", "--project", "project-a", "--rule", "deletes",
+                      "--value", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert await _until_limit(replicas, tok, 2) < 1.0
+    statuses = []
+    for replica in [*replicas, *replicas]:
+        response = await replica.delete(
+            "/v2/images/8b5e1f8e-9d1c-4a5c-9f0e-3d0f6f1f2a3b", headers={"X-Auth-Token": tok}
+        )
+        statuses.append(response.status)
+    assert statuses == [204, 204, 413, 413]
+    # Another project keeps the configured value.
+    assert await _deletes_limit(replicas[0], token("project-b", roles=["admin"])) == 5
+
+    listed = limits_cli(config_file, "get", "--project", "project-a")
+    assert listed.stdout.strip() == "project-a deletes = 2"
+    cleared = limits_cli(config_file, "clear", "--project", "project-a")
+    assert cleared.returncode == 0, cleared.stderr
+    assert "removed 1" in cleared.stdout
+    assert await _until_limit(replicas, tok, 5) < 1.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["set", "--project", "p", "--rule", "nope", "--value", "3"], "no rule 'nope'"),
+        (["set", "--project", "p", "--rule", "deletes", "--value", "0"], "positive"),
+        (["set", "--project", "p", "--rule", "all", "--value", "3"], "no tenant"),
+        (["set", "--project", "p", "--rule", "deletes", "--value", "x"], "invalid int"),
+    ],
+)
+def test_bad_overrides_are_refused_and_change_nothing(
+    config_file: Path, redis_url: str, args: list[str], message: str
+) -> None:
+    done = limits_cli(config_file, *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert redis.Redis.from_url(redis_url).hgetall("igw:overrides") == {}
+
+
+def test_overrides_need_redis(tmp_path: Path, keys: Keys) -> None:
+    path = write_config(tmp_path / "memory.yaml", config_data("http://127.0.0.1:1", keys))
+    done = limits_cli(path, "get")
+    assert done.returncode == 2
+    assert "rate_limit.redis is not configured" in done.stderr
