@@ -13,6 +13,9 @@ from gateway.config import GatewayConfig, load_config
 from gateway.ratelimit.overrides import RedisOverrides
 from gateway.ratelimit.redis_connect import REDIS_FAILURES, connect
 
+# An operator at a terminal can wait longer than a request can.
+_REDIS_DEADLINE = 5.0
+
 
 class LimitsAdminError(ValueError):
     """A request the override table must not take; the message says why."""
@@ -59,7 +62,8 @@ async def _run(config: GatewayConfig, args: argparse.Namespace) -> int:
     client = connect(redis_config)
     overrides = RedisOverrides(client, redis_config)
     try:
-        return await _apply(overrides, args)
+        async with asyncio.timeout(_REDIS_DEADLINE):
+            return await _apply(overrides, args)
     except REDIS_FAILURES as exc:
         raise LimitsAdminError(f"cannot reach Redis: {exc}") from None
     finally:

@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import Client, GatewayFactory, Keys, ScriptedUpstream, TokenFactory, config_data
+from tests.conftest import (
+    Client,
+    GatewayFactory,
+    Keys,
+    ScriptedUpstream,
+    TokenFactory,
+    config_data,
+    free_port,
+)
 from tests.ratelimit.conftest import ROOT, write_config
 
 RULES = [
@@ -113,3 +121,16 @@ def test_overrides_need_redis(tmp_path: Path, keys: Keys) -> None:
     done = limits_cli(path, "get")
     assert done.returncode == 2
     assert "rate_limit.redis is not configured" in done.stderr
+
+
+def test_unreachable_redis_is_reported(tmp_path: Path, keys: Keys) -> None:
+    section = {"store": "redis", "redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}}
+    path = write_config(
+        tmp_path / "dead.yaml", config_data("http://127.0.0.1:1", keys, rate_limit=section)
+    )
+    done = limits_cli(path, "set", "--project", "p", "--rule", "any", "--value", "3")
+    assert done.returncode == 2
+    assert "no rule 'any'" in done.stderr
+    done = limits_cli(path, "get")
+    assert done.returncode == 2
+    assert "cannot reach Redis" in done.stderr
