@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from gateway.ratelimit.background import stop_task
 from gateway.ratelimit.store import StoreUnavailable
 
 log = logging.getLogger("gateway.ratelimit")
@@ -22,6 +23,7 @@ class CircuitBreaker:
         self._probe = probe
         self._probe_interval = probe_interval
         self._prober: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.opened = 0
 
     @property
@@ -34,7 +36,7 @@ class CircuitBreaker:
             self._prober = asyncio.get_running_loop().create_task(self._probe_until_answered())
 
     async def _probe_until_answered(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             await asyncio.sleep(self._probe_interval)
             try:
                 await self._probe()
@@ -47,5 +49,4 @@ class CircuitBreaker:
     async def close(self) -> None:
         prober, self._prober = self._prober, None
         if prober is not None:
-            prober.cancel()
-            await asyncio.gather(prober, return_exceptions=True)
+            await stop_task(prober, self._stopping, self._probe_interval)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from contextlib import suppress
 
 from gateway.config import RedisConfig
+from gateway.ratelimit.background import stop_task
 from gateway.ratelimit.redis_connect import REDIS_FAILURES, RedisClient
 
 log = logging.getLogger("gateway.ratelimit")
@@ -60,13 +62,14 @@ class OverrideRefresher:
         self.timeout = timeout
         self.table: OverrideTable = {}
         self.refreshed = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 async with asyncio.timeout(self.timeout):
                     self.table = await self.source.load()
@@ -75,10 +78,10 @@ class OverrideRefresher:
                 # Keep the last known table: Redis being down is the
                 # limiter's failure mode to handle, not a reason to forget.
                 log.debug("could not refresh limit overrides: %s", exc)
-            await asyncio.sleep(self.interval)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
 
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await stop_task(task, self._stopping, self.timeout)

@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from importlib import resources
 from itertools import groupby
@@ -214,6 +215,9 @@ class RedisStore:
 
     async def close(self) -> None:
         # Every flush ends within the timeout; let waiting requests have
-        # their answer before the connections go.
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
-        await self.client.aclose()
+        # their answer before the connections go, but never hold shutdown.
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=self.config.timeout)
+        with suppress(*REDIS_FAILURES):
+            async with asyncio.timeout(self.config.timeout):
+                await self.client.aclose()

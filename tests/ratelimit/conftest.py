@@ -194,5 +194,12 @@ def gateway_processes(tmp_path: Path) -> Iterator[Callable[[dict[str, Any], int]
     yield start
     for process in started:
         process.terminate()
+    hung = []
     for process in started:
-        process.wait(timeout=STARTUP_DEADLINE)
+        try:
+            process.wait(timeout=STARTUP_DEADLINE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            hung.append(process.args)
+    assert not hung, f"gateways ignored SIGTERM: {hung}"
