@@ -115,6 +115,10 @@ class RedisStore:
         return self._verdict(checks, calls, replies)
 
     def _verdict(self, checks: Sequence[Check], calls: list[_Call], replies: list[Any]) -> Verdict:
+        if len(calls) == 1:
+            # One slot, one atomic script: its results are already in order.
+            allowed, retry_after, results, _ = _group_result(replies[0])
+            return Verdict(allowed=allowed, results=tuple(results), retry_after=retry_after)
         by_key: dict[str, CheckResult] = {}
         admitted: list[tuple[str, bytes]] = []
         allowed, retry_after = True, 0.0
