@@ -95,7 +95,7 @@ async def main(decisions: int, concurrency: int, url: str) -> None:
         return (await store.acquire([check])).allowed
 
     async def naive(check: Check) -> bool:
-        key = f"naive:rl:{{{check.subject}}}:{check.rule}"
+        key = f"naive:window:{{{check.subject}}}:{check.rule}"
         reply = await naive_client.evalsha(
             sha, 1, key, "1", check.limit, int(check.period * 1e6), 1
         )

@@ -4,7 +4,7 @@ Concurrent requests are coalesced: every check made in one turn of the event
 loop goes to Redis in one pipeline, so a busy process pays one round trip
 per batch, not per request.
 
-Keys are hash-tagged by subject (``igw:rl:{project:p1}:rule``). On a
+Keys are hash-tagged by subject (``igw:window:{project:p1}:rule``). On a
 standalone or Sentinel-managed Redis one script call decides all of a
 request's checks atomically. On a Redis Cluster a script may only touch one
 slot, so checks are grouped by subject, one script call per group (all in
@@ -75,8 +75,10 @@ class RedisStore:
         self._in_flight: set[asyncio.Task[None]] = set()
 
     def key(self, check: Check) -> str:
-        # The braces are a Redis Cluster hash tag: a subject's keys share a slot.
-        return f"{self.config.key_prefix}:rl:{{{check.subject}}}:{check.rule}"
+        # The braces are a Redis Cluster hash tag: a subject's keys share a
+        # slot. "window", not the GCRA store's "rl", so that keys left by a
+        # gateway of the previous version are ignored, not a WRONGTYPE error.
+        return f"{self.config.key_prefix}:window:{{{check.subject}}}:{check.rule}"
 
     def _calls(self, checks: Sequence[Check], count: bool) -> list[_Call]:
         groups = (

@@ -20,7 +20,7 @@ from gateway.app import GATEWAY
 from tests.conftest import Client, GatewayFactory, ScriptedUpstream, TokenFactory, free_port
 from tests.ratelimit.conftest import RedisProcess
 
-KEY = "igw:rl:{project:project-a}:deletes"
+KEY = "igw:window:{project:project-a}:deletes"
 # No request may take longer than this, Redis dead or alive.
 HANG = 2.0
 

@@ -65,4 +65,4 @@ async def test_limits_through_sentinel_land_on_the_master(
     second = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": tok})
     assert second.status == 413
     master = redis.Redis.from_url(own_redis.url)
-    assert master.zcard("igw:rl:{project:project-a}:deletes") == 1
+    assert master.zcard("igw:window:{project:project-a}:deletes") == 1
