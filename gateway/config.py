@@ -319,9 +319,7 @@ class RedisConfig(_Section):
     @classmethod
     def _host_ports(cls, value: list[str] | None) -> list[str] | None:
         for node in value or []:
-            host, _, port = node.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"{node!r} is not host:port")
+            host_port(node)
         return value
 
     @model_validator(mode="after")
@@ -333,6 +331,14 @@ class RedisConfig(_Section):
         return self
 
 
+def host_port(node: str) -> tuple[str, int]:
+    """``"redis-1:6379"`` -> ``("redis-1", 6379)``."""
+    host, _, port = node.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{node!r} is not host:port")
+    return host, int(port)
+
+
 def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int]:
     """``redis+sentinel://h1:26379,h2:26379/master/0`` -> sentinels, master, db."""
     rest = url.removeprefix("redis+sentinel://")
@@ -342,13 +348,7 @@ def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int]:
         raise ValueError("a redis+sentinel:// url needs the master name: .../master_name[/db]")
     if db and not db.isdigit():
         raise ValueError(f"database {db!r} is not a number")
-    sentinels = []
-    for node in hosts.split(","):
-        host, _, port = node.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"sentinel {node!r} is not host:port")
-        sentinels.append((host, int(port)))
-    return sentinels, master, int(db or 0)
+    return [host_port(node) for node in hosts.split(",")], master, int(db or 0)
 
 
 class RateLimitConfig(_Section):

@@ -17,7 +17,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
-from gateway.config import RedisConfig, sentinel_parts
+from gateway.config import RedisConfig, host_port, sentinel_parts
 
 RedisClient = aioredis.Redis | RedisCluster
 
@@ -29,10 +29,7 @@ REDIS_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 def connect(config: RedisConfig) -> RedisClient:
     timeouts: dict[str, Any] = {"socket_timeout": None, "socket_connect_timeout": config.timeout}
     if config.cluster_nodes is not None:
-        nodes = [
-            ClusterNode(host, int(port))
-            for host, _, port in (node.rpartition(":") for node in config.cluster_nodes)
-        ]
+        nodes = [ClusterNode(*host_port(node)) for node in config.cluster_nodes]
         # One retry, no backoff (enough to follow a slot that moved): a dead
         # node is the failure mode's business, not a reason to hold the
         # request through a series of retries.
