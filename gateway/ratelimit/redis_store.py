@@ -51,7 +51,6 @@ class _Call:
 
 @dataclass(slots=True)
 class _Pending:
-    checks: Sequence[Check]
     calls: list[_Call]
     future: asyncio.Future[list[Any]]
 
@@ -108,7 +107,7 @@ class RedisStore:
     async def _decide(self, checks: Sequence[Check], *, count: bool) -> Verdict:
         calls = self._calls(checks, count)
         loop = asyncio.get_running_loop()
-        pending = _Pending(checks, calls, loop.create_future())
+        pending = _Pending(calls, loop.create_future())
         self._pending.append(pending)
         if not self._flush_scheduled:
             self._flush_scheduled = True
