@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.limits_endpoint import accepts_json
-from tests.conftest import Client, GatewayFactory, ScriptedUpstream, TokenFactory
+from tests.conftest import Client, GatewayFactory, ScriptedUpstream, TokenFactory, free_port
 from tests.test_app import assert_fault
 
 RULES = [
@@ -132,3 +132,25 @@ async def test_other_methods_on_limits_are_405(client: Client, token: TokenFacto
     response = await client.post("/limits", headers={"X-Auth-Token": token()})
     await assert_fault(response, 405, "badMethod")
     assert response.headers["Allow"] == "GET"
+
+
+@pytest.mark.parametrize(("failure_mode", "status"), [("open", 200), ("closed", 503)])
+async def test_limits_with_redis_down_follows_the_failure_mode(
+    make_gateway: GatewayFactory,
+    scripted: tuple[ScriptedUpstream, str],
+    token: TokenFactory,
+    failure_mode: str,
+    status: int,
+) -> None:
+    dead = {"url": f"redis://127.0.0.1:{free_port()}/0", "timeout": 0.2}
+    client = await make_gateway(
+        scripted[1],
+        rate_limit={"store": "redis", "redis": dead, "rules": RULES, "failure_mode": failure_mode},
+    )
+    response = await client.get("/limits", headers={"X-Auth-Token": token()})
+    assert response.status == status
+    if status == 200:
+        # This process's own count stands in for Redis's.
+        assert _by_name(await response.json())["deletes"]["limit"][0]["remaining"] == 3
+    else:
+        await assert_fault(response, 503, "serviceUnavailable")
