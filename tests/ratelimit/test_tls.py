@@ -1,0 +1,111 @@
+"""rediss://: the limiter over TLS to a redis-server with a certificate from a test CA."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
+from tests.ratelimit.conftest import STARTUP_DEADLINE, RedisProcess, wait_until
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _write_pki(directory: Path) -> None:
+    """ca.pem, and server.pem/server.key for 127.0.0.1 signed by it."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("test ca"))
+        .issuer_name(_name("test ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(_name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (directory / "server.pem").write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    (directory / "server.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+@pytest.fixture
+def tls_redis_url(tmp_path: Path) -> Iterator[str]:
+    _write_pki(tmp_path)
+    port = free_port()
+    server = RedisProcess(
+        free_port(),
+        tmp_path,
+        ("--tls-port", str(port), "--tls-cert-file", str(tmp_path / "server.pem"),
+         "--tls-key-file", str(tmp_path / "server.key"),
+         "--tls-ca-cert-file", str(tmp_path / "ca.pem"), "--tls-auth-clients", "no"),
+    )  # fmt: skip
+    server.start()
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={tmp_path / 'ca.pem'}"
+
+    def answers_tls() -> bool:
+        try:
+            return bool(redis.Redis.from_url(url, socket_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    wait_until(answers_tls, STARTUP_DEADLINE, "redis over TLS")
+    yield url
+    server.stop()
+
+
+async def test_limits_over_tls(
+    make_gateway: GatewayFactory,
+    scripted: tuple[ScriptedUpstream, str],
+    tls_redis_url: str,
+    token: TokenFactory,
+) -> None:
+    client = await make_gateway(
+        scripted[1],
+        rate_limit={
+            "store": "redis",
+            "redis": {"url": tls_redis_url, "timeout": 1},
+            "rules": [{"name": "deletes", "unit": "minute", "value": 1}],
+        },
+    )
+    tok = token(roles=["admin"])
+    first = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": tok})
+    second = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": tok})
+    assert (first.status, second.status) == (204, 413)
+    stored = redis.Redis.from_url(tls_redis_url)
+    assert stored.zcard("igw:window:{project:project-a}:deletes") == 1
