@@ -45,11 +45,20 @@ class LimitState:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    allowed: bool
+    # Every rule decided, shadow ones too, in the order of verdict.results.
+    rules: tuple[RateLimitRule, ...]
+    verdict: Verdict
     # Enforced rules only: shadow rules never show to the caller.
     limits: tuple[LimitState, ...]
     refused: tuple[RateLimitRule, ...]
-    retry_after: float
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict.allowed
+
+    @property
+    def retry_after(self) -> float:
+        return self.verdict.retry_after
 
     @property
     def refused_globally(self) -> bool:
@@ -141,9 +150,10 @@ class RateLimiter:
         """Where the caller stands against every enforced rule, counting nothing."""
         rules = [rule for rule, _ in self._rules if not rule.shadow]
         checks = self._checks(rules, identity, client_ip)
-        verdict = await self._ask(checks, request_id, count=False) if checks else None
-        if verdict is None:
-            return Decision(allowed=True, limits=(), refused=(), retry_after=0.0)
+        if checks:
+            verdict = await self._ask(checks, request_id, count=False)
+        else:
+            verdict = Verdict(allowed=True, results=(), retry_after=0.0)
         return self._decision(rules, checks, verdict, ())
 
     @staticmethod
@@ -158,7 +168,7 @@ class RateLimiter:
             for rule, check, result in zip(rules, checks, verdict.results, strict=True)
             if not rule.shadow
         )
-        return Decision(verdict.allowed, limits, refused, verdict.retry_after)
+        return Decision(tuple(rules), verdict, limits, refused)
 
     async def _ask(self, checks: Sequence[Check], request_id: str, *, count: bool) -> Verdict:
         try:
