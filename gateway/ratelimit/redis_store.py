@@ -193,20 +193,22 @@ class RedisStore:
         return replies
 
     async def _pipeline(self, calls: list[_Call]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for call in calls:
-            # Not pipe.evalsha: redis-py's cluster pipeline refuses that
-            # method by name, though it routes the command by its keys.
-            pipe.execute_command("EVALSHA", _SCRIPT_SHA, len(call.keys), *call.keys, *call.args)
-        return list(await pipe.execute(raise_on_error=False))
+        # The pipeline's context hands its connection back to the pool even
+        # when the caller's timeout cancels it half-way.
+        async with self.client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                # Not pipe.evalsha: redis-py's cluster pipeline refuses that
+                # method by name, though it routes the command by its keys.
+                pipe.execute_command("EVALSHA", _SCRIPT_SHA, len(call.keys), *call.keys, *call.args)
+            return list(await pipe.execute(raise_on_error=False))
 
     async def _take_back(self, admitted: list[tuple[str, bytes]]) -> None:
         try:
             async with asyncio.timeout(self.config.timeout):
-                pipe = self.client.pipeline(transaction=False)
-                for key, member in admitted:
-                    pipe.zrem(key, member)
-                await pipe.execute(raise_on_error=False)
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for key, member in admitted:
+                        pipe.zrem(key, member)
+                    await pipe.execute(raise_on_error=False)
         except REDIS_FAILURES as exc:
             # The entries expire with their window; until then they count.
             log.warning("could not take back %d admissions: %s", len(admitted), exc)
