@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 import redis
 import yaml
 
-from tests.conftest import free_port
+from tests.conftest import GatewayFactory, TokenFactory, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_DEADLINE = 15.0
@@ -149,9 +150,27 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         server.stop()
 
 
-@dataclass(frozen=True)
-class GatewayProcesses:
-    urls: list[str]
+COUNTED_KEY = "igw:window:{project:project-a}:deletes"
+
+
+async def two_deletes_at_one_per_minute(
+    make_gateway: GatewayFactory, upstream_url: str, redis_url: str, token: TokenFactory
+) -> tuple[int, int]:
+    """Statuses of two deletes by one project through a gateway on this Redis URL."""
+    client = await make_gateway(
+        upstream_url,
+        rate_limit={
+            "store": "redis",
+            "redis": {"url": redis_url, "timeout": 1},
+            "rules": [{"name": "deletes", "unit": "minute", "value": 1}],
+        },
+    )
+    tok = token(roles=["admin"])
+    statuses = []
+    for _ in range(2):
+        response = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": tok})
+        statuses.append(response.status)
+    return statuses[0], statuses[1]
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:

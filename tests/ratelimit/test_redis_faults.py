@@ -18,9 +18,8 @@ import redis
 
 from gateway.app import GATEWAY
 from tests.conftest import Client, GatewayFactory, ScriptedUpstream, TokenFactory, free_port
-from tests.ratelimit.conftest import RedisProcess
+from tests.ratelimit.conftest import COUNTED_KEY, RedisProcess
 
-KEY = "igw:window:{project:project-a}:deletes"
 # No request may take longer than this, Redis dead or alive.
 HANG = 2.0
 
@@ -70,7 +69,7 @@ async def _redis_counts_again(url: str) -> float:
     """Seconds until an admission shows up in the restarted Redis."""
     started = time.monotonic()
     client = redis.Redis.from_url(url)
-    while not client.zcard(KEY):
+    while not client.zcard(COUNTED_KEY):
         assert time.monotonic() - started < 5, "the gateway never returned to Redis"
         await asyncio.sleep(0.01)
     return time.monotonic() - started

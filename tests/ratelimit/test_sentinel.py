@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,14 @@ import pytest
 import redis
 
 from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
-from tests.ratelimit.conftest import STARTUP_DEADLINE, RedisProcess, binary, wait_until
+from tests.ratelimit.conftest import (
+    COUNTED_KEY,
+    STARTUP_DEADLINE,
+    RedisProcess,
+    binary,
+    two_deletes_at_one_per_minute,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -51,18 +57,7 @@ async def test_limits_through_sentinel_land_on_the_master(
     sentinel_port: int,
     token: TokenFactory,
 ) -> None:
-    client = await make_gateway(
-        scripted[1],
-        rate_limit={
-            "store": "redis",
-            "redis": {"url": f"redis+sentinel://127.0.0.1:{sentinel_port}/main", "timeout": 1},
-            "rules": [{"name": "deletes", "unit": "minute", "value": 1}],
-        },
-    )
-    tok = token(roles=["admin"])
-    first = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": tok})
-    assert first.status == 204
-    second = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": tok})
-    assert second.status == 413
+    url = f"redis+sentinel://127.0.0.1:{sentinel_port}/main"
+    assert await two_deletes_at_one_per_minute(make_gateway, scripted[1], url, token) == (204, 413)
     master = redis.Redis.from_url(own_redis.url)
-    assert master.zcard("igw:window:{project:project-a}:deletes") == 1
+    assert master.zcard(COUNTED_KEY) == 1

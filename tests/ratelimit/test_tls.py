@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
-from tests.ratelimit.conftest import STARTUP_DEADLINE, RedisProcess, wait_until
+from tests.ratelimit.conftest import (
+    COUNTED_KEY,
+    STARTUP_DEADLINE,
+    RedisProcess,
+    two_deletes_at_one_per_minute,
+    wait_until,
+)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -95,17 +100,6 @@ async def test_limits_over_tls(
     tls_redis_url: str,
     token: TokenFactory,
 ) -> None:
-    client = await make_gateway(
-        scripted[1],
-        rate_limit={
-            "store": "redis",
-            "redis": {"url": tls_redis_url, "timeout": 1},
-            "rules": [{"name": "deletes", "unit": "minute", "value": 1}],
-        },
-    )
-    tok = token(roles=["admin"])
-    first = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": tok})
-    second = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": tok})
-    assert (first.status, second.status) == (204, 413)
-    stored = redis.Redis.from_url(tls_redis_url)
-    assert stored.zcard("igw:window:{project:project-a}:deletes") == 1
+    statuses = await two_deletes_at_one_per_minute(make_gateway, scripted[1], tls_redis_url, token)
+    assert statuses == (204, 413)
+    assert redis.Redis.from_url(tls_redis_url).zcard(COUNTED_KEY) == 1
