@@ -19,12 +19,13 @@ from gateway.middleware.request_id import RequestIdMiddleware
 from gateway.middleware.routing import RoutingMiddleware
 from gateway.middleware.via import ViaMiddleware
 from gateway.ownership import ImageOwners
-from gateway.policy import RolePolicy
+from gateway.policy import Policy
 from gateway.proxy import Proxy
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.redis_store import RedisStore
 from gateway.ratelimit.store import LimitStore
+from gateway.revocation import RevocationStore, make_revocation_store
 from gateway.routes import RouteTable
 from gateway.upstream import UpstreamClient
 
@@ -38,6 +39,8 @@ class Gateway:
     owners: ImageOwners
     verifier: TokenVerifier
     limiter: RateLimiter
+    policy: Policy
+    revocations: RevocationStore
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -53,7 +56,9 @@ def make_store(config: RateLimitConfig) -> LimitStore:
 def build_app(config: GatewayConfig, *, store: LimitStore | None = None) -> web.Application:
     upstream = UpstreamClient(config.upstream)
     owners = ImageOwners(upstream, config.upstream)
-    verifier = TokenVerifier(config.auth)
+    revocations = make_revocation_store(config.revocation)
+    verifier = TokenVerifier(config.auth, revocations.revocations)
+    policy = Policy(config.authorization)
     limiter = RateLimiter(config.rate_limit, store or make_store(config.rate_limit))
     routes = RouteTable()
 
@@ -66,7 +71,7 @@ def build_app(config: GatewayConfig, *, store: LimitStore | None = None) -> web.
             RoutingMiddleware(routes),
             AuthenticationMiddleware(verifier, config.auth.realm),
             RateLimitMiddleware(limiter),
-            AuthorizationMiddleware(RolePolicy(config.authorization), owners),
+            AuthorizationMiddleware(policy, owners),
         ],
         # aiohttp refuses header lines over 8190 bytes before any middleware
         # runs, with a bare text 400; leave room for the configured token size
@@ -74,7 +79,7 @@ def build_app(config: GatewayConfig, *, store: LimitStore | None = None) -> web.
         handler_args={"max_field_size": max(16384, config.auth.max_token_bytes + 1024)},
     )
     routes.register(app.router, Proxy(upstream).handle)
-    app[GATEWAY] = Gateway(config, upstream, owners, verifier, limiter)
+    app[GATEWAY] = Gateway(config, upstream, owners, verifier, limiter, policy, revocations)
     app.on_response_prepare.append(run_before_send)
     app.cleanup_ctx.append(_lifecycle)
     return app
@@ -83,6 +88,11 @@ def build_app(config: GatewayConfig, *, store: LimitStore | None = None) -> web.
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     await gateway.upstream.open()
+    # Keys and revocations are current before the first request is served.
+    await gateway.revocations.open()
+    await gateway.verifier.open()
     yield
+    await gateway.verifier.close()
+    await gateway.revocations.close()
     await gateway.upstream.close()
     await gateway.limiter.close()
