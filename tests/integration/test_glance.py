@@ -1,0 +1,126 @@
+"""The gateway in front of real OpenStack Glance.
+
+The gateway runs Glance's own default rule for deleting an image, from a
+policy file; tokens carry the roles Glance's defaults want (member, reader).
+Where the gateway refuses, Glance asked directly with the same identity
+refuses the same way: the two policies agree, and the gateway answers
+without the request reaching Glance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiohttp import ClientResponse
+
+from tests.conftest import Client, GatewayFactory, TokenFactory
+from tests.integration.glance import ADMIN, Caller, Glance
+from tests.test_app import assert_fault
+
+GLANCE_POLICY = """\
+# Glance's default (enforce_new_defaults) for delete_image, in the gateway's language.
+context_is_admin: "role:admin"
+image:delete: "rule:context_is_admin or (role:member and project_id:%(owner)s)"
+"""
+
+ALICE = Caller("project-a", "alice", ("member", "reader"))
+BOB = Caller("project-b", "bob", ("member", "reader"))
+OLIVIA = Caller("project-a", "olivia", ("reader",))
+
+
+@pytest.fixture
+async def gateway(make_gateway: GatewayFactory, glance: Glance, tmp_path: Path) -> Client:
+    policy = tmp_path / "glance-policy.yaml"
+    policy.write_text(GLANCE_POLICY)
+    return await make_gateway(glance.url, authorization={"policy_file": str(policy)})
+
+
+def token_of(token: TokenFactory, caller: Caller) -> str:
+    return token(caller.project, caller.user, list(caller.roles))
+
+
+async def delete(
+    gateway: Client, token: TokenFactory, caller: Caller, image_id: str, **headers: str
+) -> ClientResponse:
+    headers["X-Auth-Token"] = token_of(token, caller)
+    return await gateway.delete(f"/v2/images/{image_id}", headers=headers)
+
+
+async def test_owner_deletes_then_the_image_is_gone(
+    gateway: Client, glance: Glance, token: TokenFactory
+) -> None:
+    image = await glance.create_image(ALICE)
+    response = await delete(gateway, token, ALICE, image)
+    assert response.status == 204, await response.text()
+    assert not await glance.exists(image)
+    again = await delete(gateway, token, ALICE, image)
+    await assert_fault(again, 404, "itemNotFound")
+
+
+@pytest.mark.parametrize(
+    ("caller", "visibility", "status", "fault"),
+    [
+        (BOB, "private", 404, "itemNotFound"),
+        (BOB, "shared", 403, "forbidden"),
+        (OLIVIA, "private", 403, "forbidden"),
+    ],
+    ids=["other project, private", "other project, shared with it", "observer (reader only)"],
+)
+async def test_refusals_agree_with_glance(
+    gateway: Client,
+    glance: Glance,
+    token: TokenFactory,
+    caller: Caller,
+    visibility: str,
+    status: int,
+    fault: str,
+) -> None:
+    image = await glance.create_image(ALICE, visibility=visibility)
+    if visibility == "shared":
+        await glance.share(image, ALICE, BOB.project)
+    response = await delete(gateway, token, caller, image)
+    await assert_fault(response, status, fault)
+    assert await glance.exists(image)
+    glance_status, _ = await glance.request("DELETE", f"/v2/images/{image}", caller)
+    assert glance_status == status, "Glance's own policy decides the same"
+    assert await glance.exists(image)
+
+
+async def test_protected_image_is_refused_by_glance(
+    gateway: Client, glance: Glance, token: TokenFactory
+) -> None:
+    image = await glance.create_image(ALICE, protected=True)
+    response = await delete(gateway, token, ALICE, image)
+    body = await assert_fault(response, 403, "forbidden")
+    assert "protected" in body["message"].lower()
+    assert await glance.exists(image)
+
+
+async def test_global_admin_deletes_any_projects_image(
+    gateway: Client, glance: Glance, token: TokenFactory
+) -> None:
+    image = await glance.create_image(BOB)
+    response = await delete(gateway, token, ADMIN, image)
+    assert response.status == 204, await response.text()
+    assert not await glance.exists(image)
+
+
+async def test_spoofed_identity_headers_never_arrive(
+    gateway: Client, glance: Glance, token: TokenFactory
+) -> None:
+    image = await glance.create_image(ALICE)
+    spoofed = {
+        "X-Roles": "admin",
+        "X-Project-Id": ALICE.project,
+        "X-Tenant-Id": ALICE.project,
+        "X-Identity-Status": "Confirmed",
+        "X-User-Id": "alice",
+    }
+    response = await delete(gateway, token, BOB, image, **spoofed)
+    await assert_fault(response, 404, "itemNotFound")
+    assert await glance.exists(image)
+    # Had the headers arrived, Glance would have obeyed them:
+    as_spoofed = Caller(ALICE.project, "alice", ("admin",))
+    status, _ = await glance.request("DELETE", f"/v2/images/{image}", as_spoofed)
+    assert status == 204
