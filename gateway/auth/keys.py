@@ -14,7 +14,7 @@ from gateway.config import HMAC_ALGORITHMS, JwtPublicKey, VerificationKey
 
 # A kid is compared, never used as a path or a URL; anything else in it (a
 # slash, a control character) marks a forged token, refused before any fetch.
-SAFE_KID = re.compile(r"^[A-Za-z0-9._~+=:\-]{1,256}$")
+SAFE_KID = re.compile(r"\A[A-Za-z0-9._~+=:\-]{1,256}\Z")
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -58,6 +58,7 @@ def bad_tokens(keys: Keys, token: TokenFactory) -> dict[str, str]:
         "alg none": unsigned("none", _claims()),
         "alg None": unsigned("None", _claims()),
         "alg NONE": unsigned("NONE", _claims()),
+        "alg nOnE": unsigned("nOnE", _claims()),
         "signature stripped": f"{header}.{payload}.",
         "tampered payload": f"{header}.{_b64(json.dumps(_claims(project_id='b')).encode())}."
         f"{signature}",
@@ -83,6 +84,15 @@ def bad_tokens(keys: Keys, token: TokenFactory) -> dict[str, str]:
             "RS256",
             headers={"kid": "attacker", "jku": "http://127.0.0.1:1/jwks.json"},
         ),
+        "x5u ignored": jwt.encode(
+            _claims(),
+            keys.rsa_private,
+            "RS256",
+            headers={"kid": "attacker", "x5u": "http://127.0.0.1:1/cert.pem"},
+        ),
+        "kid with a trailing newline": jwt.encode(
+            _claims(), HS_SECRET, "HS256", headers={"kid": "hs\n"}
+        ),
         "no project": token(project_id=None),
         "roles not a list": token(roles={"admin": True}),
         "oversized": token(padding="x" * 7000),
@@ -93,10 +103,11 @@ def bad_tokens(keys: Keys, token: TokenFactory) -> dict[str, str]:
 
 
 CASES = [
-    "garbage", "truncated", "alg none", "alg None", "alg NONE", "signature stripped",
+    "garbage", "truncated", "alg none", "alg None", "alg NONE", "alg nOnE", "signature stripped",
     "tampered payload", "bad base64", "hs256 with rsa public key", "wrong alg for kid",
     "expired", "nbf in future", "wrong issuer", "wrong audience", "missing exp", "unknown kid",
-    "kid with control chars", "jku ignored", "no project", "roles not a list", "oversized",
+    "kid with control chars", "jku ignored", "x5u ignored", "kid with a trailing newline",
+    "no project", "roles not a list", "oversized",
     "wrong secret",
 ]  # fmt: skip
 
