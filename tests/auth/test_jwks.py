@@ -7,6 +7,7 @@ measured where it costs: on the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -74,17 +75,26 @@ class KeyServer:
         return jwt.encode(claims, key, "RS256", headers={"kid": kid, **extra})
 
 
-@pytest.fixture
-async def key_server() -> AsyncIterator[KeyServer]:
-    server_state = KeyServer()
-    server_state.add("k1")
+@contextlib.asynccontextmanager
+async def serving(kid: str) -> AsyncIterator[KeyServer]:
+    """A key server holding one key, on a free port, for the block."""
+    state = KeyServer()
+    state.add(kid)
     app = web.Application()
-    app.router.add_get("/.well-known/jwks.json", server_state.handle)
+    app.router.add_get("/.well-known/jwks.json", state.handle)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    server_state.url = str(server.make_url("/.well-known/jwks.json"))
-    yield server_state
-    await server.close()
+    state.url = str(server.make_url("/.well-known/jwks.json"))
+    try:
+        yield state
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def key_server() -> AsyncIterator[KeyServer]:
+    async with serving("k1") as state:
+        yield state
 
 
 JwksGateway = Callable[..., Awaitable[Client]]
@@ -225,15 +235,9 @@ async def test_jku_and_x5u_are_never_followed(
     header: str,
 ) -> None:
     """An attacker's key set, named in the token, is never fetched or trusted."""
-    attacker = KeyServer()
-    attacker.add("attacker")
-    app = web.Application()
-    app.router.add_get("/jwks.json", attacker.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
+    async with serving("attacker") as attacker:
         client = await jwks_gateway(min_refetch_interval=30)
-        pointer = {header: str(server.make_url("/jwks.json"))}
+        pointer = {header: attacker.url}
         forged = attacker.token("attacker", **pointer)
         response = await client.delete(
             f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": forged}
@@ -242,8 +246,6 @@ async def test_jku_and_x5u_are_never_followed(
         # A genuine token carrying the header is verified as if it were absent.
         assert await delete(client, store_app, key_server.token("k1", **pointer)) == 204
         assert attacker.fetches == 0
-    finally:
-        await server.close()
 
 
 @pytest.mark.parametrize("kid", ["../../jwks", "k1/..", "k1\n", "k1\x00", "", "x" * 300])
