@@ -225,6 +225,32 @@ class RedisRevocationStore:
             log.warning("revocations: ignored a malformed message: %s", exc)
 
 
+def revocation_for(
+    kind: Kind,
+    subject: str,
+    config: RevocationConfig,
+    *,
+    expires_at: float | None = None,
+    ttl: float | None = None,
+    now: float | None = None,
+) -> Revocation:
+    """A revocation from now until the token's expiry, or for ``ttl`` / ``max_ttl`` seconds.
+
+    Never longer than ``max_ttl``; never for a token already expired.
+    """
+    now = time.time() if now is None else now
+    if not subject:
+        raise ValueError(f"the {kind} to revoke is empty")
+    if ttl is not None and ttl <= 0:
+        raise ValueError("--ttl must be positive")
+    until = now + min(ttl if ttl is not None else config.max_ttl, config.max_ttl)
+    if expires_at is not None:
+        if expires_at <= now:
+            raise ValueError("the token has already expired; nothing to revoke")
+        until = min(until, expires_at)
+    return Revocation(kind, subject, now, until)
+
+
 def make_revocation_store(config: RevocationConfig) -> RevocationStore:
     if config.store == "redis":
         assert config.redis is not None
