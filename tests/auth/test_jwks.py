@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway.app import GATEWAY
 from gateway.auth.jwks import JwksKeySet
 from gateway.standin_store import RECEIVED, add_image
-from tests.conftest import Client, GatewayFactory
+from tests.conftest import Client, GatewayFactory, TokenFactory
 from tests.test_app import assert_fault
 
 ISSUER = "https://jwks-idp.test"
@@ -257,3 +257,18 @@ async def test_malformed_kid_is_refused_without_a_fetch(
     key_server.keys[kid] = key_server.keys["k1"]
     assert await delete(client, store_app, key_server.token(kid)) == 401
     assert key_server.fetches == 1
+
+
+async def test_a_key_of_one_issuer_does_not_verify_anothers_tokens(
+    jwks_gateway: JwksGateway,
+    key_server: KeyServer,
+    store_app: web.Application,
+    token: TokenFactory,
+) -> None:
+    """The top-level issuer (static keys) and the JWKS issuer are both trusted, apart."""
+    client = await jwks_gateway(min_refetch_interval=30)
+    assert await delete(client, store_app, token()) == 204
+    # Signed with the top-level issuer's RSA key, claiming the JWKS issuer.
+    crossed = token(kid="rsa", iss=ISSUER, tenant={"id": "project-a"}, scope="cloudImages:admin")
+    assert await delete(client, store_app, crossed) == 401
+    assert await delete(client, store_app, key_server.token("k1")) == 204
