@@ -9,13 +9,17 @@ without the request reaching Glance.
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp import ClientResponse
 
-from tests.conftest import Client, GatewayFactory, TokenFactory
-from tests.integration.glance import ADMIN, Caller, Glance
+from tests.conftest import Client, GatewayFactory, Keys, TokenFactory, config_data
+from tests.integration.glance import ADMIN, REPO, Caller, Glance
 from tests.test_app import assert_fault
 
 GLANCE_POLICY = """\
@@ -118,3 +122,31 @@ async def test_spoofed_identity_headers_never_arrive(
     as_spoofed = Caller(ALICE.project, "alice", ("admin",))
     status, _ = await glance.request("DELETE", f"/v2/images/{image}", as_spoofed)
     assert status == 204
+
+
+def test_explain_against_glance_forwards_nothing(
+    glance: Glance, keys: Keys, token: TokenFactory, tmp_path: Path
+) -> None:
+    """`explain` looks the owner up in Glance read-only and leaves the image alone."""
+    image = asyncio.run(glance.create_image(ALICE))
+    (tmp_path / "policy.yaml").write_text(GLANCE_POLICY)
+    config = tmp_path / "gateway.yaml"
+    data = config_data(glance.url, keys, authorization={"policy_file": "policy.yaml"})
+    config.write_text(yaml.safe_dump(data))
+
+    def explain(caller: Caller) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", "explain", "--config", str(config),
+             "--token", token_of(token, caller), "DELETE", f"/v2/images/{image}"],
+            cwd=REPO, capture_output=True, text=True,
+        )  # fmt: skip
+
+    bob = explain(BOB)
+    assert bob.returncode == 1, bob.stderr
+    assert "authorization   STOP  404: rule image:delete" in bob.stdout
+    assert "belongs to project project-a, visibility private" in bob.stdout
+    alice = explain(ALICE)
+    assert alice.returncode == 0, alice.stderr
+    assert "project project-a owns the image" in alice.stdout
+    assert f"proxy           ok    DELETE {glance.url}/v2/images/{image}" in alice.stdout
+    assert asyncio.run(glance.exists(image))
