@@ -19,6 +19,8 @@ from gateway.policy_language import PolicyError, Subject, compile_rules
 from gateway.standin_store import IMAGES, RECEIVED, add_image
 from tests.conftest import Client, GatewayFactory, Keys, TokenFactory, config_data
 
+REPO = Path(__file__).resolve().parents[1]
+
 RACKSPACE = {
     "image:delete": "role:admin or (role:cloudImages:admin and project_id:%(owner)s)",
 }
@@ -194,3 +196,21 @@ async def test_shadow_rule_logs_and_counts_and_lets_it_through(
     assert await delete(client, allowed.id, token()) == 204
     assert policy.shadow_refusals["image:delete"] == 1, "an allowed request is not counted"
     assert [r.method for r in store_app[RECEIVED]].count("DELETE") == 2
+
+
+@pytest.mark.parametrize("path", ["config/gateway.yaml", "gateway/demo.yaml"])
+def test_shipped_configs_check(path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(REPO / path)]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"), [("policy.yaml", RACKSPACE), ("glance-policy.yaml", GLANCE)]
+)
+def test_shipped_policies_are_the_reference_policies(policy: str, expected: dict[str, str]) -> None:
+    rules = compile_rules(yaml.safe_load((REPO / "config" / policy).read_text()))
+    reference = compile_rules(expected)
+    for who in [("admin",), ("member", "reader"), ("cloudimages:admin",), ("reader",)]:
+        for owner in (None, "p1", "p2"):
+            assert rules["image:delete"].evaluate(subject(*who, owner=owner)) is reference[
+                "image:delete"
+            ].evaluate(subject(*who, owner=owner))
