@@ -187,6 +187,7 @@ async def test_a_thousand_forged_kids_cost_at_most_one_refetch_per_interval(
     assert {r.status for r in responses} == {401}
     refetches = key_server.fetches - 1
     assert 1 <= refetches <= 1 + int(elapsed / interval), (refetches, elapsed)
+    print(f"1000 forged kids in {elapsed:.2f} s: {refetches} refetch(es), interval {interval} s")
     assert key_set(client).fetches == key_server.fetches
     # A forged kid seen before is refused from the negative cache, even past the interval.
     await asyncio.sleep(interval)

@@ -4,7 +4,7 @@ The gateway runs Glance's own default rule for deleting an image, from a
 policy file; tokens carry the roles Glance's defaults want (member, reader).
 Where the gateway refuses, Glance asked directly with the same identity
 refuses the same way: the two policies agree, and the gateway answers
-without the request reaching Glance.
+without the DELETE reaching Glance.
 """
 
 from __future__ import annotations
@@ -22,11 +22,8 @@ from tests.conftest import Client, GatewayFactory, Keys, TokenFactory, config_da
 from tests.integration.glance import ADMIN, REPO, Caller, Glance
 from tests.test_app import assert_fault
 
-GLANCE_POLICY = """\
 # Glance's default (enforce_new_defaults) for delete_image, in the gateway's language.
-context_is_admin: "role:admin"
-image:delete: "rule:context_is_admin or (role:member and project_id:%(owner)s)"
-"""
+GLANCE_POLICY = REPO / "config" / "glance-policy.yaml"
 
 ALICE = Caller("project-a", "alice", ("member", "reader"))
 BOB = Caller("project-b", "bob", ("member", "reader"))
@@ -34,10 +31,8 @@ OLIVIA = Caller("project-a", "olivia", ("reader",))
 
 
 @pytest.fixture
-async def gateway(make_gateway: GatewayFactory, glance: Glance, tmp_path: Path) -> Client:
-    policy = tmp_path / "glance-policy.yaml"
-    policy.write_text(GLANCE_POLICY)
-    return await make_gateway(glance.url, authorization={"policy_file": str(policy)})
+async def gateway(make_gateway: GatewayFactory, glance: Glance) -> Client:
+    return await make_gateway(glance.url, authorization={"policy_file": str(GLANCE_POLICY)})
 
 
 def token_of(token: TokenFactory, caller: Caller) -> str:
@@ -129,9 +124,8 @@ def test_explain_against_glance_forwards_nothing(
 ) -> None:
     """`explain` looks the owner up in Glance read-only and leaves the image alone."""
     image = asyncio.run(glance.create_image(ALICE))
-    (tmp_path / "policy.yaml").write_text(GLANCE_POLICY)
     config = tmp_path / "gateway.yaml"
-    data = config_data(glance.url, keys, authorization={"policy_file": "policy.yaml"})
+    data = config_data(glance.url, keys, authorization={"policy_file": str(GLANCE_POLICY)})
     config.write_text(yaml.safe_dump(data))
 
     def explain(caller: Caller) -> subprocess.CompletedProcess[str]:
