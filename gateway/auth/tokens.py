@@ -88,8 +88,11 @@ class TokenVerifier:
         if algorithm not in self._algorithms:
             raise InvalidToken("The token's signing algorithm is not accepted.")
         kid = header.get("kid")
+        # A configured key without a kid is a candidate for any token.
         candidates = [
-            k for k in self._keys if k.algorithm == algorithm and (kid is None or k.kid == kid)
+            k
+            for k in self._keys
+            if k.algorithm == algorithm and (kid is None or k.kid is None or k.kid == kid)
         ]
         if not candidates:
             raise InvalidToken("The token was signed with an unknown key.")
