@@ -255,6 +255,12 @@ class JwksConfig(_Section):
         return value
 
 
+def _with_exp(value: list[str]) -> list[str]:
+    # A token without an expiry would be valid forever, and the verified
+    # token cache could never bound its entries by it.
+    return value if "exp" in value else ["exp", *value]
+
+
 class IssuerConfig(_Section):
     """One trusted identity provider: its name, audience, keys and claim layout."""
 
@@ -266,12 +272,7 @@ class IssuerConfig(_Section):
     required_claims: list[str] = ["exp"]
     claims: ClaimPaths = ClaimPaths()
 
-    @field_validator("required_claims")
-    @classmethod
-    def _exp_always_required(cls, value: list[str]) -> list[str]:
-        # A token without an expiry would be valid forever, and the verified
-        # token cache could never bound its entries by it.
-        return value if "exp" in value else ["exp", *value]
+    _exp_always_required = field_validator("required_claims")(_with_exp)
 
     @model_validator(mode="after")
     def _has_keys(self) -> Self:
@@ -301,6 +302,8 @@ class AuthConfig(_Section):
     max_token_bytes: PositiveInt = 8192
     token_cache_size: int = Field(default=10000, ge=0)
     dev_signing_key: DevSigningKey | None = None
+
+    _exp_always_required = field_validator("required_claims")(_with_exp)
 
     @property
     def trusted_issuers(self) -> list[IssuerConfig]:
@@ -348,7 +351,9 @@ class PolicyRule(_Section):
 
 def _read_policy_file(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"policy_file {path} is not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise ValueError(f"cannot read policy_file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -534,14 +539,32 @@ def parse_config(
         raise ConfigError(_format_errors(exc)) from None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping, which plain
+    YAML loading would resolve silently in favour of the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_config(data, base_dir=path.parent, env=env)

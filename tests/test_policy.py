@@ -214,3 +214,11 @@ def test_shipped_policies_are_the_reference_policies(policy: str, expected: dict
             assert rules["image:delete"].evaluate(subject(*who, owner=owner)) is reference[
                 "image:delete"
             ].evaluate(subject(*who, owner=owner))
+
+
+def test_a_rule_given_twice_in_the_policy_file_is_refused(
+    tmp_path: Path, keys: Keys, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "policy.yaml").write_text("image:delete: '@'\nimage:delete: '!'\n")
+    assert main(["check-config", str(write_config(tmp_path, keys, policy_file="policy.yaml"))]) == 2
+    assert "key 'image:delete' is given twice" in capsys.readouterr().err

@@ -98,9 +98,10 @@ class TrustedIssuer:
         )
 
     async def candidates(self, kid: str | None, algorithm: str) -> list[TrustedKey]:
-        keys = [k for k in self.static_keys if kid is None or k.kid == kid]
-        if not keys and kid is not None and self.jwks is not None:
-            keys = await self.jwks.keys_for(kid)
+        # A configured key without a kid is a candidate for any token.
+        keys = [k for k in self.static_keys if kid is None or k.kid in (None, kid)]
+        if kid is not None and self.jwks is not None and not any(k.kid == kid for k in keys):
+            keys += await self.jwks.keys_for(kid)
         return [k for k in keys if k.algorithm == algorithm]
 
     def still_trusts(self, key: TrustedKey) -> bool:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 
-from gateway.ratelimit.store import Check, CheckResult, Verdict
+from gateway.ratelimit.store import Check, CheckResult, Verdict, cell_micros
 
 # Sweep expired keys once the table passes this size, so an unbounded set of
 # callers cannot grow memory without bound.
@@ -16,39 +15,36 @@ _SWEEP_AT = 100_000
 class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        # key -> theoretical arrival time (seconds on self._clock)
-        self._tat: dict[tuple[str, str], float] = {}
+        # (subject, rule) -> theoretical arrival time, whole microseconds
+        self._tat: dict[tuple[str, str], int] = {}
 
     async def acquire(self, checks: Sequence[Check]) -> Verdict:
         return self.acquire_now(checks)
 
     def acquire_now(self, checks: Sequence[Check]) -> Verdict:
-        now = self._clock()
+        now = round(self._clock() * 1_000_000)
         if len(self._tat) > _SWEEP_AT:
             self._sweep(now)
-        new_tats: list[float] = []
-        retry_after = 0.0
-        for check in checks:
-            interval = check.period / check.limit
-            new_tat = max(self._tat.get((check.subject, check.rule), now), now) + interval
-            overshoot = new_tat - now - check.period
-            # Admissions come in whole intervals, so half an interval of
-            # tolerance keeps a burst at exactly ``limit`` despite rounding.
-            if overshoot > interval / 2:
-                retry_after = max(retry_after, overshoot)
-            new_tats.append(new_tat)
-        allowed = retry_after == 0.0
+        tats = [max(self._tat.get((c.subject, c.rule), now), now) for c in checks]
+        cells = [cell_micros(c) for c in checks]
+        retry = 0
+        for tat, (interval, capacity) in zip(tats, cells, strict=True):
+            retry = max(retry, tat + interval - now - capacity)
+        allowed = retry <= 0
         results = []
-        for check, new_tat in zip(checks, new_tats, strict=True):
-            tat = new_tat if allowed else max(self._tat.get((check.subject, check.rule), now), now)
+        for check, tat, (interval, capacity) in zip(checks, tats, cells, strict=True):
             if allowed:
-                self._tat[(check.subject, check.rule)] = new_tat
-            interval = check.period / check.limit
-            remaining = max(0, math.floor((check.period - (tat - now)) / interval + 0.5))
-            results.append(CheckResult(remaining=remaining, reset_after=max(0.0, tat - now)))
-        return Verdict(allowed=allowed, results=tuple(results), retry_after=retry_after)
+                tat += interval
+                self._tat[(check.subject, check.rule)] = tat
+            results.append(
+                CheckResult(
+                    remaining=max(0, (capacity - (tat - now)) // interval),
+                    reset_after=(tat - now) / 1e6,
+                )
+            )
+        return Verdict(allowed=allowed, results=tuple(results), retry_after=max(0, retry) / 1e6)
 
-    def _sweep(self, now: float) -> None:
+    def _sweep(self, now: int) -> None:
         self._tat = {k: t for k, t in self._tat.items() if t > now}
 
     async def close(self) -> None:

@@ -16,7 +16,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.config import RedisConfig
-from gateway.ratelimit.store import Check, CheckResult, StoreUnavailable, Verdict
+from gateway.ratelimit.store import (
+    Check,
+    CheckResult,
+    StoreUnavailable,
+    Verdict,
+    cell_micros,
+)
 
 GCRA_SCRIPT = resources.files("gateway.ratelimit").joinpath("gcra.lua").read_text()
 
@@ -65,12 +71,16 @@ class RedisStore:
 
     async def _flush(self, batch: list[_Pending]) -> None:
         try:
-            async with asyncio.timeout(self.config.timeout):
-                pipe = self.client.pipeline(transaction=False)
+            # The pipeline's context returns its connection to the pool even
+            # when the timeout cancels it half-way.
+            async with (
+                asyncio.timeout(self.config.timeout),
+                self.client.pipeline(transaction=False) as pipe,
+            ):
                 for checks, _ in batch:
                     args: list[Any] = []
                     for check in checks:
-                        args += [check.limit, int(check.period * 1_000_000)]
+                        args += cell_micros(check)
                     await self._script(keys=[self.key(c) for c in checks], args=args, client=pipe)
                 replies = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError, TimeoutError) as exc:

@@ -5,6 +5,11 @@ per ``period`` is a bucket of ``limit`` that refills one every
 ``period/limit``. It has no window edge, so no double burst across one, and
 keeps one number (the theoretical arrival time) per key.
 
+Time is counted in whole microseconds and the emission interval rounded up
+to one, so the arithmetic is exact in both stores (Lua numbers are doubles):
+a burst is exactly ``limit``, and the long-run rate errs, by under a
+microsecond a cell, on the slow side.
+
 A request's checks are decided together: all pass and all are counted, or
 none is counted. A refused request costs the caller nothing.
 """
@@ -23,6 +28,12 @@ class Check:
     rule: str
     limit: int
     period: float
+
+
+def cell_micros(check: Check) -> tuple[int, int]:
+    """The emission interval and the burst capacity, in microseconds."""
+    interval = -(-round(check.period * 1_000_000) // check.limit)
+    return interval, interval * check.limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ import uuid
 import jwt
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from gateway.app import GATEWAY
 from gateway.standin_store import RECEIVED, add_image
-from tests.conftest import HS_SECRET, Client, Keys, TokenFactory
+from tests.conftest import HS_SECRET, Client, GatewayFactory, Keys, TokenFactory
 from tests.test_app import assert_fault
 
 
@@ -174,3 +175,16 @@ async def test_unique_request_ids(gateway: Client) -> None:
         response = await gateway.delete(f"/v2/images/{uuid.uuid4()}")
         ids.add(response.headers["X-Compute-Request-Id"])
     assert len(ids) == 5
+
+
+async def test_a_key_without_kid_verifies_tokens_that_carry_one(
+    make_gateway: GatewayFactory, store_server: TestServer, store_app: web.Application
+) -> None:
+    data_keys = [{"algorithm": "HS256", "secret": HS_SECRET}]
+    client = await make_gateway(
+        str(store_server.make_url("")).rstrip("/"), auth={"keys": data_keys}
+    )
+    image = add_image(store_app, owner="project-a")
+    tok = jwt.encode(_claims(), HS_SECRET, "HS256", headers={"kid": "rotated-2026"})
+    response = await client.delete(f"/v2/images/{image.id}", headers={"X-Auth-Token": tok})
+    assert response.status == 204
