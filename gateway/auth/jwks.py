@@ -71,7 +71,7 @@ class JwksKeySet:
             await self._session.close()
 
     def has(self, key: TrustedKey) -> bool:
-        """Whether the key is still in the set (a removed key stops verifying at once)."""
+        """Whether the key is still in the set: one removed stops verifying cached tokens too."""
         return key.kid is not None and key in self._keys.get(key.kid, ())
 
     async def keys_for(self, kid: str) -> list[TrustedKey]:
@@ -81,10 +81,14 @@ class JwksKeySet:
         now = time.monotonic()
         if not SAFE_KID.match(kid) or self._unknown.get(kid, now):
             return []
-        if now - self._last_attempt >= self.config.min_refetch_interval or self._in_flight:
-            await self.refresh()
+        if now - self._last_attempt < self.config.min_refetch_interval and not self._in_flight:
+            # Too soon to ask again. Not remembered as unknown: the set has not
+            # been asked about this kid, and a key just rotated in is legitimate.
+            return []
+        await self.refresh()
         keys = self._keys.get(kid)
         if not keys:
+            # The fresh set lacks it: refuse it without asking for a while.
             self._unknown.put(kid, True, time.monotonic() + self.config.unknown_kid_ttl)
             return []
         return keys

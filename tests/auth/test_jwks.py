@@ -273,3 +273,17 @@ async def test_a_key_of_one_issuer_does_not_verify_anothers_tokens(
     crossed = token(kid="rsa", iss=ISSUER, tenant={"id": "project-a"}, scope="cloudImages:admin")
     assert await delete(client, store_app, crossed) == 401
     assert await delete(client, store_app, key_server.token("k1")) == 204
+
+
+async def test_a_kid_too_soon_to_refetch_is_not_remembered_as_unknown(
+    jwks_gateway: JwksGateway, key_server: KeyServer, store_app: web.Application
+) -> None:
+    interval = 0.2
+    client = await jwks_gateway(min_refetch_interval=interval, unknown_kid_ttl=60)
+    key_server.add("k2")
+    rotated = key_server.token("k2")
+    assert await delete(client, store_app, rotated) == 401, "within the interval: no refetch"
+    assert key_server.fetches == 1
+    await asyncio.sleep(interval)  # the interval is what is under test
+    assert await delete(client, store_app, rotated) == 204
+    assert key_server.fetches == 2
