@@ -4,6 +4,7 @@ with no Redis round trip per request, and expiring with the token."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -260,3 +261,26 @@ def test_cli_revoke_needs_the_redis_store(tmp_path: Path, keys: Keys) -> None:
     result = cli("revoke", "--config", str(path), "--jti", "abc")
     assert result.returncode == 2
     assert "revocation.store is memory" in result.stderr
+
+
+async def test_redis_down_at_start_is_logged_and_the_gateway_serves(
+    make_gateway: GatewayFactory,
+    store_server: TestServer,
+    store_app: web.Application,
+    token: TokenFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    with caplog.at_level(logging.WARNING, logger="gateway.revocation"):
+        client = await make_gateway(
+            str(store_server.make_url("")).rstrip("/"),
+            revocation={"store": "redis", "redis": {"url": nowhere}},
+        )
+    assert client.app is not None
+    store = client.app[GATEWAY].revocations
+    assert isinstance(store, RedisRevocationStore)
+    assert not store.synced.is_set()
+    assert store.failures >= 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("no sync from Redis yet" in m for m in messages)
+    assert await status(client, store_app, token()) == 204
