@@ -349,6 +349,10 @@ class PolicyRule(_Section):
         return {"check": value} if isinstance(value, str) else value
 
 
+# Route names are resource:action; helper rules are named otherwise.
+_ROUTE_LIKE = re.compile(r"^[a-z_]+:[a-z_]+$")
+
+
 def _read_policy_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
@@ -398,6 +402,11 @@ class AuthorizationConfig(_Section):
 
     @model_validator(mode="after")
     def _rules_compile(self) -> Self:
+        # A misspelt route rule would leave the route on its default policy.
+        for name in self.rules:
+            if _ROUTE_LIKE.match(name) and name not in ROUTE_NAMES:
+                known = ", ".join(sorted(ROUTE_NAMES))
+                raise ValueError(f"rule {name!r} is named like a route, but none is: {known}")
         compile_rules(self.rule_texts())
         return self
 

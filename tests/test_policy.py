@@ -110,6 +110,7 @@ def write_config(tmp_path: Path, keys: Keys, **authorization: Any) -> Path:
         ("- a list\n", "must map rule names to rules"),
         ("image:delete: [unclosed\n", "is not valid YAML"),
         ("image:delete: {check: '@', shadow: maybe}\n", "authorization.rules.image:delete.shadow"),
+        ("image:delte: '@'\n", "rule 'image:delte' is named like a route, but none is"),
     ],
 )
 def test_check_config_reports_a_malformed_policy_file(

@@ -189,15 +189,26 @@ async def test_cli_revoke_reaches_every_process_within_a_second(
     assert score[0][1] == exp + 5, "the entry expires with the token (exp + leeway)"
 
 
+RevocationGateway = Callable[[str], Awaitable[Client]]
+
+
 @pytest.fixture
-async def redis_gateway(
-    make_gateway: GatewayFactory, store_server: TestServer, redis_url: str
-) -> Client:
-    """A gateway whose revocations come from Redis (its limiter stays in-process)."""
-    return await make_gateway(
-        str(store_server.make_url("")).rstrip("/"),
-        revocation={"store": "redis", "redis": {"url": redis_url}},
-    )
+def revocation_gateway(make_gateway: GatewayFactory, store_server: TestServer) -> RevocationGateway:
+    """Makes a gateway whose revocations come from the Redis at a URL (its limiter stays
+    in-process)."""
+
+    async def make(url: str) -> Client:
+        return await make_gateway(
+            str(store_server.make_url("")).rstrip("/"),
+            revocation={"store": "redis", "redis": {"url": url}},
+        )
+
+    return make
+
+
+@pytest.fixture
+async def redis_gateway(revocation_gateway: RevocationGateway, redis_url: str) -> Client:
+    return await revocation_gateway(redis_url)
 
 
 async def test_hot_path_makes_no_redis_round_trip(
@@ -264,18 +275,13 @@ def test_cli_revoke_needs_the_redis_store(tmp_path: Path, keys: Keys) -> None:
 
 
 async def test_redis_down_at_start_is_logged_and_the_gateway_serves(
-    make_gateway: GatewayFactory,
-    store_server: TestServer,
+    revocation_gateway: RevocationGateway,
+    caplog: pytest.LogCaptureFixture,
     store_app: web.Application,
     token: TokenFactory,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    nowhere = f"redis://127.0.0.1:{free_port()}/0"
     with caplog.at_level(logging.WARNING, logger="gateway.revocation"):
-        client = await make_gateway(
-            str(store_server.make_url("")).rstrip("/"),
-            revocation={"store": "redis", "redis": {"url": nowhere}},
-        )
+        client = await revocation_gateway(f"redis://127.0.0.1:{free_port()}/0")
     assert client.app is not None
     store = client.app[GATEWAY].revocations
     assert isinstance(store, RedisRevocationStore)
