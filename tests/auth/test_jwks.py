@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -19,12 +20,14 @@ import jwt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.app import GATEWAY
 from gateway.auth.jwks import JwksKeySet
 from gateway.standin_store import RECEIVED, add_image
 from tests.conftest import Client, GatewayFactory, TokenFactory
+from tests.middleware.test_authentication import unsigned
 from tests.test_app import assert_fault
 
 ISSUER = "https://jwks-idp.test"
@@ -287,3 +290,39 @@ async def test_a_kid_too_soon_to_refetch_is_not_remembered_as_unknown(
     await asyncio.sleep(interval)  # the interval is what is under test
     assert await delete(client, store_app, rotated) == 204
     assert key_server.fetches == 2
+
+
+def _attacks(server: KeyServer) -> dict[str, str]:
+    good = server.token("k1")
+    header, payload, _ = good.split(".")
+    claims = jwt.decode(good, options={"verify_signature": False})
+    public_pem = (
+        server.keys["k1"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    confused = jwt.api_jws.PyJWS()
+    confused._algorithms["HS256"].prepare_key = lambda key: key  # type: ignore[attr-defined]
+    return {
+        "alg none": unsigned("none", claims),
+        "hs256 keyed with the jwk": confused.encode(
+            json.dumps(claims).encode(), public_pem, algorithm="HS256", headers={"kid": "k1"}
+        ),
+        "signature stripped": f"{header}.{payload}.",
+        "expired": server.token("k1", ttl=-120),
+        "wrong audience": jwt.encode(
+            {**claims, "aud": "other"}, server.keys["k1"], "RS256", headers={"kid": "k1"}
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["alg none", "hs256 keyed with the jwk", "signature stripped", "expired", "wrong audience"],
+)
+async def test_attacks_on_a_jwks_issuer_are_401(
+    jwks_gateway: JwksGateway, key_server: KeyServer, store_app: web.Application, case: str
+) -> None:
+    client = await jwks_gateway(min_refetch_interval=30)
+    assert await delete(client, store_app, _attacks(key_server)[case]) == 401
+    assert len(store_app[RECEIVED]) == 0
