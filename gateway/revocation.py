@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal, Protocol, cast, get_args
+from typing import Any, Literal, Protocol, cast, get_args
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -55,7 +55,11 @@ class Revocation:
     @classmethod
     def from_json(cls, text: str | bytes, expires_at: float) -> Revocation:
         data = json.loads(text)
-        if data.get("kind") not in KINDS or not isinstance(data.get("subject"), str):
+        if (
+            not isinstance(data, dict)
+            or data.get("kind") not in KINDS
+            or not isinstance(data.get("subject"), str)
+        ):
             raise ValueError(f"not a revocation: {text!r}")
         return cls(data["kind"], data["subject"], float(data["revoked_at"]), expires_at)
 
@@ -190,9 +194,8 @@ class RedisRevocationStore:
             list[tuple[bytes, float]],
             await self.client.zrangebyscore(self.key, now, "+inf", withscores=True),
         )
-        self.revocations.replace(
-            [Revocation.from_json(member, float(score)) for member, score in members]
-        )
+        parsed = (_parse(member, score) for member, score in members)
+        self.revocations.replace([r for r in parsed if r is not None])
         self.resyncs += 1
 
     async def _follow(self) -> None:
@@ -220,9 +223,20 @@ class RedisRevocationStore:
     def _apply(self, data: bytes) -> None:
         try:
             member, expires_at = json.loads(data)
-            self.revocations.add(Revocation.from_json(member, float(expires_at)))
-        except (ValueError, TypeError) as exc:
-            log.warning("revocations: ignored a malformed message: %s", exc)
+        except (ValueError, TypeError):
+            member, expires_at = data, None
+        revocation = _parse(member, expires_at)
+        if revocation is not None:
+            self.revocations.add(revocation)
+
+
+def _parse(member: str | bytes, expires_at: Any) -> Revocation | None:
+    """A revocation read from Redis; anything else written there is logged and skipped."""
+    try:
+        return Revocation.from_json(member, float(expires_at))
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning("revocations: ignored a malformed entry %.100r: %s", member, exc)
+        return None
 
 
 def revocation_for(

@@ -290,3 +290,40 @@ async def test_redis_down_at_start_is_logged_and_the_gateway_serves(
     messages = [r.getMessage() for r in caplog.records]
     assert any("no sync from Redis yet" in m for m in messages)
     assert await status(client, store_app, token()) == 204
+
+
+async def test_malformed_entries_in_redis_are_skipped_and_logged(
+    redis_gateway: Client,
+    store_app: web.Application,
+    token: TokenFactory,
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert redis_gateway.app is not None
+    store = redis_gateway.app[GATEWAY].revocations
+    assert isinstance(store, RedisRevocationStore)
+    server = redis.Redis.from_url(redis_url)
+    stolen, later = token(), token()
+    now = time.time()
+    good = Revocation("jti", jti_of(stolen), now, now + 600)
+    junk = {b"not json": now + 600, b"[1, 2]": now + 600, good.to_json(): now + 600}
+    with caplog.at_level(logging.WARNING, logger="gateway.revocation"):
+        server.zadd("igw:revoked", junk)  # type: ignore[arg-type]
+        server.publish("igw:revocations", b"garbage")
+        assert server.client_kill_filter(_type="pubsub") == 1
+
+        async def refused() -> bool:
+            return await status(redis_gateway, store_app, stolen) == 401
+
+        await wait_until(refused, deadline=5.0)
+    skipped = [r.getMessage() for r in caplog.records if "ignored a malformed" in r.getMessage()]
+    assert len(skipped) >= 2
+    # The follower survived: a later revocation still arrives.
+    writer = RedisRevocationStore(RedisConfig(url=redis_url))
+    await writer.revoke(Revocation("jti", jti_of(later), now, now + 600))
+    await writer.close()
+
+    async def later_refused() -> bool:
+        return await status(redis_gateway, store_app, later) == 401
+
+    await wait_until(later_refused, deadline=1.0)

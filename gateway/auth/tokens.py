@@ -105,7 +105,7 @@ class TrustedIssuer:
         return [k for k in keys if k.algorithm == algorithm]
 
     def still_trusts(self, key: TrustedKey) -> bool:
-        return key.source == "config" or (self.jwks is not None and self.jwks.has(key))
+        return key in self.static_keys or (self.jwks is not None and self.jwks.has(key))
 
 
 class TokenVerifier:
