@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
 
     explain = commands.add_parser(
-        "explain", help="each step's decision for a request, without forwarding it"
+        "explain",
+        help="each step's decision for a request, without forwarding it",
+        epilog="Exit status: 0 would be forwarded, 1 refused, 3 undecided, 2 bad configuration.",
     )
     explain.add_argument("--config", required=True, type=Path)
     explain.add_argument("--token", required=True, help="the caller's token")
@@ -77,7 +79,7 @@ def _explain(args: argparse.Namespace) -> int:
         explain(config, args.token, args.method, args.path, owner_lookup=owner_lookup)
     )
     print(result.render())
-    return 0 if result.outcome else 1
+    return {True: 0, False: 1, None: 3}[result.outcome]
 
 
 def _revoke(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from gateway.app import GATEWAY, Gateway, build_app
 from gateway.auth.tokens import InvalidToken, VerifiedToken
 from gateway.config import ClaimPaths, GatewayConfig
+from gateway.faults import GatewayFault
 from gateway.routes import UUID_PATTERN, Route, RouteTable
 
 # A step passes (True), refuses (False), or cannot decide offline (None).
@@ -102,9 +103,13 @@ async def _explain_with(
     out.add("rate limit", True, f"counts against {counted} (not counted now)" if rules else "none")
 
     owners = gateway.owners if owner_lookup else None
-    decision = await gateway.policy.decide(
-        route.name, identity, params.get("image_id", "").lower() or None, owners, "explain"
-    )
+    try:
+        decision = await gateway.policy.decide(
+            route.name, identity, params.get("image_id", "").lower() or None, owners, "explain"
+        )
+    except GatewayFault as fault:
+        out.add("authorization", False, f"{fault.status}: the owner look-up failed: {fault}")
+        return out
     outcome: Outcome = None if decision.status is None else decision.allowed or decision.shadow
     status = "allowed" if decision.allowed else str(decision.status or "undecided")
     shadow = " (shadow mode: logged and counted, it goes through)" if decision.shadow else ""

@@ -114,3 +114,14 @@ def test_cli_prints_the_steps_and_exits_by_the_outcome(
     assert forged.returncode == 1
     assert "authentication  STOP  401: The token is malformed." in forged.stdout
     assert "not-a-token" not in forged.stdout + forged.stderr
+    member = ["--token", token(), "DELETE", f"/images/{image}"]
+    undecided = subprocess.run(
+        [*command, "--no-owner-lookup", *member], cwd=REPO, capture_output=True, text=True
+    )
+    assert undecided.returncode == 3, undecided.stderr
+    assert "result          ??    undecided (nothing was sent)" in undecided.stdout
+    # Nothing listens at the configured upstream: the look-up fails, cleanly.
+    unreachable = subprocess.run([*command, *member], cwd=REPO, capture_output=True, text=True)
+    assert unreachable.returncode == 1, unreachable.stderr
+    assert "authorization   STOP  503: the owner look-up failed" in unreachable.stdout
+    assert unreachable.stderr == ""
