@@ -85,6 +85,8 @@ def _explain(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     import asyncio
 
+    from redis.exceptions import RedisError
+
     from gateway.revocation import KINDS, make_revocation_store, revocation_for
 
     config = load_config(args.config)
@@ -107,7 +109,11 @@ def _revoke(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    asyncio.run(write())
+    try:
+        asyncio.run(write())
+    except RedisError as exc:
+        print(f"image-gateway: the revocation was not written: {exc}", file=sys.stderr)
+        return 1
     until = revocation.expires_at - revocation.revoked_at
     print(f"revoked {kind} {subject} for {until:.0f} s")
     return 0

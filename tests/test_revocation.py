@@ -327,3 +327,13 @@ async def test_malformed_entries_in_redis_are_skipped_and_logged(
         return await status(redis_gateway, store_app, later) == 401
 
     await wait_until(later_refused, deadline=1.0)
+
+
+def test_cli_revoke_with_redis_down_says_so(tmp_path: Path, keys: Keys) -> None:
+    nowhere = {"store": "redis", "redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}}
+    path = tmp_path / "down.yaml"
+    path.write_text(yaml.safe_dump(config_data("http://127.0.0.1:1", keys, revocation=nowhere)))
+    result = cli("revoke", "--config", str(path), "--user", "mallory")
+    assert result.returncode == 1
+    assert "the revocation was not written" in result.stderr
+    assert "Traceback" not in result.stderr
