@@ -18,6 +18,7 @@ outlives its removal.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +69,13 @@ def claim_at(claims: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+# Identity values become header values upstream: no control characters (a
+# header cannot carry them), and no comma in a role, which X-Roles would split
+# into two roles for the backend while the gateway saw one.
+_HEADER_SAFE = re.compile(r"\A[^\x00-\x1f\x7f]+\Z")
+_ROLE = re.compile(r"\A[^\x00-\x1f\x7f,]+\Z")
+
+
 def identity_from_claims(claims: Mapping[str, Any], paths: ClaimPaths) -> Identity:
     project = claim_at(claims, paths.project)
     user = claim_at(claims, paths.user)
@@ -76,12 +84,16 @@ def identity_from_claims(claims: Mapping[str, Any], paths: ClaimPaths) -> Identi
         raise InvalidToken("The token is not scoped to a project.")
     if not isinstance(user, str) or not user:
         raise InvalidToken("The token names no user.")
+    if not _HEADER_SAFE.match(project) or not _HEADER_SAFE.match(user):
+        raise InvalidToken("The token's project or user holds control characters.")
     if roles is None:
         roles = []
     elif isinstance(roles, str):
         roles = roles.replace(",", " ").split()
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidToken("The token's roles are not a list of strings.")
+    if not all(_ROLE.match(r) for r in roles):
+        raise InvalidToken("A role in the token is empty or holds a comma or control character.")
     return Identity(project_id=project, user_id=user, roles=frozenset(r.lower() for r in roles))
 
 

@@ -95,6 +95,10 @@ def bad_tokens(keys: Keys, token: TokenFactory) -> dict[str, str]:
             _claims(), HS_SECRET, "HS256", headers={"kid": "hs\n"}
         ),
         "no project": token(project_id=None),
+        "project with CRLF": token(project_id="project-a\r\nX-Roles: admin"),
+        "user with NUL": token(sub="alice\x00"),
+        "role with a comma": token(roles=["reader,admin"]),
+        "empty role": token(roles=["cloudImages:admin", ""]),
         "roles not a list": token(roles={"admin": True}),
         "oversized": token(padding="x" * 7000),
         "wrong secret": jwt.encode(
@@ -108,7 +112,8 @@ CASES = [
     "tampered payload", "bad base64", "hs256 with rsa public key", "wrong alg for kid",
     "expired", "nbf in future", "wrong issuer", "wrong audience", "missing exp", "unknown kid",
     "kid with control chars", "jku ignored", "x5u ignored", "kid with a trailing newline",
-    "no project", "roles not a list", "oversized",
+    "no project", "project with CRLF", "user with NUL", "role with a comma", "empty role",
+    "roles not a list", "oversized",
     "wrong secret",
 ]  # fmt: skip
 
