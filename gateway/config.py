@@ -221,6 +221,11 @@ class ClaimPaths(_Section):
     project: str = "project_id"
     user: str = "sub"
     roles: str = "roles"
+    # Optional: sent upstream (X-Project-Name, ...) when the token has them.
+    project_name: str | None = None
+    project_domain_id: str | None = None
+    user_name: str | None = None
+    user_domain_id: str | None = None
 
 
 class JwksConfig(_Section):

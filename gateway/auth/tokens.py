@@ -30,7 +30,7 @@ from gateway.auth.jwks import JwksKeySet
 from gateway.auth.keys import SAFE_KID, TrustedKey, key_from_config
 from gateway.cache import ExpiringLRU
 from gateway.config import AuthConfig, ClaimPaths, IssuerConfig
-from gateway.identity import Identity
+from gateway.identity import OPTIONAL_HEADERS, Identity
 from gateway.revocation import RevocationList
 
 
@@ -94,7 +94,19 @@ def identity_from_claims(claims: Mapping[str, Any], paths: ClaimPaths) -> Identi
         raise InvalidToken("The token's roles are not a list of strings.")
     if not all(_ROLE.match(r) for r in roles):
         raise InvalidToken("A role in the token is empty or holds a comma or control character.")
-    return Identity(project_id=project, user_id=user, roles=frozenset(r.lower() for r in roles))
+    optional = {}
+    for field in OPTIONAL_HEADERS:
+        path = getattr(paths, field)
+        value = None if path is None else claim_at(claims, path)
+        if value is not None and not (isinstance(value, str) and _HEADER_SAFE.match(value)):
+            raise InvalidToken(f"The token's {path} claim is not a plain string.")
+        optional[field] = value
+    return Identity(
+        project_id=project,
+        user_id=user,
+        roles=frozenset(r.lower() for r in roles),
+        **optional,
+    )
 
 
 class TrustedIssuer:

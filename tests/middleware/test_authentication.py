@@ -193,3 +193,42 @@ async def test_a_key_without_kid_verifies_tokens_that_carry_one(
     tok = jwt.encode(_claims(), HS_SECRET, "HS256", headers={"kid": "rotated-2026"})
     response = await client.delete(f"/v2/images/{image.id}", headers={"X-Auth-Token": tok})
     assert response.status == 204
+
+
+async def test_names_and_domains_go_upstream_as_keystonemiddleware_sends_them(
+    make_gateway: GatewayFactory,
+    store_server: TestServer,
+    store_app: web.Application,
+    token: TokenFactory,
+) -> None:
+    claims = {
+        "project_name": "tenant.name",
+        "project_domain_id": "tenant.domain",
+        "user_name": "preferred_username",
+        "user_domain_id": "user_domain",
+    }
+    client = await make_gateway(str(store_server.make_url("")).rstrip("/"), auth={"claims": claims})
+    named = token(
+        tenant={"name": "Project A", "domain": "default"},
+        preferred_username="Alice",
+        user_domain="default",
+    )
+    image = add_image(store_app, owner="project-a")
+    response = await client.delete(f"/v2/images/{image.id}", headers={"X-Auth-Token": named})
+    assert response.status == 204
+    sent = store_app[RECEIVED][-1].headers
+    assert sent["X-Project-Name"] == "Project A"
+    assert sent["X-Project-Domain-Id"] == "default"
+    assert sent["X-User-Name"] == "Alice"
+    assert sent["X-User-Domain-Id"] == "default"
+
+    unnamed = add_image(store_app, owner="project-a")
+    response = await client.delete(f"/v2/images/{unnamed.id}", headers={"X-Auth-Token": token()})
+    assert response.status == 204, "the names are optional"
+    assert "X-Project-Name" not in store_app[RECEIVED][-1].headers
+
+    for bad in ({"name": ["Project A"]}, {"name": "A\r\nX-Roles: admin"}):
+        response = await client.delete(
+            f"/v2/images/{unnamed.id}", headers={"X-Auth-Token": token(tenant=bad)}
+        )
+        await assert_fault(response, 401, "unauthorized")
