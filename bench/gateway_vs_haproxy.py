@@ -96,8 +96,10 @@ frontend fe
   http-request deny deny_status 400 unless uuid_path
   http-request set-var(txn.token) req.hdr(X-Auth-Token)
   http-request deny deny_status 401 unless {{ var(txn.token) -m found }}
-  http-request deny deny_status 401 unless {{ var(txn.token),jwt_header_query('$.alg') -m str HS256 }}
-  http-request deny deny_status 401 unless {{ var(txn.token),jwt_verify("HS256","{SECRET}") -m int 1 }}
+  http-request set-var(txn.alg) var(txn.token),jwt_header_query('$.alg')
+  http-request deny deny_status 401 unless {{ var(txn.alg) -m str HS256 }}
+  acl signed var(txn.token),jwt_verify("HS256","{SECRET}") -m int 1
+  http-request deny deny_status 401 unless signed
   http-request set-var(txn.now) date
   http-request set-var(txn.exp) var(txn.token),jwt_payload_query('$.exp','int')
   http-request deny deny_status 401 if {{ var(txn.exp),sub(txn.now) -m int le 0 }}
@@ -163,10 +165,9 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> Result:
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    assert p50 is not None and p99 is not None
-    return Result(
-        rps, _ms(*p50.groups()), _ms(*p99.groups()), int(bad.group(1)) if bad else 0
-    )
+    assert p50 is not None
+    assert p99 is not None
+    return Result(rps, _ms(*p50.groups()), _ms(*p99.groups()), int(bad.group(1)) if bad else 0)
 
 
 def check(url: str, token: str) -> None:
@@ -188,7 +189,9 @@ def check(url: str, token: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2, help="gateway processes = haproxy threads")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="gateway processes = haproxy threads"
+    )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -220,7 +223,9 @@ def main() -> int:
                 process = subprocess.Popen(command, cwd=REPO, env={**os.environ})
                 processes.append(process)
                 wait_listening(ports[name], process)
-            targets = {name: f"http://127.0.0.1:{ports[name]}{path}" for name in ("haproxy", "gateway")}
+            targets = {
+                name: f"http://127.0.0.1:{ports[name]}{path}" for name in ("haproxy", "gateway")
+            }
             for url in targets.values():
                 check(url, token)
                 run_wrk(url, script, 2, args.connections)  # warm-up
