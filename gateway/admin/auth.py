@@ -37,7 +37,8 @@ class AdminTokenMiddleware(Middleware):
         offered = request.query.get("token")
         if offered is not None and request.method == "GET" and self._is_token(offered):
             query = {k: v for k, v in request.query.items() if k != "token"}
-            response = web.HTTPSeeOther(request.rel_url.with_query(query))
+            location = str(request.rel_url.with_query(query))
+            response = web.Response(status=303, headers={"Location": location})
             response.set_cookie(COOKIE, offered, httponly=True, samesite="Strict", path="/")
             return response
         scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
