@@ -84,10 +84,8 @@ class ObservabilityMiddleware(Middleware):
             seconds=record.duration_ms / 1000,
             upstream_seconds=None if record.upstream_ms is None else record.upstream_ms / 1000,
         )
-        if record.limited is not None:
-            metrics.ratelimit_decisions.labels(
-                outcome="limited" if record.limited else "allowed"
-            ).inc()
+        if record.limiter is not None:
+            metrics.ratelimit_decisions.labels(outcome=record.limiter).inc()
         if record.upstream_error is not None:
             metrics.record_upstream_error(record.upstream_error)
         metrics.sync_mirrors()

@@ -54,7 +54,7 @@ class DecisionLog:
     def _track_limits(self, record: Record) -> None:
         for state in record.get("limits") or ():
             key = (str(state["subject"]), str(state["rule"]))
-            limited = bool(record.get("limited")) and state["remaining"] == 0
+            limited = record.get("limiter") == "limited" and state["remaining"] == 0
             if limited:
                 self._limited_counts[key] = self._limited_counts.get(key, 0) + 1
             self._limits[key] = {**state, "at": record["time"], "limited": limited}

@@ -97,7 +97,7 @@ class GatewayMetrics:
         )
         self.ratelimit_decisions = counter(
             "gateway_ratelimit_decisions",
-            "Rate-limit verdicts on requests that matched a rule (allowed, limited).",
+            "Rate-limit verdicts on requests that matched a rule (allowed, limited, unavailable).",
             "outcome",
         )
         self.ratelimit_fail_open = counter(

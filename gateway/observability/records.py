@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from gateway.context import RequestContext
-from gateway.ratelimit.limiter import RateLimiter
+from gateway.ratelimit.limiter import LIMITER_UNAVAILABLE, RateLimiter
 from gateway.upstream import UPSTREAM_CAUSE_PREFIX
 
 # The route whose every decision is audited.
@@ -52,7 +52,9 @@ class AccessRecord:
     reason: str | None
     upstream_status: int | None
     upstream_error: str | None
-    limited: bool | None
+    # The limiter's verdict: allowed, limited, unavailable (failed closed),
+    # or None when no rule matched.
+    limiter: str | None
     limits: tuple[LimitState, ...]
     duration_ms: float
     upstream_ms: float | None
@@ -84,6 +86,8 @@ def decision_of(ctx: RequestContext, status: int) -> str:
         return "forwarded"
     if ctx.rate_limit is not None and not ctx.rate_limit.verdict.allowed:
         return "limited"
+    if ctx.fault is not None and ctx.fault.cause == LIMITER_UNAVAILABLE:
+        return "limiter_unavailable"
     if status == CLIENT_CLOSED:
         return "client_closed"
     if status >= 500:
@@ -93,6 +97,14 @@ def decision_of(ctx: RequestContext, status: int) -> str:
     if ctx.identity is not None and status in (403, 404):
         return "denied"
     return "rejected"
+
+
+def limiter_outcome(ctx: RequestContext) -> str | None:
+    if ctx.fault is not None and ctx.fault.cause == LIMITER_UNAVAILABLE:
+        return "unavailable"
+    if ctx.rate_limit is None:
+        return None
+    return "allowed" if ctx.rate_limit.verdict.allowed else "limited"
 
 
 def limit_states(ctx: RequestContext, client_ip: str) -> tuple[LimitState, ...]:
@@ -132,7 +144,7 @@ def access_record(
         reason=ctx.fault.message if ctx.fault is not None else None,
         upstream_status=ctx.upstream_status,
         upstream_error=upstream_error_kind(ctx),
-        limited=None if ctx.rate_limit is None else not ctx.rate_limit.verdict.allowed,
+        limiter=limiter_outcome(ctx),
         limits=limit_states(ctx, client_ip),
         duration_ms=round((time.monotonic() - ctx.started) * 1000, 3),
         upstream_ms=None if ctx.upstream_seconds is None else round(ctx.upstream_seconds * 1000, 3),

@@ -11,7 +11,7 @@ from aiohttp import web
 from gateway.logs import JsonFormatter
 from gateway.standin_store import add_image
 from tests.conftest import TokenFactory
-from tests.observed import Observed, ObservedFactory
+from tests.observed import Observed, ObservedFactory, delete_new_image
 from tests.test_app import delete
 
 
@@ -57,7 +57,7 @@ async def test_one_json_access_line_per_request_with_the_outcome(
         "status": 204,
         "decision": "forwarded",
         "upstream_status": 204,
-        "limited": False,
+        "limiter": "allowed",
     }.items():
         assert first[name] == value, name
     assert 0 < float(str(first["upstream_ms"])) <= float(str(first["duration_ms"]))
@@ -97,9 +97,8 @@ async def test_a_refused_request_says_why(
     token: TokenFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    image = add_image(store_app, owner="project-a")
     observer = token(roles=["cloudImages:observer"])
-    assert (await delete(observed.gateway, image.id, observer)).status == 403
+    assert (await delete_new_image(observed, store_app, observer)).status == 403
     (line,) = access_lines(caplog)
     assert (line["status"], line["decision"]) == (403, "denied")
     assert line["reason"] == "Policy does not allow this operation."

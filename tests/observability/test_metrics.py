@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from gateway.standin_store import add_image
 from tests.conftest import ScriptedUpstream, TokenFactory, free_port
-from tests.observed import ObservedFactory, sample_value
+from tests.observed import ObservedFactory, delete_new_image, sample_value
 from tests.test_app import delete
 
 DELETE_ROUTE = {"route": "image:delete", "method": "DELETE"}
@@ -88,21 +88,33 @@ async def test_limiter_decisions_count_allowed_and_limited(
     assert await observed.sample("gateway_ratelimit_fail_open_total") == 0
 
 
+def dead_redis(failure_mode: str) -> dict[str, Any]:
+    """A rate_limit section whose Redis nothing listens for."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    return {"store": "redis", "redis": {"url": url}, "failure_mode": failure_mode}
+
+
 async def test_redis_down_fails_open_and_each_event_is_counted(
-    observe_standin: ObservedFactory,
-    store_app: web.Application,
-    token: TokenFactory,
+    observe_standin: ObservedFactory, store_app: web.Application, token: TokenFactory
 ) -> None:
-    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    observed = await observe_standin(
-        rate_limit={"store": "redis", "redis": {"url": dead_redis}, "failure_mode": "open"},
-    )
+    observed = await observe_standin(rate_limit=dead_redis("open"))
     for _ in range(2):
-        image = add_image(store_app, owner="project-a")
-        assert (await delete(observed.gateway, image.id, token())).status == 204
+        assert (await delete_new_image(observed, store_app, token())).status == 204
     assert await observed.sample("gateway_ratelimit_fail_open_total") == 2
     # Counted in-process instead, and allowed.
     assert await observed.sample("gateway_ratelimit_decisions_total", outcome="allowed") == 2
+
+
+async def test_redis_down_failing_closed_is_its_own_outcome(
+    observe_standin: ObservedFactory, store_app: web.Application, token: TokenFactory
+) -> None:
+    observed = await observe_standin(rate_limit=dead_redis("closed"))
+    assert (await delete_new_image(observed, store_app, token())).status == 503
+    assert await observed.sample("gateway_ratelimit_decisions_total", outcome="unavailable") == 1
+    assert await observed.sample("gateway_ratelimit_fail_open_total") == 0
+    refused = {**DELETE_ROUTE, "status": "503", "decision": "limiter_unavailable"}
+    assert await observed.sample("gateway_requests_total", **refused) == 1
+    assert await observed.sample("gateway_upstream_errors_total") == 0
 
 
 async def test_token_cache_hits_and_misses(
