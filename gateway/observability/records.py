@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from gateway.context import RequestContext
@@ -32,6 +32,9 @@ class LimitState:
     period: int
     remaining: int
     reset_after: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _LIMIT_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,15 @@ class AccessRecord:
     pid: int
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: its deep copy was 40% of the cost of
+        # reporting a request (bench/observability_overhead.py).
+        record = {name: getattr(self, name) for name in _ACCESS_FIELDS}
+        record["limits"] = [limit.as_dict() for limit in self.limits]
+        return record
+
+
+_LIMIT_FIELDS = tuple(f.name for f in fields(LimitState))
+_ACCESS_FIELDS = tuple(f.name for f in fields(AccessRecord))
 
 
 def upstream_error_kind(ctx: RequestContext) -> str | None:
