@@ -43,7 +43,8 @@ class Dashboard:
         }
 
     async def limits(self, request: web.Request) -> Context:
-        return {"limits": self.decisions.limit_states()}
+        query, rows = search_args(request)
+        return {"query": query, "limits": self.decisions.limit_states(query, rows)}
 
     async def decisions_page(self, request: web.Request) -> Context:
         query, rows = search_args(request)

@@ -79,16 +79,24 @@ class DecisionLog:
         selected = (r for r in reversed(self.audit) if not needle or _matches(r, needle))
         return [r for _, r in zip(range(limit), selected, strict=False)]
 
-    def limit_states(self, now: float | None = None) -> list[dict[str, Any]]:
-        """Each caller and rule as of now: the bucket refills between requests.
+    def limit_states(
+        self, query: str = "", limit: int = 100, now: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Each caller and rule as of now, closest to its limit first.
+
+        The bucket refills between requests: ``query`` matches part of the
+        caller (``project:p1``) or the rule name.
 
         GCRA keeps one theoretical arrival time per key, ``reset_after``
         seconds after the last decision; what is used now is that time
         left over, in request intervals.
         """
         now = time.time() if now is None else now
+        needle = query.strip().lower()
         rows = []
         for (subject, rule), state in self._limits.items():
+            if needle and needle not in subject.lower() and needle not in rule.lower():
+                continue
             interval = state["period"] / state["limit"]
             left = max(0.0, state["at"] + state["reset_after"] - now)
             # The stores' own rounding (gateway.ratelimit.memory).
@@ -109,7 +117,7 @@ class DecisionLog:
                 }
             )
         rows.sort(key=lambda r: (-r["used"] / r["limit"], r["subject"], r["rule"]))
-        return rows
+        return rows[:limit]
 
     def overview(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now

@@ -61,11 +61,14 @@ async def test_limit_state_per_tenant_shows_usage_against_the_limit(
     assert a["limited_now"] is True
     assert 0 < a["full_in"] <= 60
     assert (b["used"], b["remaining"], b["limited_count"]) == (1, 1, 0)
-    # The tenant closest to its limit comes first.
+    # The tenant closest to its limit comes first; a search narrows them.
     assert [r["subject"] for r in (await observed.api("/api/limits"))["limits"]] == [
         "project:project-a",
         "project:project-b",
     ]
+    found = (await observed.api("/api/limits?q=PROJECT-B"))["limits"]
+    assert [r["subject"] for r in found] == ["project:project-b"]
+    assert len((await observed.api("/api/limits?limit=1"))["limits"]) == 1
 
 
 async def test_overview_has_rate_status_mix_latency_and_health(
@@ -131,6 +134,7 @@ async def test_live_regions_are_served_as_fragments(
         ("/api/decisions?limit=abc", "limit must be a whole number"),
         ("/api/decisions?limit=0", "limit must be a whole number"),
         ("/api/audit?limit=501", "limit must be a whole number"),
+        ("/api/limits?limit=-1", "limit must be a whole number"),
         (f"/api/decisions?q={'x' * 201}", "q is longer than 200"),
         ("/decisions?partial=../base", "partial must be one of: decisions"),
         ("/limits?partial=decisions", "partial must be one of: limits"),
