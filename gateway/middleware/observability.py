@@ -51,7 +51,14 @@ class ObservabilityMiddleware(Middleware):
             status = exc.status
             raise
         finally:
-            self._report(request, ctx, status)
+            try:
+                self._report(request, ctx, status)
+            except Exception:
+                # The client's answer is already decided; a failure to report
+                # it must not replace it with an error of ours.
+                access_log.exception(
+                    "could not report the request", extra={"request_id": ctx.request_id}
+                )
 
     def _report(self, request: web.Request, ctx: RequestContext, status: int) -> None:
         record = access_record(

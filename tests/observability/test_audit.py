@@ -11,7 +11,7 @@ from aiohttp import web
 from gateway.config import ConfigError, parse_config
 from gateway.standin_store import add_image
 from tests.conftest import Keys, TokenFactory, config_data
-from tests.observed import ObservedFactory
+from tests.observed import ObservedFactory, delete_new_image
 from tests.test_app import delete
 
 
@@ -85,3 +85,24 @@ def test_audit_sink_in_a_missing_directory_is_a_config_error(keys: Keys, tmp_pat
     data = config_data("http://127.0.0.1:9292", keys, audit={"sink": str(tmp_path / "no/a.log")})
     with pytest.raises(ConfigError, match=r"audit\.sink: .*does not exist"):
         parse_config(data)
+
+
+async def test_an_audit_sink_that_cannot_be_written_is_logged_and_the_delete_still_answers(
+    observe_standin: ObservedFactory,
+    store_app: web.Application,
+    token: TokenFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # /dev/full accepts the open and refuses every write with ENOSPC.
+    observed = await observe_standin(audit={"sink": "/dev/full"})
+    response = await delete_new_image(observed, store_app, token())
+    assert response.status == 204
+    request_id = response.headers["X-OpenStack-Request-Id"]
+    errors = [r.getMessage() for r in caplog.records if r.name == "gateway.audit"]
+    assert errors == [
+        f"audit record for {request_id} not written to /dev/full: "
+        "[Errno 28] No space left on device"
+    ]
+    # The dashboard's trail still has it.
+    trail = (await observed.api("/api/audit"))["audit"]
+    assert [r["request_id"] for r in trail] == [request_id]
