@@ -13,7 +13,7 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,15 @@ async def backend() -> AsyncIterator[str]:
     await server.close()
 
 
+async def run_gateway(config: dict[str, Any], tmp_path: Path) -> asyncio.subprocess.Process:
+    """``python -m gateway run`` with this configuration, as the operator would."""
+    config_file = tmp_path / "gateway.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "run", "--config", str(config_file), cwd=REPO
+    )
+
+
 async def until(condition: Any, what: str) -> Any:
     """Poll an async condition until it returns something truthy, or fail."""
     deadline = asyncio.get_running_loop().time() + DEADLINE_SECONDS
@@ -70,11 +79,7 @@ async def test_every_worker_is_counted_as_one_gateway(
         audit={"sink": str(audit)},
         logging={"level": "WARNING"},
     )
-    config_file = tmp_path / "gateway.yaml"
-    config_file.write_text(yaml.safe_dump(config))
-    parent = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "run", "--config", str(config_file), cwd=REPO
-    )
+    parent = await run_gateway(config, tmp_path)
     proxy, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
     fresh = aiohttp.TCPConnector(force_close=True)
     try:
@@ -137,3 +142,74 @@ async def test_every_worker_is_counted_as_one_gateway(
     assert len(records) == DELETES
     assert {r["outcome"] for r in records} == {"deleted"}
     assert len({r["pid"] for r in records}) == workers
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_sigterm_turns_readiness_false_while_in_flight_requests_finish(
+    keys: Keys, token: TokenFactory, tmp_path: Path, workers: int
+) -> None:
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def held_delete(request: web.Request) -> web.Response:
+        if request.method != "DELETE":
+            return web.Response(status=200)
+        arrived.set()
+        await release.wait()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", held_delete)
+    backend = TestServer(app, host="127.0.0.1")
+    await backend.start_server()
+    port, admin_port = free_port(), free_port()
+    config = config_data(
+        str(backend.make_url("")).rstrip("/"),
+        keys,
+        listen={"host": "127.0.0.1", "port": port, "workers": workers, "shutdown_timeout": 10},
+        admin={"port": admin_port},
+        logging={"level": "WARNING"},
+    )
+    parent = await run_gateway(config, tmp_path)
+    readyz = f"http://127.0.0.1:{admin_port}/readyz"
+    image = "6a0d9f6c-1f3e-4b0e-8e7e-2b9c1d2e3f40"
+    try:
+        async with aiohttp.ClientSession() as client:
+
+            async def status_of(url: str) -> int | None:
+                try:
+                    return (await client.get(url)).status
+                except aiohttp.ClientConnectionError:
+                    return None
+
+            async def accepting() -> bool:
+                return await status_of(f"http://127.0.0.1:{port}/probe") == 404
+
+            await until(accepting, "the gateway to listen")
+            await until(lambda: _is(status_of(readyz), 200), "readiness")
+            in_flight = asyncio.ensure_future(
+                client.delete(
+                    f"http://127.0.0.1:{port}/v2/images/{image}",
+                    headers={"X-Auth-Token": token(roles=["admin"])},
+                )
+            )
+            await asyncio.wait_for(arrived.wait(), DEADLINE_SECONDS)
+            parent.send_signal(signal.SIGTERM)
+            await until(lambda: _is(status_of(readyz), 503), "readiness to go false")
+            report = await (await client.get(readyz)).json()
+            assert report["draining"] is True
+            # Unready, and the request that was already here is still served.
+            assert not in_flight.done()
+            release.set()
+            assert (await in_flight).status == 204
+        exit_code = await asyncio.wait_for(parent.wait(), DEADLINE_SECONDS)
+        assert exit_code == 0
+    finally:
+        release.set()
+        if parent.returncode is None:
+            parent.kill()
+            await parent.wait()
+        await backend.close()
+
+
+async def _is(status: Awaitable[int | None], expected: int) -> bool:
+    return await status == expected
