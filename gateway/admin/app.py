@@ -57,27 +57,27 @@ def build_admin_app(config: AdminConfig, sources: AdminSources) -> web.Applicati
     if config.token is not None:
         middlewares.append(AdminTokenMiddleware(config.token.get_secret_value()))
     app = web.Application(middlewares=middlewares)
-    aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.PackageLoader(PACKAGE, "templates"),
-        autoescape=jinja2.select_autoescape(default=True),
-        filters=FILTERS,
-        undefined=jinja2.StrictUndefined,
-    )
-    dashboard = Dashboard(sources.decisions, sources.readiness, config.refresh_seconds)
+    dashboard = Dashboard(sources.decisions, sources.readiness)
     pages = (
         Page("overview", "Overview", dashboard.overview, ("overview",)),
         Page("limits", "Rate limits", dashboard.limits, ("limits",)),
         Page("decisions", "Decisions", dashboard.decisions_page, ("decisions",)),
         Page("audit", "Delete audit", dashboard.audit, ("audit",)),
     )
+    templates = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader(PACKAGE, "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+        filters=FILTERS,
+        undefined=jinja2.StrictUndefined,
+    )
+    templates.globals["pages"] = pages
     router = app.router
     router.add_get("/healthz", healthz)
     router.add_get("/readyz", readyz_handler(sources.readiness))
     router.add_get("/metrics", metrics_handler(sources.registry))
     for page in pages:
-        path = "/" if page.name == "overview" else f"/{page.name}"
-        router.add_get(path, page.handler(config.refresh_seconds), name=page.name)
+        router.add_get(page.path, page.handler(config.refresh_seconds), name=page.name)
         router.add_get(f"/api/{page.name}", api(page.load))
     router.add_static("/static", str(resources.files(PACKAGE).joinpath("static")), name="static")
     return app

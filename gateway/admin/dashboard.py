@@ -33,7 +33,6 @@ Context = dict[str, Any]
 class Dashboard:
     decisions: DecisionLog
     readiness: Readiness
-    refresh_seconds: float
 
     async def overview(self, request: web.Request) -> Context:
         return {
@@ -76,6 +75,10 @@ class Page:
     load: Loader
     # The live regions, each a template in partials/ the page includes.
     regions: tuple[str, ...]
+
+    @property
+    def path(self) -> str:
+        return "/" if self.name == "overview" else f"/{self.name}"
 
     def handler(self, refresh_seconds: float) -> Handler:
         """The page, or with ``?partial=<region>`` just that region of it."""
