@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import aiohttp
 from aiohttp import web
@@ -42,6 +43,7 @@ class Proxy:
         url = self.upstream.base_url + path
         if request.query_string:
             url += "?" + request.query_string
+        sent = time.monotonic()
         try:
             async with self.upstream.session.request(
                 request.method,
@@ -51,10 +53,12 @@ class Proxy:
                 allow_redirects=False,
             ) as upstream_response:
                 ctx.upstream_status = upstream_response.status
+                ctx.upstream_seconds = time.monotonic() - sent
                 if upstream_response.status >= 400 and not self.upstream.config.pass_through_errors:
                     raise await self.upstream.error_fault(upstream_response)
                 return await self._relay(request, upstream_response, ctx)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            ctx.upstream_seconds = time.monotonic() - sent
             log.warning(
                 "upstream %s %s failed: %r",
                 request.method,
