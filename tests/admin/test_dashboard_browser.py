@@ -2,12 +2,15 @@
 
 The page is opened first; then the test makes a delete and a 413 through
 the gateway and waits for both to appear without a reload, searches by
-request id, and writes a screenshot of each page to docs/. A missing
-chromium is a failure (the launch raises), never a skip.
+request id, and screenshots each page: into docs/ (the README's pictures)
+when UPDATE_SCREENSHOTS=1, else into a temporary directory so that a test
+run leaves the work tree clean. A missing chromium is a failure (the
+launch raises), never a skip.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -32,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 WAIT_MS = 10_000
 RULES = [
     {"name": "project-deletes", "path": "^/(v2/)?images/", "methods": ["DELETE"],
@@ -74,13 +78,23 @@ async def seed_traffic(observed: Observed, store_app: web.Application, token: To
     assert (await delete_new_image(observed, store_app, root, owner="project-c")).status == 204
 
 
-async def shot(page: Page, name: str) -> None:
-    DOCS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(DOCS / f"dashboard-{name}.png"), full_page=True)
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    return DOCS if UPDATE_SCREENSHOTS else tmp_path
+
+
+async def shot(page: Page, directory: Path, name: str) -> None:
+    path = directory / f"dashboard-{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000, "a blank page would be a few hundred bytes"
 
 
 async def test_dashboard_shows_a_delete_and_a_413_live_and_finds_them_by_request_id(
-    observed: Observed, store_app: web.Application, token: TokenFactory, page: Page
+    observed: Observed,
+    store_app: web.Application,
+    token: TokenFactory,
+    page: Page,
+    shots: Path,
 ) -> None:
     await seed_traffic(observed, store_app, token)
     base = str(observed.admin.make_url("")).rstrip("/")
@@ -102,11 +116,11 @@ async def test_dashboard_shows_a_delete_and_a_413_live_and_finds_them_by_request
     row = page.locator(f'tr[data-request-id="{limited_id}"]')
     assert "413" in await row.inner_text()
     assert "limited" in await row.inner_text()
-    await shot(page, "overview")
+    await shot(page, shots, "overview")
 
     await page.goto(f"{base}/decisions")
     await page.wait_for_selector(f'tr[data-request-id="{limited_id}"]', timeout=WAIT_MS)
-    await shot(page, "decisions")
+    await shot(page, shots, "decisions")
     await page.fill("input[name=q]", limited_id)
     await page.wait_for_function(
         """id => {
@@ -122,7 +136,7 @@ async def test_dashboard_shows_a_delete_and_a_413_live_and_finds_them_by_request
     tenant = page.locator('tr[data-subject="project:project-a"]').first
     await tenant.wait_for(timeout=WAIT_MS)
     assert "3 / 3" in await tenant.inner_text()
-    await shot(page, "limits")
+    await shot(page, shots, "limits")
 
     await page.goto(f"{base}/audit")
     await page.wait_for_selector(f'tr[data-request-id="{deleted_id}"]', timeout=WAIT_MS)
@@ -130,4 +144,4 @@ async def test_dashboard_shows_a_delete_and_a_413_live_and_finds_them_by_request
     assert "deleted" in audit_row
     assert image.id in audit_row
     assert "limited" in await page.locator(f'tr[data-request-id="{limited_id}"]').inner_text()
-    await shot(page, "audit")
+    await shot(page, shots, "audit")
