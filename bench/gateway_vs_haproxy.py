@@ -96,8 +96,10 @@ frontend fe
   http-request deny deny_status 400 unless uuid_path
   http-request set-var(txn.token) req.hdr(X-Auth-Token)
   http-request deny deny_status 401 unless {{ var(txn.token) -m found }}
-  http-request deny deny_status 401 unless {{ var(txn.token),jwt_header_query('$.alg') -m str HS256 }}
-  http-request deny deny_status 401 unless {{ var(txn.token),jwt_verify("HS256","{SECRET}") -m int 1 }}
+  http-request set-var(txn.alg) var(txn.token),jwt_header_query('$.alg')
+  http-request deny deny_status 401 unless {{ var(txn.alg) -m str HS256 }}
+  acl signed var(txn.token),jwt_verify("HS256","{SECRET}") -m int 1
+  http-request deny deny_status 401 unless signed
   http-request set-var(txn.now) date
   http-request set-var(txn.exp) var(txn.token),jwt_payload_query('$.exp','int')
   http-request deny deny_status 401 if {{ var(txn.exp),sub(txn.now) -m int le 0 }}
@@ -119,7 +121,7 @@ backend rl
 backend be
   http-reuse always
   server up 127.0.0.1:{upstream}
-"""  # noqa: E501 (HAProxy directives cannot be wrapped)
+"""
     )
     return path
 
@@ -165,9 +167,7 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> Result:
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     assert p50 is not None
     assert p99 is not None
-    return Result(
-        rps, _ms(*p50.groups()), _ms(*p99.groups()), int(bad.group(1)) if bad else 0
-    )
+    return Result(rps, _ms(*p50.groups()), _ms(*p99.groups()), int(bad.group(1)) if bad else 0)
 
 
 def check(url: str, token: str) -> None:

@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the gateway in front of a stand-in image store")
     demo.add_argument("--port", type=int, default=8080, help="the gateway's port (default 8080)")
+    demo.add_argument("--admin-port", type=int, default=9090, help="dashboard port (default 9090)")
 
     token = commands.add_parser("token", help="mint a token with the config's dev signing key")
     token.add_argument("--config", required=True, type=Path)
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from gateway.demo import demo
 
-            return demo(args.port)
+            return demo(args.port, args.admin_port)
         if args.command == "token":
             from gateway.auth.dev_tokens import mint_token
 

@@ -500,6 +500,49 @@ class RevocationConfig(_Section):
 
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one object per line, for log shippers; text: for a terminal.
+    format: Literal["json", "text"] = "json"
+
+
+# An admin token shorter than this is guessable; it guards the audit trail.
+MIN_ADMIN_TOKEN_CHARS = 16
+
+
+class AdminConfig(_Section):
+    """The operator's listener: health, metrics and the dashboard."""
+
+    enabled: bool = True
+    # Loopback by default: the dashboard shows who deleted what.
+    host: str = "127.0.0.1"
+    port: int = Field(default=9090, ge=0, le=65535)
+    # When set, everything but /healthz and /readyz needs it.
+    token: SecretStr | None = None
+    # Decisions and audit records the dashboard keeps in memory.
+    recent_decisions: PositiveInt = 5000
+    refresh_seconds: PositiveFloat = 1.0
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters")
+        return value
+
+
+class AuditConfig(_Section):
+    # "stderr", or a file every worker appends JSON lines to (relative paths
+    # are relative to the config file).
+    sink: str = "stderr"
+
+    @field_validator("sink")
+    @classmethod
+    def _writable_place(cls, value: str, info: ValidationInfo) -> str:
+        if value == "stderr":
+            return value
+        path = _resolve(Path(value), info)
+        if not path.parent.is_dir():
+            raise ValueError(f"directory {path.parent} does not exist")
+        return str(path)
 
 
 class GatewayConfig(_Section):
@@ -511,6 +554,14 @@ class GatewayConfig(_Section):
     rate_limit: RateLimitConfig = RateLimitConfig()
     revocation: RevocationConfig = RevocationConfig()
     logging: LoggingConfig = LoggingConfig()
+    admin: AdminConfig = AdminConfig()
+    audit: AuditConfig = AuditConfig()
+
+    @model_validator(mode="after")
+    def _admin_port_apart(self) -> GatewayConfig:
+        if self.admin.enabled and self.admin.port == self.listen.port != 0:
+            raise ValueError("admin.port must differ from listen.port")
+        return self
 
 
 def _interpolate(value: Any, path: str, env: Mapping[str, str]) -> Any:

@@ -125,6 +125,7 @@ def gateway_processes(config_file: Path) -> Iterator[list[str]]:
         port = free_port()
         data = yaml.safe_load(config_file.read_text())
         data["listen"] = {"host": "127.0.0.1", "port": port}
+        data["admin"] = {"port": free_port()}
         path = config_file.with_name(f"gateway-{port}.yaml")
         path.write_text(yaml.safe_dump(data))
         processes.append(

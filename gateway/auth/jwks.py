@@ -70,6 +70,16 @@ class JwksKeySet:
         if self._session is not None:
             await self._session.close()
 
+    def successful_fetches(self) -> int:
+        return self.fetches - self.fetch_failures
+
+    def failed_fetches(self) -> int:
+        return self.fetch_failures
+
+    @property
+    def key_count(self) -> int:
+        return sum(len(keys) for keys in self._keys.values())
+
     def has(self, key: TrustedKey) -> bool:
         """Whether the key is still in the set: one removed stops verifying cached tokens too."""
         return key.kid is not None and key in self._keys.get(key.kid, ())
@@ -117,8 +127,9 @@ class JwksKeySet:
             keys = self._parse(document)
         except JwksFetchError as exc:
             self.fetch_failures += 1
-            kept = sum(len(k) for k in self._keys.values())
-            log.warning("JWKS %s: %s; keeping the %d key(s) last fetched", self.url, exc, kept)
+            log.warning(
+                "JWKS %s: %s; keeping the %d key(s) last fetched", self.url, exc, self.key_count
+            )
             return False
         self._keys = keys
         # A kid that exists now must not stay refused.

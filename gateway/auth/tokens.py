@@ -144,6 +144,12 @@ class TokenVerifier:
             config.token_cache_size
         )
 
+    def usable_key_count(self) -> int:
+        """Configured keys plus those fetched so far: zero until some key can verify."""
+        return sum(len(i.static_keys) for i in self.issuers) + sum(
+            k.key_count for k in self.key_sets
+        )
+
     @property
     def key_sets(self) -> list[JwksKeySet]:
         return [i.jwks for i in self.issuers if i.jwks is not None]

@@ -44,6 +44,7 @@ class RateLimitMiddleware(Middleware):
         decision = await self.limiter.decide(
             request.method, request.path, ctx.identity, request.remote or "", ctx.request_id
         )
+        ctx.rate_limit = decision
         if decision is None:
             return await handler(request)
         headers = ratelimit_headers(decision) if self.send_headers else {}

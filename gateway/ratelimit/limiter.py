@@ -20,6 +20,8 @@ from gateway.ratelimit.store import Check, LimitStore, StoreUnavailable, Verdict
 
 log = logging.getLogger("gateway.ratelimit")
 
+# The fault cause of a refusal because the store could not answer (fail closed).
+LIMITER_UNAVAILABLE = "ratelimit_unavailable"
 # A Redis outage under load would otherwise log once per request.
 _LOG_EVERY_SECONDS = 10.0
 
@@ -73,6 +75,7 @@ class RateLimiter:
                     503,
                     "The service is temporarily unavailable.",
                     details="Rate limiting cannot be checked right now.",
+                    cause=LIMITER_UNAVAILABLE,
                 ) from None
             self.fail_open_events += 1
             verdict = self._fallback.acquire_now(checks)
