@@ -103,6 +103,8 @@ class ListenConfig(_Section):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: PositiveInt = 1
+    # The event loop of each worker: uvloop, or asyncio's own when false.
+    uvloop: bool = True
     shutdown_timeout: PositiveFloat = 10.0
 
 
