@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -15,18 +15,31 @@ from gateway.middleware.authentication import AuthenticationMiddleware
 from gateway.middleware.authorization import AuthorizationMiddleware
 from gateway.middleware.fault_envelope import FaultEnvelopeMiddleware
 from gateway.middleware.header_hygiene import HeaderHygieneMiddleware
+from gateway.middleware.observability import ObservabilityMiddleware
 from gateway.middleware.rate_limit import RateLimitMiddleware
 from gateway.middleware.request_id import RequestIdMiddleware
 from gateway.middleware.routing import RoutingMiddleware
 from gateway.middleware.via import ViaMiddleware
+from gateway.observability.audit import AuditSink
+from gateway.observability.decisions import DecisionLog
+from gateway.observability.feed import DecisionFeed, LocalFeed
+from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.readiness import (
+    ConfigLoaded,
+    KeysLoaded,
+    Readiness,
+    RedisReachable,
+    UpstreamReachable,
+)
 from gateway.ownership import ImageOwners
-from gateway.policy import RolePolicy
+from gateway.policy import Policy
 from gateway.proxy import Proxy
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.overrides import OverrideRefresher, RedisOverrides
 from gateway.ratelimit.redis_store import RedisStore
 from gateway.ratelimit.store import LimitStore
+from gateway.revocation import RevocationStore, make_revocation_store
 from gateway.routes import RouteTable
 from gateway.upstream import UpstreamClient
 
@@ -40,6 +53,14 @@ class Gateway:
     owners: ImageOwners
     verifier: TokenVerifier
     limiter: RateLimiter
+    metrics: GatewayMetrics
+    # Where decisions go for the dashboard: this process's log, or the
+    # admin process's socket when there are several workers.
+    feed: DecisionFeed
+    audit: AuditSink
+    readiness: Readiness
+    policy: Policy
+    revocations: RevocationStore
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -64,23 +85,61 @@ def make_limiter(config: RateLimitConfig, store: LimitStore) -> RateLimiter:
     return RateLimiter(config, store, overrides)
 
 
-def build_app(config: GatewayConfig, *, store: LimitStore | None = None) -> web.Application:
+def build_readiness(
+    config: GatewayConfig,
+    upstream: UpstreamClient,
+    store: LimitStore,
+    key_count: Callable[[], int],
+) -> Readiness:
+    readiness = Readiness(
+        [
+            ConfigLoaded(config),
+            KeysLoaded(key_count),
+            UpstreamReachable(upstream),
+        ],
+        timeout=config.upstream.connect_timeout,
+    )
+    if isinstance(store, RedisStore):
+        readiness.add(RedisReachable(store.client))
+    return readiness
+
+
+def build_app(
+    config: GatewayConfig,
+    *,
+    store: LimitStore | None = None,
+    feed: DecisionFeed | None = None,
+) -> web.Application:
     upstream = UpstreamClient(config.upstream)
     owners = ImageOwners(upstream, config.upstream)
-    verifier = TokenVerifier(config.auth)
+    revocations = make_revocation_store(config.revocation)
+    verifier = TokenVerifier(config.auth, revocations.revocations)
+    policy = Policy(config.authorization)
     limiter = make_limiter(config.rate_limit, store or make_store(config.rate_limit))
     routes = RouteTable()
+    metrics = GatewayMetrics()
+    metrics.mirror(metrics.token_cache.labels(result="hit"), lambda: verifier.cache.hits)
+    metrics.mirror(metrics.token_cache.labels(result="miss"), lambda: verifier.cache.misses)
+    metrics.mirror(metrics.ratelimit_fail_open, lambda: limiter.fail_open_events)
+    for key_set in verifier.key_sets:
+        fetches = metrics.jwks_fetches
+        metrics.mirror(fetches.labels(outcome="ok"), key_set.successful_fetches)
+        metrics.mirror(fetches.labels(outcome="error"), key_set.failed_fetches)
+    feed = feed or LocalFeed(DecisionLog(config.admin.recent_decisions))
+    metrics.mirror(metrics.feed_dropped, lambda: feed.dropped)
+    audit = AuditSink(config.audit)
 
     app = web.Application(
         middlewares=[
             RequestIdMiddleware(),
+            ObservabilityMiddleware(metrics, feed, audit),
             FaultEnvelopeMiddleware(),
             ViaMiddleware(config.via),
             HeaderHygieneMiddleware(),
             RoutingMiddleware(routes),
             AuthenticationMiddleware(verifier, config.auth.realm),
             RateLimitMiddleware(limiter),
-            AuthorizationMiddleware(RolePolicy(config.authorization), owners),
+            AuthorizationMiddleware(policy, owners),
         ],
         # aiohttp refuses header lines over 8190 bytes before any middleware
         # runs, with a bare text 400; leave room for the configured token size
@@ -90,16 +149,45 @@ def build_app(config: GatewayConfig, *, store: LimitStore | None = None) -> web.
     routes.register(
         app.router, Proxy(upstream).handle, {"limits:read": LimitsEndpoint(limiter).handle}
     )
-    app[GATEWAY] = Gateway(config, upstream, owners, verifier, limiter)
+    readiness = build_readiness(config, upstream, limiter.store, verifier.usable_key_count)
+    app[GATEWAY] = Gateway(
+        config,
+        upstream,
+        owners,
+        verifier,
+        limiter,
+        metrics,
+        feed,
+        audit,
+        readiness,
+        policy,
+        revocations,
+    )
     app.on_response_prepare.append(run_before_send)
     app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_not_ready)
     return app
+
+
+async def _not_ready(app: web.Application) -> None:
+    # First of the shutdown hooks: load balancers stop sending while the
+    # requests already here finish.
+    app[GATEWAY].readiness.draining = True
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     await gateway.upstream.open()
+    gateway.audit.open()
+    await gateway.feed.start()
+    # Keys and revocations are current before the first request is served.
+    await gateway.revocations.open()
+    await gateway.verifier.open()
     gateway.limiter.start()
     yield
+    await gateway.verifier.close()
+    await gateway.revocations.close()
+    await gateway.feed.close()
+    gateway.audit.close()
     await gateway.upstream.close()
     await gateway.limiter.close()

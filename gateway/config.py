@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.policy_language import OWNER_CHECK, compile_rules
 from gateway.routes import ROUTE_NAMES
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -93,10 +94,18 @@ def _read_pem(inline: str | None, file: Path | None, what: str) -> bytes:
     return inline.encode()
 
 
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
 class ListenConfig(_Section):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: PositiveInt = 1
+    # The event loop of each worker: uvloop, or asyncio's own when false.
+    uvloop: bool = True
     shutdown_timeout: PositiveFloat = 10.0
 
 
@@ -137,9 +146,7 @@ class UpstreamConfig(_Section):
     @field_validator("url")
     @classmethod
     def _is_http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return _http_url(value).rstrip("/")
 
 
 class _Key(_Section):
@@ -217,32 +224,115 @@ class ClaimPaths(_Section):
     project: str = "project_id"
     user: str = "sub"
     roles: str = "roles"
+    # Optional: sent upstream (X-Project-Name, ...) when the token has them.
+    project_name: str | None = None
+    project_domain_id: str | None = None
+    user_name: str | None = None
+    user_domain_id: str | None = None
+
+
+class JwksConfig(_Section):
+    """An issuer's JSON Web Key Set, fetched over HTTP and refreshed in the background."""
+
+    url: str
+    # Keys from the set are used only with these algorithms (pinned here, never
+    # taken from the token or the key set); HMAC is never accepted from a JWKS.
+    algorithms: list[Algorithm] = ["RS256"]
+    cache_ttl: PositiveFloat = 300.0
+    # An unknown kid triggers at most one refetch per this interval, so a flood
+    # of forged kids costs the key server nothing.
+    min_refetch_interval: PositiveFloat = 30.0
+    # How long a kid the fresh key set did not have is refused without asking.
+    unknown_kid_ttl: PositiveFloat = 60.0
+    timeout: PositiveFloat = 5.0
+    max_bytes: PositiveInt = 1_000_000
+
+    @field_validator("url")
+    @classmethod
+    def _is_http_url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric(cls, value: list[Algorithm]) -> list[Algorithm]:
+        if not value:
+            raise ValueError("name at least one algorithm")
+        hmac = sorted(set(value) & HMAC_ALGORITHMS)
+        if hmac:
+            raise ValueError(f"{hmac[0]} keys are secrets and never come from a JWKS")
+        return value
+
+
+def _with_exp(value: list[str]) -> list[str]:
+    # A token without an expiry would be valid forever, and the verified
+    # token cache could never bound its entries by it.
+    return value if "exp" in value else ["exp", *value]
+
+
+class IssuerConfig(_Section):
+    """One trusted identity provider: its name, audience, keys and claim layout."""
+
+    # None trusts tokens without (or with any) iss; at most one issuer may.
+    issuer: str | None = None
+    audience: str | None = None
+    keys: list[VerificationKey] = []
+    jwks: JwksConfig | None = None
+    required_claims: list[str] = ["exp"]
+    claims: ClaimPaths = ClaimPaths()
+
+    _exp_always_required = field_validator("required_claims")(_with_exp)
+
+    @model_validator(mode="after")
+    def _has_keys(self) -> Self:
+        if not self.keys and self.jwks is None:
+            raise ValueError("give keys, a jwks url, or both")
+        kids = [k.kid for k in self.keys if k.kid is not None]
+        if len(kids) != len(set(kids)):
+            raise ValueError("keys: every kid must be unique")
+        return self
+
+
+_ISSUER_FIELDS = ("issuer", "audience", "keys", "jwks", "required_claims", "claims")
 
 
 class AuthConfig(_Section):
     realm: str = "image-gateway"
-    keys: list[VerificationKey] = Field(min_length=1)
+    # The top-level issuer, audience, keys, jwks, claims and required_claims
+    # describe one trusted issuer; `issuers` lists more.
+    keys: list[VerificationKey] = []
+    jwks: JwksConfig | None = None
     issuer: str | None = None
     audience: str | None = None
-    leeway: float = Field(default=5.0, ge=0, le=300)
     required_claims: list[str] = ["exp"]
     claims: ClaimPaths = ClaimPaths()
+    issuers: list[IssuerConfig] = []
+    leeway: float = Field(default=5.0, ge=0, le=300)
     max_token_bytes: PositiveInt = 8192
     token_cache_size: int = Field(default=10000, ge=0)
     dev_signing_key: DevSigningKey | None = None
 
-    @field_validator("required_claims")
-    @classmethod
-    def _exp_always_required(cls, value: list[str]) -> list[str]:
-        # A token without an expiry would be valid forever, and the verified
-        # token cache could never bound its entries by it.
-        return value if "exp" in value else ["exp", *value]
+    _exp_always_required = field_validator("required_claims")(_with_exp)
+
+    @property
+    def trusted_issuers(self) -> list[IssuerConfig]:
+        top: list[IssuerConfig] = []
+        if self.keys or self.jwks is not None:
+            top.append(IssuerConfig(**{name: getattr(self, name) for name in _ISSUER_FIELDS}))
+        return [*top, *self.issuers]
 
     @model_validator(mode="after")
-    def _kids_unique(self) -> AuthConfig:
+    def _issuers_distinct(self) -> Self:
+        if not self.keys and self.jwks is None and not self.issuers:
+            raise ValueError("trust at least one issuer: give keys or jwks, or list issuers")
+        top_level_named = self.issuer is not None or self.audience is not None
+        if top_level_named and not self.keys and self.jwks is None:
+            raise ValueError("issuer and audience at the top level need keys or jwks there")
         kids = [k.kid for k in self.keys if k.kid is not None]
         if len(kids) != len(set(kids)):
             raise ValueError("keys: every kid must be unique")
+        names = [i.issuer for i in self.trusted_issuers]
+        if len(names) != len(set(names)):
+            raise ValueError("issuers: every issuer must be named once (and at most one unnamed)")
         return self
 
 
@@ -254,10 +344,60 @@ def _default_route_roles() -> dict[str, RouteRoles]:
     return {"image:delete": RouteRoles(roles=["cloudImages:admin"])}
 
 
+class PolicyRule(_Section):
+    """A rule in the policy language (gateway/policy_language.py)."""
+
+    check: str
+    # Shadow mode: the decision is logged and counted, the request goes through.
+    shadow: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"check": value} if isinstance(value, str) else value
+
+
+# Route names are resource:action; helper rules are named otherwise.
+_ROUTE_LIKE = re.compile(r"^[a-z_]+:[a-z_]+$")
+
+
+def _read_policy_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"policy_file {path} is not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read policy_file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"policy_file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise ValueError(f"policy_file {path} must map rule names to rules")
+    return data
+
+
 class AuthorizationConfig(_Section):
-    # Roles that act on any tenant's image (Rackspace's and Glance's "admin").
+    # The simple form: roles that act on any tenant's image (Rackspace's and
+    # Glance's "admin"), and per route the roles that may act on their own
+    # project's images. A rule of the same name in `rules` replaces it.
     admin_roles: list[str] = ["admin"]
     routes: dict[str, RouteRoles] = Field(default_factory=_default_route_roles)
+    # Rules by name, in the policy language; a route's rule is the one named
+    # after it. `policy_file` is a YAML file of more rules, read at start-up.
+    policy_file: Path | None = None
+    rules: dict[str, PolicyRule] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_policy_file(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict) or data.get("policy_file") is None:
+            return data
+        path = _resolve(Path(data["policy_file"]), info)
+        from_file = _read_policy_file(path)
+        inline = data.get("rules") or {}
+        both = sorted(set(from_file) & set(inline))
+        if both:
+            raise ValueError(f"rule {both[0]!r} is in both policy_file and rules")
+        return {**data, "policy_file": path, "rules": {**from_file, **inline}}
 
     @field_validator("routes")
     @classmethod
@@ -267,6 +407,29 @@ class AuthorizationConfig(_Section):
             known = ", ".join(sorted(ROUTE_NAMES))
             raise ValueError(f"unknown route {unknown[0]!r}; known: {known}")
         return value
+
+    @model_validator(mode="after")
+    def _rules_compile(self) -> Self:
+        # A misspelt route rule would leave the route on its default policy.
+        for name in self.rules:
+            if _ROUTE_LIKE.match(name) and name not in ROUTE_NAMES:
+                known = ", ".join(sorted(ROUTE_NAMES))
+                raise ValueError(f"rule {name!r} is named like a route, but none is: {known}")
+        compile_rules(self.rule_texts())
+        return self
+
+    def rule_texts(self) -> dict[str, str]:
+        """Every rule by name, the simple form written out in the policy language."""
+        admin = " or ".join(f"role:{r}" for r in self.admin_roles) or "!"
+        texts = {
+            route: f"{admin} or (({' or '.join(f'role:{r}' for r in rule.roles)})"
+            f" and {OWNER_CHECK})"
+            for route, rule in self.routes.items()
+        }
+        # A route without any rule is for admins only.
+        texts.update({route: admin for route in ROUTE_NAMES - set(texts)})
+        texts.update({name: rule.check for name, rule in self.rules.items()})
+        return texts
 
 
 class RateLimitRule(_Section):
@@ -371,8 +534,72 @@ class RateLimitConfig(_Section):
         return self
 
 
+class RevocationConfig(_Section):
+    """Where revoked tokens, users and projects are shared between gateway processes."""
+
+    store: Literal["memory", "redis"] = "memory"
+    redis: RedisConfig | None = None
+    # How long a revocation by user or project, or by jti without the token's
+    # expiry, is kept: at least the longest life an issuer gives a token.
+    max_ttl: PositiveFloat = 86400.0
+
+    @model_validator(mode="after")
+    def _redis_when_needed(self) -> Self:
+        if self.store == "redis" and self.redis is None:
+            raise ValueError("store 'redis' needs a redis section with a url")
+        # Revocations travel by pub/sub on one standalone Redis.
+        if self.redis is not None and (
+            self.redis.url is None or self.redis.url.startswith("redis+sentinel://")
+        ):
+            raise ValueError("redis: revocations need a redis://, rediss:// or unix:// url")
+        return self
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one object per line, for log shippers; text: for a terminal.
+    format: Literal["json", "text"] = "json"
+
+
+# An admin token shorter than this is guessable; it guards the audit trail.
+MIN_ADMIN_TOKEN_CHARS = 16
+
+
+class AdminConfig(_Section):
+    """The operator's listener: health, metrics and the dashboard."""
+
+    enabled: bool = True
+    # Loopback by default: the dashboard shows who deleted what.
+    host: str = "127.0.0.1"
+    port: int = Field(default=9090, ge=0, le=65535)
+    # When set, everything but /healthz and /readyz needs it.
+    token: SecretStr | None = None
+    # Decisions and audit records the dashboard keeps in memory.
+    recent_decisions: PositiveInt = 5000
+    refresh_seconds: PositiveFloat = 1.0
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters")
+        return value
+
+
+class AuditConfig(_Section):
+    # "stderr", or a file every worker appends JSON lines to (relative paths
+    # are relative to the config file).
+    sink: str = "stderr"
+
+    @field_validator("sink")
+    @classmethod
+    def _writable_place(cls, value: str, info: ValidationInfo) -> str:
+        if value == "stderr":
+            return value
+        path = _resolve(Path(value), info)
+        if not path.parent.is_dir():
+            raise ValueError(f"directory {path.parent} does not exist")
+        return str(path)
 
 
 class GatewayConfig(_Section):
@@ -382,7 +609,16 @@ class GatewayConfig(_Section):
     auth: AuthConfig
     authorization: AuthorizationConfig = AuthorizationConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
+    revocation: RevocationConfig = RevocationConfig()
     logging: LoggingConfig = LoggingConfig()
+    admin: AdminConfig = AdminConfig()
+    audit: AuditConfig = AuditConfig()
+
+    @model_validator(mode="after")
+    def _admin_port_apart(self) -> GatewayConfig:
+        if self.admin.enabled and self.admin.port == self.listen.port != 0:
+            raise ValueError("admin.port must differ from listen.port")
+        return self
 
 
 def _interpolate(value: Any, path: str, env: Mapping[str, str]) -> Any:
@@ -425,14 +661,32 @@ def parse_config(
         raise ConfigError(_format_errors(exc)) from None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping, which plain
+    YAML loading would resolve silently in favour of the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_config(data, base_dir=path.parent, env=env)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from multidict import CIMultiDict
 
+from gateway.faults import GatewayFault
 from gateway.identity import Identity
+from gateway.ratelimit.limiter import Decision
 from gateway.routes import Route
 
 ResponseHook = Callable[[web.StreamResponse], None]
@@ -36,6 +38,12 @@ class RequestContext:
     # Headers the chain adds to the upstream request (request id, Via).
     upstream_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
     upstream_status: int | None = None
+    # What the observability middleware reports once the request is done:
+    # the limiter's verdict, the fault the chain answered with, and how long
+    # the backend took to answer (seconds, headers received).
+    rate_limit: Decision | None = None
+    fault: GatewayFault | None = None
+    upstream_seconds: float | None = None
     before_send: list[ResponseHook] = field(default_factory=list)
 
 

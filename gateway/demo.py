@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.admin.app import build_admin_app, local_sources
 from gateway.app import build_app
 from gateway.auth.dev_tokens import mint_token
 from gateway.config import GatewayConfig, load_config
@@ -23,13 +24,14 @@ from gateway.standin_store import add_image, create_standin_store_app
 DEMO_CONFIG = resources.files("gateway").joinpath("demo.yaml")
 
 
-def demo_config(port: int, upstream_url: str) -> GatewayConfig:
+def demo_config(port: int, upstream_url: str, admin_port: int = 9090) -> GatewayConfig:
     with resources.as_file(DEMO_CONFIG) as path:
         config = load_config(Path(path))
     return config.model_copy(
         update={
             "listen": config.listen.model_copy(update={"port": port}),
             "upstream": config.upstream.model_copy(update={"url": upstream_url}),
+            "admin": config.admin.model_copy(update={"port": admin_port}),
         }
     )
 
@@ -42,12 +44,15 @@ async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRun
     return runner, int(runner.addresses[0][1])
 
 
-async def run_demo(port: int) -> None:
+async def run_demo(port: int, admin_port: int = 9090) -> None:
     store = create_standin_store_app()
     store_runner, store_port = await _start(store, "127.0.0.1", 0)
-    config = demo_config(port, f"http://127.0.0.1:{store_port}")
-    configure_logging(config.logging.level)
-    gateway_runner, gateway_port = await _start(build_app(config), config.listen.host, port)
+    config = demo_config(port, f"http://127.0.0.1:{store_port}", admin_port)
+    configure_logging(config.logging.level, config.logging.format)
+    gateway_app = build_app(config)
+    gateway_runner, gateway_port = await _start(gateway_app, config.listen.host, port)
+    admin_app = build_admin_app(config.admin, local_sources(gateway_app))
+    admin_runner, admin_port = await _start(admin_app, config.admin.host, admin_port)
 
     mine = add_image(store, owner="project-a", name="alice-ubuntu")
     protected = add_image(store, owner="project-a", name="alice-golden", protected=True)
@@ -71,6 +76,7 @@ async def run_demo(port: int) -> None:
     print(
         f"""
 image-gateway demo: gateway on {base}, stand-in image store on 127.0.0.1:{store_port}
+Dashboard, metrics and probes: http://{config.admin.host}:{admin_port}/
 
 Paste these into a shell (HS256 tokens, kid "demo", valid one hour):
   export ALICE={alice}    # project-a, cloudImages:admin
@@ -100,10 +106,11 @@ Ctrl-C stops it.
         await asyncio.Event().wait()
     finally:
         await gateway_runner.cleanup()
+        await admin_runner.cleanup()
         await store_runner.cleanup()
 
 
-def demo(port: int) -> int:
+def demo(port: int, admin_port: int = 9090) -> int:
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_demo(port))
+        asyncio.run(run_demo(port, admin_port))
     return 0

@@ -45,7 +45,9 @@ class GatewayFault(Exception):
     """Raised anywhere in the chain; the fault-envelope middleware renders it.
 
     ``retry_after`` is in seconds; it becomes both the ``Retry-After``
-    header and the ISO-8601 ``retryAfter`` member of the body.
+    header and the ISO-8601 ``retryAfter`` member of the body. ``cause`` is
+    for operators, never the client: what failed underneath (for example
+    ``upstream_timeout``), counted in metrics and written to the access log.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class GatewayFault(Exception):
         details: str = "",
         headers: Mapping[str, str] | None = None,
         retry_after: float | None = None,
+        cause: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -63,6 +66,7 @@ class GatewayFault(Exception):
         self.details = details
         self.headers = dict(headers or {})
         self.retry_after = retry_after
+        self.cause = cause
 
     def __repr__(self) -> str:
         return f"GatewayFault({self.status}, {self.message!r})"

@@ -41,9 +41,24 @@ class Identity:
     user_id: str
     # Lower case, as Glance's policy engine compares them.
     roles: frozenset[str]
+    # Sent upstream when the token carries them, as keystonemiddleware does;
+    # no decision depends on them.
+    project_name: str | None = None
+    project_domain_id: str | None = None
+    user_name: str | None = None
+    user_domain_id: str | None = None
 
     def has_any_role(self, roles: frozenset[str]) -> bool:
         return not self.roles.isdisjoint(roles)
+
+
+# Identity fields keystonemiddleware sends when it knows them, by header.
+OPTIONAL_HEADERS = {
+    "project_name": "X-Project-Name",
+    "project_domain_id": "X-Project-Domain-Id",
+    "user_name": "X-User-Name",
+    "user_domain_id": "X-User-Domain-Id",
+}
 
 
 def is_reserved(name: str) -> bool:
@@ -59,7 +74,7 @@ def strip_reserved(headers: CIMultiDict[str]) -> list[str]:
 
 
 def identity_headers(identity: Identity, request_id: str) -> CIMultiDict[str]:
-    return CIMultiDict(
+    headers = CIMultiDict(
         {
             "X-Identity-Status": "Confirmed",
             "X-Project-Id": identity.project_id,
@@ -69,3 +84,8 @@ def identity_headers(identity: Identity, request_id: str) -> CIMultiDict[str]:
             "X-OpenStack-Request-Id": request_id,
         }
     )
+    for field, header in OPTIONAL_HEADERS.items():
+        value = getattr(identity, field)
+        if value is not None:
+            headers[header] = value
+    return headers

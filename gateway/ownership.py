@@ -75,7 +75,9 @@ class ImageOwners:
         if status >= 400 or not isinstance(body, dict):
             # The gateway's own identity was refused: a deployment fault the
             # client cannot fix, so not a 4xx for them.
-            raise self.upstream.unavailable(f"The image owner look-up was answered {status}.")
+            raise self.upstream.unavailable(
+                f"The image owner look-up was answered {status}.", "owner_lookup_refused"
+            )
         owner = body.get("owner")
         record = ImageRecord(
             owner=owner if isinstance(owner, str) else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import aiohttp
 from aiohttp import web
@@ -31,6 +32,10 @@ def upstream_request_headers(ctx: RequestContext) -> CIMultiDict[str]:
     return headers
 
 
+class _UpstreamCutShort(Exception):
+    """The backend's body ended early, after our headers were sent."""
+
+
 class Proxy:
     def __init__(self, upstream: UpstreamClient) -> None:
         self.upstream = upstream
@@ -43,6 +48,7 @@ class Proxy:
         url = self.upstream.base_url + path
         if request.query_string:
             url += "?" + request.query_string
+        sent = time.monotonic()
         try:
             async with self.upstream.session.request(
                 request.method,
@@ -52,10 +58,12 @@ class Proxy:
                 allow_redirects=False,
             ) as upstream_response:
                 ctx.upstream_status = upstream_response.status
+                ctx.upstream_seconds = time.monotonic() - sent
                 if upstream_response.status >= 400 and not self.upstream.config.pass_through_errors:
                     raise await self.upstream.error_fault(upstream_response)
                 return await self._relay(request, upstream_response, ctx)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            ctx.upstream_seconds = time.monotonic() - sent
             log.warning(
                 "upstream %s %s failed: %r",
                 request.method,
@@ -73,15 +81,28 @@ class Proxy:
         )
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
-        await response.prepare(request)
         try:
-            async for chunk in upstream.content.iter_any():
+            await response.prepare(request)
+            while chunk := await self._read(upstream):
                 await response.write(chunk)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            await response.write_eof()
+        except ConnectionError:
+            # The client hung up; nothing is wrong upstream. (aiohttp's
+            # ClientConnectionResetError is also a ConnectionError, which is
+            # why this is caught here and not left to the upstream handler.)
+            log.info("client went away mid-response", extra={"request_id": ctx.request_id})
+        except _UpstreamCutShort as exc:
             # Headers are gone already: all that is left is to cut the
             # connection so the client sees a truncated body, not a short one.
-            log.warning("upstream body cut short: %r", exc, extra={"request_id": ctx.request_id})
+            log.warning(
+                "upstream body cut short: %r", exc.__cause__, extra={"request_id": ctx.request_id}
+            )
             response.force_close()
-            return response
-        await response.write_eof()
         return response
+
+    @staticmethod
+    async def _read(upstream: aiohttp.ClientResponse) -> bytes:
+        try:
+            return await upstream.content.readany()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _UpstreamCutShort from exc

@@ -24,6 +24,19 @@ _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 _MAX_MESSAGE = 500
 
+# Fault causes, by what went wrong underneath; metrics count them by kind.
+UPSTREAM_CAUSE_PREFIX = "upstream_"
+
+
+def transport_error_kind(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connect"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return "disconnected"
+    return "protocol"
+
 
 def upstream_message(body: bytes, content_type: str) -> str:
     """The human message inside a backend error body, whatever its format."""
@@ -86,16 +99,22 @@ class UpstreamClient:
         if self._session is not None:
             await self._session.close()
 
-    def unavailable(self, details: str, *, timed_out: bool = False) -> GatewayFault:
+    def unavailable(self, details: str, kind: str) -> GatewayFault:
         status = 503
         if self.config.pass_gateway_errors:
-            status = 504 if timed_out else 502
-        return GatewayFault(status, "The image service is unavailable.", details=details)
+            status = 504 if kind == "timeout" else 502
+        return GatewayFault(
+            status,
+            "The image service is unavailable.",
+            details=details,
+            cause=UPSTREAM_CAUSE_PREFIX + kind,
+        )
 
     def transport_fault(self, exc: BaseException) -> GatewayFault:
-        if isinstance(exc, TimeoutError):
-            return self.unavailable("The image service timed out.", timed_out=True)
-        return self.unavailable(f"The image service failed ({type(exc).__name__}).")
+        kind = transport_error_kind(exc)
+        if kind == "timeout":
+            return self.unavailable("The image service timed out.", kind)
+        return self.unavailable(f"The image service failed ({type(exc).__name__}).", kind)
 
     async def error_fault(self, response: aiohttp.ClientResponse) -> GatewayFault:
         """Read a backend error (bounded) and turn it into our fault."""
@@ -104,7 +123,11 @@ class UpstreamClient:
         status = response.status
         if status in (502, 504) and not self.config.pass_gateway_errors:
             status = 503
-        return GatewayFault(status, message or response.reason or "The image service refused.")
+        return GatewayFault(
+            status,
+            message or response.reason or "The image service refused.",
+            cause=UPSTREAM_CAUSE_PREFIX + "http_5xx" if response.status >= 500 else None,
+        )
 
     async def get_json(
         self, path: str, headers: Mapping[str, str] | CIMultiDict[str]
@@ -118,4 +141,6 @@ class UpstreamClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self.transport_fault(exc) from None
         except ValueError:
-            raise self.unavailable("The image service answered with invalid JSON.") from None
+            raise self.unavailable(
+                "The image service answered with invalid JSON.", "invalid_response"
+            ) from None

@@ -34,6 +34,17 @@ def test_identity_headers_as_keystonemiddleware_sets_them() -> None:
     }
 
 
+def test_names_and_domains_are_sent_when_known() -> None:
+    identity = Identity(
+        "p1", "u1", frozenset({"member"}), project_name="Project One", user_domain_id="default"
+    )
+    headers = identity_headers(identity, "req-1")
+    assert headers["X-Project-Name"] == "Project One"
+    assert headers["X-User-Domain-Id"] == "default"
+    assert "X-User-Name" not in headers
+    assert "X-Project-Domain-Id" not in headers
+
+
 def test_hop_by_hop_headers_and_those_named_in_connection_are_dropped() -> None:
     headers = CIMultiDict(
         [

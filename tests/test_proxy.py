@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
@@ -152,3 +154,31 @@ async def test_success_headers_are_relayed_without_hop_by_hop(
     assert response.headers["Via"] == f"1.1 glance, {OUR_VIA}"
     assert "Keep-Alive" not in response.headers
     assert upstream.received[-1].query_string == "force=1"
+
+
+async def test_upstream_body_cut_short_truncates_the_client_response(
+    make_gateway: GatewayFactory, token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Headers promise 100 bytes, the backend sends 10 and hangs up."""
+
+    async def half_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(half_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = await make_gateway(f"http://127.0.0.1:{port}")
+        with caplog.at_level(logging.WARNING, logger="gateway.proxy"):
+            response = await client.delete(
+                f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": token(**ADMIN)}
+            )
+            assert response.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        assert any("cut short" in r.getMessage() for r in caplog.records)
+    finally:
+        server.close()
+        await server.wait_closed()

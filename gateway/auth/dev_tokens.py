@@ -34,12 +34,14 @@ def mint_token(
         raise ValueError("the configuration has no auth.dev_signing_key")
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {"iat": issued, "exp": issued + int(ttl), "jti": uuid.uuid4().hex}
-    if auth.issuer is not None:
-        claims["iss"] = auth.issuer
-    if auth.audience is not None:
-        claims["aud"] = auth.audience
-    _set_claim(claims, auth.claims.project, project)
-    _set_claim(claims, auth.claims.user, user)
-    _set_claim(claims, auth.claims.roles, list(roles))
+    # Dev tokens are for the first trusted issuer, in its claim layout.
+    issuer = auth.trusted_issuers[0]
+    if issuer.issuer is not None:
+        claims["iss"] = issuer.issuer
+    if issuer.audience is not None:
+        claims["aud"] = issuer.audience
+    _set_claim(claims, issuer.claims.project, project)
+    _set_claim(claims, issuer.claims.user, user)
+    _set_claim(claims, issuer.claims.roles, list(roles))
     headers = {"kid": key.kid} if key.kid is not None else None
     return jwt.encode(claims, key.key(), algorithm=key.algorithm, headers=headers)  # type: ignore[arg-type]

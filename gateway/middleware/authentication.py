@@ -45,7 +45,7 @@ class AuthenticationMiddleware(Middleware):
             return await handler(request)
         token = self._credential(request)
         try:
-            ctx.identity = self.verifier.verify(token)
+            ctx.identity = await self.verifier.verify(token)
         except InvalidToken as exc:
             log.info("token refused: %s", exc, extra={"request_id": ctx.request_id})
             raise GatewayFault(

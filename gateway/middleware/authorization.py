@@ -1,64 +1,55 @@
-"""8. Authorization: the caller's roles for the route, then the image's owner.
+"""8. Authorization: the route's policy rule for the caller, and the image's owner.
 
-An image the caller could not even see is 404, as Glance answers, so that
-the gateway never confirms another tenant's private image exists; one it
-can see but not change is 403.
+The decision is gateway/policy.py's; this step turns a refusal into the
+fault, or, for a rule in shadow mode, into a log line and a count while the
+request goes through.
 """
 
 from __future__ import annotations
+
+import logging
 
 from aiohttp import web
 
 from gateway.context import context_of
 from gateway.faults import GatewayFault
 from gateway.middleware.base import Middleware
-from gateway.ownership import VISIBLE_TO_ALL, ImageOwners
-from gateway.policy import RolePolicy
+from gateway.ownership import ImageOwners
+from gateway.policy import Policy
 from gateway.routes import Handler
 
-
-def _not_found(image_id: str) -> GatewayFault:
-    return GatewayFault(404, f"No image found with ID {image_id}.")
+log = logging.getLogger("gateway.authorization")
 
 
 class AuthorizationMiddleware(Middleware):
-    def __init__(self, policy: RolePolicy, owners: ImageOwners) -> None:
+    def __init__(self, policy: Policy, owners: ImageOwners) -> None:
         self.policy = policy
         self.owners = owners
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         ctx = context_of(request)
         identity, route = ctx.identity, ctx.route
-        if route is None or identity is None:
+        if route is None or identity is None or route.any_caller:
+            # An any_caller route reads only the caller's own state.
             return await handler(request)
-        if not route.any_caller and not self.policy.allows(route.name, identity):
-            raise GatewayFault(
-                403,
-                "Policy does not allow this operation.",
-                details=f"{route.name} needs one of the roles configured for it.",
-            )
         image_id = ctx.params.get("image_id")
+        decision = await self.policy.decide(
+            route.name, identity, image_id, self.owners, ctx.request_id
+        )
+        if not decision.allowed:
+            extra = {"request_id": ctx.request_id}
+            if not decision.shadow:
+                log.info("refused %d by rule %s: %s", decision.status, decision.rule,
+                         decision.reason, extra=extra)  # fmt: skip
+                raise GatewayFault(decision.status or 403, decision.message)
+            self.policy.shadow_refusals[decision.rule] += 1
+            log.warning("shadow rule %s would refuse %d: %s; letting it through",
+                        decision.rule, decision.status, decision.reason, extra=extra)  # fmt: skip
         if image_id is None:
             return await handler(request)
-        if not self.policy.is_admin(identity):
-            await self._check_owner(image_id, identity.project_id, ctx.request_id)
         try:
             return await handler(request)
         finally:
             # A deleted or vanished image must not keep its cached owner.
             if ctx.upstream_status in (204, 404):
                 self.owners.forget(image_id)
-
-    async def _check_owner(self, image_id: str, project_id: str, request_id: str) -> None:
-        record = await self.owners.record(image_id, request_id)
-        if record is None:
-            raise _not_found(image_id)
-        if record.owner == project_id:
-            return
-        visible = record.visibility in VISIBLE_TO_ALL or (
-            record.visibility == "shared"
-            and await self.owners.is_member(image_id, project_id, request_id)
-        )
-        if not visible:
-            raise _not_found(image_id)
-        raise GatewayFault(403, f"Image {image_id} belongs to another project.")

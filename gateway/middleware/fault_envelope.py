@@ -20,6 +20,7 @@ class FaultEnvelopeMiddleware(Middleware):
         try:
             return await handler(request)
         except GatewayFault as fault:
+            ctx.fault = fault
             log.info(
                 "%s %s -> %d %s",
                 request.method,

@@ -61,6 +61,7 @@ class RateLimitMiddleware(Middleware):
             request_client_ip(self.limiter, request),
             ctx.request_id,
         )
+        ctx.rate_limit = decision
         if decision is None:
             return await handler(request)
         headers = ratelimit_headers(decision.limits) if self.send_headers else {}

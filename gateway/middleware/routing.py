@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
 from gateway.context import context_of
 from gateway.faults import GatewayFault
 from gateway.middleware.base import Middleware
-from gateway.routes import Handler, RouteTable
-
-# Glance ids are UUIDs in canonical form; other spellings uuid.UUID accepts
-# (braces, urn:, no hyphens) would name the same image twice in our caches.
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+from gateway.routes import UUID_PATTERN, Handler, RouteTable
 
 
 class RoutingMiddleware(Middleware):
@@ -38,7 +32,7 @@ class RoutingMiddleware(Middleware):
             ctx.route = route
             for name in route.uuid_params:
                 value = request.match_info[name]
-                if not _UUID.match(value):
+                if not UUID_PATTERN.match(value):
                     raise GatewayFault(400, f"Invalid {name}: must be a UUID.", details=value[:64])
                 ctx.params[name] = value.lower()
             if not route.accepts_body and request.body_exists:

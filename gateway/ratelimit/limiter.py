@@ -28,6 +28,8 @@ from gateway.ratelimit.store import Check, CheckResult, LimitStore, StoreUnavail
 
 log = logging.getLogger("gateway.ratelimit")
 
+# The fault cause of a refusal because the store could not answer (fail closed).
+LIMITER_UNAVAILABLE = "ratelimit_unavailable"
 # A Redis outage under load would otherwise log once per request.
 _LOG_EVERY_SECONDS = 10.0
 _DEFAULT_PROBE_INTERVAL = 0.25
@@ -187,6 +189,7 @@ class RateLimiter:
                     503,
                     "The service is temporarily unavailable.",
                     details="Rate limiting cannot be checked right now.",
+                    cause=LIMITER_UNAVAILABLE,
                 ) from None
             self.fail_open_events += 1
             return self._fallback.decide_now(checks, count=count)

@@ -12,10 +12,11 @@ import uuid
 import jwt
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from gateway.app import GATEWAY
 from gateway.standin_store import RECEIVED, add_image
-from tests.conftest import HS_SECRET, Client, Keys, TokenFactory
+from tests.conftest import HS_SECRET, Client, GatewayFactory, Keys, TokenFactory
 from tests.test_app import assert_fault
 
 
@@ -58,6 +59,7 @@ def bad_tokens(keys: Keys, token: TokenFactory) -> dict[str, str]:
         "alg none": unsigned("none", _claims()),
         "alg None": unsigned("None", _claims()),
         "alg NONE": unsigned("NONE", _claims()),
+        "alg nOnE": unsigned("nOnE", _claims()),
         "signature stripped": f"{header}.{payload}.",
         "tampered payload": f"{header}.{_b64(json.dumps(_claims(project_id='b')).encode())}."
         f"{signature}",
@@ -83,7 +85,20 @@ def bad_tokens(keys: Keys, token: TokenFactory) -> dict[str, str]:
             "RS256",
             headers={"kid": "attacker", "jku": "http://127.0.0.1:1/jwks.json"},
         ),
+        "x5u ignored": jwt.encode(
+            _claims(),
+            keys.rsa_private,
+            "RS256",
+            headers={"kid": "attacker", "x5u": "http://127.0.0.1:1/cert.pem"},
+        ),
+        "kid with a trailing newline": jwt.encode(
+            _claims(), HS_SECRET, "HS256", headers={"kid": "hs\n"}
+        ),
         "no project": token(project_id=None),
+        "project with CRLF": token(project_id="project-a\r\nX-Roles: admin"),
+        "user with NUL": token(sub="alice\x00"),
+        "role with a comma": token(roles=["reader,admin"]),
+        "empty role": token(roles=["cloudImages:admin", ""]),
         "roles not a list": token(roles={"admin": True}),
         "oversized": token(padding="x" * 7000),
         "wrong secret": jwt.encode(
@@ -93,10 +108,12 @@ def bad_tokens(keys: Keys, token: TokenFactory) -> dict[str, str]:
 
 
 CASES = [
-    "garbage", "truncated", "alg none", "alg None", "alg NONE", "signature stripped",
+    "garbage", "truncated", "alg none", "alg None", "alg NONE", "alg nOnE", "signature stripped",
     "tampered payload", "bad base64", "hs256 with rsa public key", "wrong alg for kid",
     "expired", "nbf in future", "wrong issuer", "wrong audience", "missing exp", "unknown kid",
-    "kid with control chars", "jku ignored", "no project", "roles not a list", "oversized",
+    "kid with control chars", "jku ignored", "x5u ignored", "kid with a trailing newline",
+    "no project", "project with CRLF", "user with NUL", "role with a comma", "empty role",
+    "roles not a list", "oversized",
     "wrong secret",
 ]  # fmt: skip
 
@@ -163,3 +180,55 @@ async def test_unique_request_ids(gateway: Client) -> None:
         response = await gateway.delete(f"/v2/images/{uuid.uuid4()}")
         ids.add(response.headers["X-Compute-Request-Id"])
     assert len(ids) == 5
+
+
+async def test_a_key_without_kid_verifies_tokens_that_carry_one(
+    make_gateway: GatewayFactory, store_server: TestServer, store_app: web.Application
+) -> None:
+    data_keys = [{"algorithm": "HS256", "secret": HS_SECRET}]
+    client = await make_gateway(
+        str(store_server.make_url("")).rstrip("/"), auth={"keys": data_keys}
+    )
+    image = add_image(store_app, owner="project-a")
+    tok = jwt.encode(_claims(), HS_SECRET, "HS256", headers={"kid": "rotated-2026"})
+    response = await client.delete(f"/v2/images/{image.id}", headers={"X-Auth-Token": tok})
+    assert response.status == 204
+
+
+async def test_names_and_domains_go_upstream_as_keystonemiddleware_sends_them(
+    make_gateway: GatewayFactory,
+    store_server: TestServer,
+    store_app: web.Application,
+    token: TokenFactory,
+) -> None:
+    claims = {
+        "project_name": "tenant.name",
+        "project_domain_id": "tenant.domain",
+        "user_name": "preferred_username",
+        "user_domain_id": "user_domain",
+    }
+    client = await make_gateway(str(store_server.make_url("")).rstrip("/"), auth={"claims": claims})
+    named = token(
+        tenant={"name": "Project A", "domain": "default"},
+        preferred_username="Alice",
+        user_domain="default",
+    )
+    image = add_image(store_app, owner="project-a")
+    response = await client.delete(f"/v2/images/{image.id}", headers={"X-Auth-Token": named})
+    assert response.status == 204
+    sent = store_app[RECEIVED][-1].headers
+    assert sent["X-Project-Name"] == "Project A"
+    assert sent["X-Project-Domain-Id"] == "default"
+    assert sent["X-User-Name"] == "Alice"
+    assert sent["X-User-Domain-Id"] == "default"
+
+    unnamed = add_image(store_app, owner="project-a")
+    response = await client.delete(f"/v2/images/{unnamed.id}", headers={"X-Auth-Token": token()})
+    assert response.status == 204, "the names are optional"
+    assert "X-Project-Name" not in store_app[RECEIVED][-1].headers
+
+    for bad in ({"name": ["Project A"]}, {"name": "A\r\nX-Roles: admin"}):
+        response = await client.delete(
+            f"/v2/images/{unnamed.id}", headers={"X-Auth-Token": token(tenant=bad)}
+        )
+        await assert_fault(response, 401, "unauthorized")

@@ -194,7 +194,7 @@ def gateway_processes(tmp_path: Path) -> Iterator[Callable[[dict[str, Any], int]
         for i in range(n):
             port = free_port()
             listen = {"host": "127.0.0.1", "port": port, "shutdown_timeout": 2}
-            data = {**config, "listen": listen}
+            data = {**config, "listen": listen, "admin": {"enabled": False}}
             path = write_config(tmp_path / f"gateway-{i}.yaml", data)
             started.append(
                 subprocess.Popen(

@@ -1,0 +1,34 @@
+"""/healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import os
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.observability.readiness import Readiness
+from gateway.routes import Handler
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    # Answering at all is the proof: the process and its event loop live.
+    return web.json_response({"alive": True, "pid": os.getpid()})
+
+
+def readyz_handler(readiness: Readiness) -> Handler:
+    async def readyz(_request: web.Request) -> web.Response:
+        report = await readiness.report()
+        return web.json_response(report, status=200 if report["ready"] else 503)
+
+    return readyz
+
+
+def metrics_handler(registry: CollectorRegistry) -> Handler:
+    async def metrics(_request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    return metrics

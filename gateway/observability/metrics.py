@@ -1,0 +1,167 @@
+"""Prometheus metrics: one set per app, correct across worker processes.
+
+Nothing is registered in prometheus_client's global REGISTRY: each app owns
+a CollectorRegistry. With several workers, prometheus_client's multiprocess
+mode is on (``PROMETHEUS_MULTIPROC_DIR``, which gateway.server sets before
+any worker starts): each worker writes its values to files there, and the
+process serving ``/metrics`` sums them with a MultiProcessCollector.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Seconds: a policy decision answered locally takes about a millisecond, a
+# forwarded delete whatever the backend takes.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+# The label for a request that matched no route, so that raw paths (any
+# client can invent them) never become label values.
+NO_ROUTE = "none"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    # A client may send any token as a method; keep the label set bounded.
+    return method if method in _METHODS else "OTHER"
+
+
+def multiprocess_dir() -> Path | None:
+    value = os.environ.get(MULTIPROC_ENV)
+    return Path(value) if value else None
+
+
+def clear_multiprocess_dir(path: Path) -> None:
+    """Values left by an earlier run would be summed into this one's."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+
+
+def exposition_registry(own: CollectorRegistry | None = None) -> CollectorRegistry:
+    """What ``/metrics`` serves: every worker's files, or this process's registry."""
+    path = multiprocess_dir()
+    if path is None:
+        if own is None:
+            raise RuntimeError(f"{MULTIPROC_ENV} is not set and no registry was given")
+        return own
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
+    return registry
+
+
+class CounterMirror:
+    """Publishes a count kept elsewhere into a Prometheus counter.
+
+    The token cache and the limiter keep plain integer counts and know
+    nothing of Prometheus; the mirror adds whatever they gained since it
+    last looked, so the counter stays exact in multiprocess mode too.
+    """
+
+    def __init__(self, counter: Counter, read: Callable[[], int]) -> None:
+        self._counter = counter
+        self._read = read
+        self._seen = read()
+
+    def sync(self) -> None:
+        now = self._read()
+        if now > self._seen:
+            self._counter.inc(now - self._seen)
+        self._seen = now
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        counter, histogram = self._counter, self._histogram
+        self.requests = counter(
+            "gateway_requests",
+            "Requests answered, by route, method, status and the gateway's decision.",
+            "route", "method", "status", "decision",
+        )  # fmt: skip
+        self.request_duration = histogram(
+            "gateway_request_duration_seconds", "Whole request, first byte in to last byte out."
+        )
+        self.upstream_duration = histogram(
+            "gateway_upstream_duration_seconds",
+            "Forwarded requests: request sent to the backend's response headers.",
+        )
+        self.ratelimit_decisions = counter(
+            "gateway_ratelimit_decisions",
+            "Rate-limit verdicts on requests that matched a rule (allowed, limited, unavailable).",
+            "outcome",
+        )
+        self.ratelimit_fail_open = counter(
+            "gateway_ratelimit_fail_open",
+            "Requests counted in-process because the limit store was unreachable.",
+        )
+        self.token_cache = counter(
+            "gateway_token_cache_lookups",
+            "Verified-token cache look-ups, by result (hit or miss).",
+            "result",
+        )
+        self.jwks_fetches = counter(
+            "gateway_jwks_fetches", "Fetches of a JWKS key set, by outcome.", "outcome"
+        )
+        self.upstream_errors = counter(
+            "gateway_upstream_errors",
+            "Backend failures, by kind (timeout, connect, disconnected, http_5xx, ...).",
+            "kind",
+        )
+        self.feed_dropped = counter(
+            "gateway_decision_feed_dropped",
+            "Decisions a worker could not hand to the dashboard (its buffer was full).",
+        )
+        self._mirrors: list[CounterMirror] = []
+
+    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _histogram(self, name: str, documentation: str) -> Histogram:
+        return Histogram(
+            name,
+            documentation,
+            ("route", "method"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def mirror(self, counter: Counter, read: Callable[[], int]) -> None:
+        self._mirrors.append(CounterMirror(counter, read))
+
+    def sync_mirrors(self) -> None:
+        for mirror in self._mirrors:
+            mirror.sync()
+
+    def record_jwks_fetch(self, outcome: str) -> None:
+        """For the JWKS fetcher: ``ok``, ``not_modified`` or ``error``."""
+        self.jwks_fetches.labels(outcome=outcome).inc()
+
+    def record_upstream_error(self, kind: str) -> None:
+        self.upstream_errors.labels(kind=kind).inc()
+
+    def record_request(
+        self,
+        *,
+        route: str | None,
+        method: str,
+        status: int,
+        decision: str,
+        seconds: float,
+        upstream_seconds: float | None,
+    ) -> None:
+        route_label = route or NO_ROUTE
+        method = method_label(method)
+        self.requests.labels(route_label, method, str(status), decision).inc()
+        self.request_duration.labels(route_label, method).observe(seconds)
+        if upstream_seconds is not None:
+            self.upstream_duration.labels(route_label, method).observe(upstream_seconds)

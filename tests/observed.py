@@ -1,0 +1,97 @@
+"""A gateway and its admin listener side by side, on real sockets.
+
+Tests drive traffic through ``gateway`` and read what the operator sees
+from ``admin``: /metrics, /readyz, the dashboard and its JSON API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse, web
+from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.admin.app import build_admin_app, local_sources
+from gateway.app import GATEWAY, Gateway, build_app
+from gateway.config import parse_config
+from gateway.ratelimit.store import LimitStore
+from gateway.standin_store import add_image
+from tests.conftest import Client, Keys, config_data
+
+
+@dataclass
+class Observed:
+    gateway: Client
+    admin: Client
+    app: web.Application
+
+    @property
+    def state(self) -> Gateway:
+        return self.app[GATEWAY]
+
+    async def metrics(self) -> str:
+        response = await self.admin.get("/metrics")
+        assert response.status == 200
+        return await response.text()
+
+    async def sample(self, name: str, **labels: str) -> float:
+        """One sample's value from /metrics; 0 when the series does not exist yet."""
+        return sample_value(await self.metrics(), name, **labels)
+
+    async def api(self, path: str) -> Any:
+        response = await self.admin.get(path)
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+def sample_value(exposition: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+ObservedFactory = Callable[..., Awaitable[Observed]]
+
+
+@pytest.fixture
+async def make_observed(
+    aiohttp_client: Callable[..., Awaitable[Client]], keys: Keys
+) -> ObservedFactory:
+    async def make(
+        upstream_url: str, *, store: LimitStore | None = None, **sections: Any
+    ) -> Observed:
+        config = parse_config(config_data(upstream_url, keys, **sections))
+        app = build_app(config, store=store)
+        gateway = await aiohttp_client(app)
+        admin = await aiohttp_client(build_admin_app(config.admin, local_sources(app)))
+        return Observed(gateway, admin, app)
+
+    return make
+
+
+@pytest.fixture
+def observe_standin(make_observed: ObservedFactory, store_server: TestServer) -> ObservedFactory:
+    """An observed gateway in front of the stand-in store, with config overrides."""
+    url = str(store_server.make_url("")).rstrip("/")
+
+    async def make(**sections: Any) -> Observed:
+        return await make_observed(url, **sections)
+
+    return make
+
+
+async def delete_new_image(
+    observed: Observed, store_app: web.Application, tok: str | None, owner: str = "project-a"
+) -> ClientResponse:
+    """Add an image to the stand-in store and DELETE it through the gateway."""
+    image = add_image(store_app, owner=owner)
+    return await observed.gateway.delete(
+        f"/v2/images/{image.id}", headers={"X-Auth-Token": tok} if tok else {}
+    )
