@@ -338,3 +338,14 @@ def test_cli_revoke_with_redis_down_says_so(tmp_path: Path, keys: Keys) -> None:
     assert result.returncode == 1
     assert "the revocation was not written" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "redis_section",
+    [{"cluster_nodes": ["127.0.0.1:7000"]}, {"url": "redis+sentinel://127.0.0.1:26379/main"}],
+)
+def test_revocations_need_a_plain_redis_url(redis_section: dict[str, object]) -> None:
+    # RevocationConfig reuses the rate limiter's RedisConfig, which also
+    # takes a cluster or a Sentinel; revocation pub/sub needs one server.
+    with pytest.raises(ValueError, match="revocations need a redis://"):
+        RevocationConfig(store="redis", redis=RedisConfig(**redis_section))
