@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from aiohttp import web
 
@@ -104,6 +105,17 @@ def build_readiness(
     return readiness
 
 
+def mirror_limiter_counts(metrics: GatewayMetrics, limiter: RateLimiter) -> None:
+    """The breaker's openings and each rule's refusals (shadow ones apart) as metrics."""
+    metrics.mirror(metrics.ratelimit_breaker_opened, lambda: limiter.breaker.opened)
+    for rule in limiter.config.rules:
+        counts = limiter.shadow_rejections if rule.shadow else limiter.rejections
+        family = (
+            metrics.ratelimit_shadow_rejections if rule.shadow else metrics.ratelimit_rejections
+        )
+        metrics.mirror(family.labels(rule=rule.name), partial(counts.__getitem__, rule.name))
+
+
 def build_app(
     config: GatewayConfig,
     *,
@@ -121,6 +133,7 @@ def build_app(
     metrics.mirror(metrics.token_cache.labels(result="hit"), lambda: verifier.cache.hits)
     metrics.mirror(metrics.token_cache.labels(result="miss"), lambda: verifier.cache.misses)
     metrics.mirror(metrics.ratelimit_fail_open, lambda: limiter.fail_open_events)
+    mirror_limiter_counts(metrics, limiter)
     for key_set in verifier.key_sets:
         fetches = metrics.jwks_fetches
         metrics.mirror(fetches.labels(outcome="ok"), key_set.successful_fetches)

@@ -104,6 +104,20 @@ class GatewayMetrics:
             "gateway_ratelimit_fail_open",
             "Requests counted in-process because the limit store was unreachable.",
         )
+        self.ratelimit_rejections = counter(
+            "gateway_ratelimit_rejections",
+            "Requests refused, by each enforced rule that refused them.",
+            "rule",
+        )
+        self.ratelimit_shadow_rejections = counter(
+            "gateway_ratelimit_shadow_rejections",
+            "Requests a shadow rule would have refused and let through.",
+            "rule",
+        )
+        self.ratelimit_breaker_opened = counter(
+            "gateway_ratelimit_breaker_opened",
+            "Times the limit store failed and requests stopped asking it until it answered.",
+        )
         self.token_cache = counter(
             "gateway_token_cache_lookups",
             "Verified-token cache look-ups, by result (hit or miss).",
