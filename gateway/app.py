@@ -40,7 +40,7 @@ from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.overrides import OverrideRefresher, RedisOverrides
 from gateway.ratelimit.redis_store import RedisStore
 from gateway.ratelimit.store import LimitStore
-from gateway.revocation import RevocationStore, make_revocation_store
+from gateway.revocation import RedisRevocationStore, RevocationStore, make_revocation_store
 from gateway.routes import RouteTable
 from gateway.upstream import UpstreamClient
 
@@ -138,6 +138,12 @@ def build_app(
         fetches = metrics.jwks_fetches
         metrics.mirror(fetches.labels(outcome="ok"), key_set.successful_fetches)
         metrics.mirror(fetches.labels(outcome="error"), key_set.failed_fetches)
+    for rule in sorted(policy.shadowed):
+        refusals = metrics.policy_shadow_refusals.labels(rule=rule)
+        metrics.mirror(refusals, partial(policy.shadow_refusals.__getitem__, rule))
+    if isinstance(revocations, RedisRevocationStore):
+        metrics.mirror(metrics.revocation_resyncs, lambda: revocations.resyncs)
+        metrics.mirror(metrics.revocation_failures, lambda: revocations.failures)
     feed = feed or LocalFeed(DecisionLog(config.admin.recent_decisions))
     metrics.mirror(metrics.feed_dropped, lambda: feed.dropped)
     audit = AuditSink(config.audit)

@@ -131,6 +131,19 @@ class GatewayMetrics:
             "Backend failures, by kind (timeout, connect, disconnected, http_5xx, ...).",
             "kind",
         )
+        self.policy_shadow_refusals = counter(
+            "gateway_policy_shadow_refusals",
+            "Requests a shadowed policy rule would have refused and let through, by rule.",
+            "rule",
+        )
+        self.revocation_resyncs = counter(
+            "gateway_revocation_resyncs",
+            "Full reloads of the revocation list from Redis (start-up and every reconnect).",
+        )
+        self.revocation_failures = counter(
+            "gateway_revocation_failures",
+            "Times following the revocation list in Redis failed (the last copy is kept).",
+        )
         self.feed_dropped = counter(
             "gateway_decision_feed_dropped",
             "Decisions a worker could not hand to the dashboard (its buffer was full).",
