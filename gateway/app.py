@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from functools import partial
 
 from aiohttp import web
 
@@ -25,6 +24,7 @@ from gateway.observability.audit import AuditSink
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.feed import DecisionFeed, LocalFeed
 from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.mirrors import mirror_counts
 from gateway.observability.readiness import (
     ConfigLoaded,
     KeysLoaded,
@@ -40,7 +40,7 @@ from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.overrides import OverrideRefresher, RedisOverrides
 from gateway.ratelimit.redis_store import RedisStore
 from gateway.ratelimit.store import LimitStore
-from gateway.revocation import RedisRevocationStore, RevocationStore, make_revocation_store
+from gateway.revocation import RevocationStore, make_revocation_store
 from gateway.routes import RouteTable
 from gateway.upstream import UpstreamClient
 
@@ -105,17 +105,6 @@ def build_readiness(
     return readiness
 
 
-def mirror_limiter_counts(metrics: GatewayMetrics, limiter: RateLimiter) -> None:
-    """The breaker's openings and each rule's refusals (shadow ones apart) as metrics."""
-    metrics.mirror(metrics.ratelimit_breaker_opened, lambda: limiter.breaker.opened)
-    for rule in limiter.config.rules:
-        counts = limiter.shadow_rejections if rule.shadow else limiter.rejections
-        family = (
-            metrics.ratelimit_shadow_rejections if rule.shadow else metrics.ratelimit_rejections
-        )
-        metrics.mirror(family.labels(rule=rule.name), partial(counts.__getitem__, rule.name))
-
-
 def build_app(
     config: GatewayConfig,
     *,
@@ -130,22 +119,15 @@ def build_app(
     limiter = make_limiter(config.rate_limit, store or make_store(config.rate_limit))
     routes = RouteTable()
     metrics = GatewayMetrics()
-    metrics.mirror(metrics.token_cache.labels(result="hit"), lambda: verifier.cache.hits)
-    metrics.mirror(metrics.token_cache.labels(result="miss"), lambda: verifier.cache.misses)
-    metrics.mirror(metrics.ratelimit_fail_open, lambda: limiter.fail_open_events)
-    mirror_limiter_counts(metrics, limiter)
-    for key_set in verifier.key_sets:
-        fetches = metrics.jwks_fetches
-        metrics.mirror(fetches.labels(outcome="ok"), key_set.successful_fetches)
-        metrics.mirror(fetches.labels(outcome="error"), key_set.failed_fetches)
-    for rule in sorted(policy.shadowed):
-        refusals = metrics.policy_shadow_refusals.labels(rule=rule)
-        metrics.mirror(refusals, partial(policy.shadow_refusals.__getitem__, rule))
-    if isinstance(revocations, RedisRevocationStore):
-        metrics.mirror(metrics.revocation_resyncs, lambda: revocations.resyncs)
-        metrics.mirror(metrics.revocation_failures, lambda: revocations.failures)
     feed = feed or LocalFeed(DecisionLog(config.admin.recent_decisions))
-    metrics.mirror(metrics.feed_dropped, lambda: feed.dropped)
+    mirror_counts(
+        metrics,
+        verifier=verifier,
+        limiter=limiter,
+        policy=policy,
+        revocations=revocations,
+        feed=feed,
+    )
     audit = AuditSink(config.audit)
 
     app = web.Application(

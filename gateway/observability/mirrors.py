@@ -1,0 +1,53 @@
+"""Which plain counts of the gateway's parts become which Prometheus counters.
+
+The parts (token cache, limiter, policy, revocation list, JWKS key sets,
+decision feed) count in plain integers and know nothing of Prometheus; this
+is the one place that maps those counts to metrics.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from gateway.auth.tokens import TokenVerifier
+from gateway.observability.feed import DecisionFeed
+from gateway.observability.metrics import GatewayMetrics
+from gateway.policy import Policy
+from gateway.ratelimit.limiter import RateLimiter
+from gateway.revocation import RedisRevocationStore, RevocationStore
+
+
+def mirror_counts(
+    metrics: GatewayMetrics,
+    *,
+    verifier: TokenVerifier,
+    limiter: RateLimiter,
+    policy: Policy,
+    revocations: RevocationStore,
+    feed: DecisionFeed,
+) -> None:
+    metrics.mirror(metrics.token_cache.labels(result="hit"), lambda: verifier.cache.hits)
+    metrics.mirror(metrics.token_cache.labels(result="miss"), lambda: verifier.cache.misses)
+    for key_set in verifier.key_sets:
+        metrics.mirror(metrics.jwks_fetches.labels(outcome="ok"), key_set.successful_fetches)
+        metrics.mirror(metrics.jwks_fetches.labels(outcome="error"), key_set.failed_fetches)
+
+    metrics.mirror(metrics.ratelimit_fail_open, lambda: limiter.fail_open_events)
+    metrics.mirror(metrics.ratelimit_breaker_opened, lambda: limiter.breaker.opened)
+    for rule in limiter.config.rules:
+        # Shadow rules refuse nobody; what they would have refused is its own series.
+        counts = limiter.shadow_rejections if rule.shadow else limiter.rejections
+        family = (
+            metrics.ratelimit_shadow_rejections if rule.shadow else metrics.ratelimit_rejections
+        )
+        metrics.mirror(family.labels(rule=rule.name), partial(counts.__getitem__, rule.name))
+
+    for name in sorted(policy.shadowed):
+        refusals = metrics.policy_shadow_refusals.labels(rule=name)
+        metrics.mirror(refusals, partial(policy.shadow_refusals.__getitem__, name))
+
+    if isinstance(revocations, RedisRevocationStore):
+        metrics.mirror(metrics.revocation_resyncs, lambda: revocations.resyncs)
+        metrics.mirror(metrics.revocation_failures, lambda: revocations.failures)
+
+    metrics.mirror(metrics.feed_dropped, lambda: feed.dropped)
