@@ -1,0 +1,33 @@
+"""The whole configuration: every section, and the checks that span sections."""
+
+from __future__ import annotations
+
+from pydantic import model_validator
+
+from gateway.config._base import _Section
+from gateway.config.auth import AuthConfig
+from gateway.config.authorization import AuthorizationConfig
+from gateway.config.listen import ListenConfig, ViaConfig
+from gateway.config.observability import AdminConfig, AuditConfig, LoggingConfig
+from gateway.config.rate_limit import RateLimitConfig
+from gateway.config.revocation import RevocationConfig
+from gateway.config.upstream import UpstreamConfig
+
+
+class GatewayConfig(_Section):
+    listen: ListenConfig = ListenConfig()
+    via: ViaConfig = ViaConfig()
+    upstream: UpstreamConfig
+    auth: AuthConfig
+    authorization: AuthorizationConfig = AuthorizationConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    revocation: RevocationConfig = RevocationConfig()
+    logging: LoggingConfig = LoggingConfig()
+    admin: AdminConfig = AdminConfig()
+    audit: AuditConfig = AuditConfig()
+
+    @model_validator(mode="after")
+    def _admin_port_apart(self) -> GatewayConfig:
+        if self.admin.enabled and self.admin.port == self.listen.port != 0:
+            raise ValueError("admin.port must differ from listen.port")
+        return self

@@ -1,0 +1,32 @@
+"""The ``listen`` and ``via`` sections: where the gateway serves and what it calls itself."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from gateway.config._base import PositiveFloat, PositiveInt, _Section
+
+# RFC 9110 token characters: the pseudonym appears bare in a Via header.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class ListenConfig(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: PositiveInt = 1
+    # The event loop of each worker: uvloop, or asyncio's own when false.
+    uvloop: bool = True
+    shutdown_timeout: PositiveFloat = 10.0
+
+
+class ViaConfig(_Section):
+    pseudonym: str = "image-gateway"
+
+    @field_validator("pseudonym")
+    @classmethod
+    def _is_token(cls, value: str) -> str:
+        if not _TOKEN.match(value):
+            raise ValueError("must be an RFC 9110 token (letters, digits, -._~ and similar)")
+        return value

@@ -1,0 +1,36 @@
+"""The ``upstream`` section: the Glance-compatible backend and how to talk to it."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from gateway.config._base import PositiveFloat, PositiveInt, _http_url, _Section
+
+
+class ServiceIdentity(_Section):
+    """Who the gateway is when it asks the backend about an image's owner."""
+
+    project_id: str = "image-gateway"
+    user_id: str = "image-gateway"
+    roles: list[str] = ["admin"]
+
+
+class UpstreamConfig(_Section):
+    url: str
+    connect_timeout: PositiveFloat = 2.0
+    read_timeout: PositiveFloat = 30.0
+    max_connections: PositiveInt = 100
+    keepalive_timeout: PositiveFloat = 30.0
+    # Errors from the backend are rewritten into the fault envelope unless
+    # this is set; 502/504 become 503 unless pass_gateway_errors is set.
+    pass_through_errors: bool = False
+    pass_gateway_errors: bool = False
+    max_error_body_bytes: PositiveInt = 65536
+    service_identity: ServiceIdentity = ServiceIdentity()
+    owner_cache_ttl: float = Field(default=30.0, ge=0)
+    owner_cache_size: PositiveInt = 10000
+
+    @field_validator("url")
+    @classmethod
+    def _is_http_url(cls, value: str) -> str:
+        return _http_url(value).rstrip("/")
