@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
-from tests.conftest import HS_SECRET, Keys
+from tests.conftest import HS_SECRET, Keys, config_data
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_YAML = REPO / "config" / "demo.yaml"
@@ -396,3 +396,22 @@ def test_a_key_given_twice_is_an_error(tmp_path: Path) -> None:
     path.write_text("upstream:\n  url: http://a\nupstream:\n  url: http://b\n")
     with pytest.raises(ConfigError, match="'upstream' is given twice"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("dev_key", "message"),
+    [
+        ({"algorithm": "RS256", "secret": HS_SECRET}, "RS256 takes a private key, not a secret"),
+        (
+            {"algorithm": "HS256", "secret": HS_SECRET, "private_key": "-----BEGIN"},
+            "HS256 takes a secret, not a private key",
+        ),
+    ],
+)
+def test_dev_signing_key_refuses_material_of_the_other_kind(
+    keys: Keys, dev_key: dict[str, Any], message: str
+) -> None:
+    data = config_data("http://127.0.0.1:1", keys)
+    data["auth"]["dev_signing_key"] = dev_key
+    with pytest.raises(ConfigError, match=f"auth.dev_signing_key: {message}"):
+        parse_config(data)

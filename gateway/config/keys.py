@@ -81,6 +81,18 @@ class _Key(_Section):
     def key(self) -> object:
         raise NotImplementedError
 
+    def _pem(self, inline: str | None, file: Path | None, what: str) -> bytes | None:
+        """The PEM an asymmetric algorithm needs, or None for HMAC, which takes
+        the secret; material of the other kind is refused, never ignored."""
+        kind = what.replace("_", " ")
+        if self.algorithm in HMAC_ALGORITHMS:
+            if inline is not None or file is not None:
+                raise ValueError(f"{self.algorithm} takes a secret, not a {kind}")
+            return None
+        if self.secret is not None:
+            raise ValueError(f"{self.algorithm} takes a {kind}, not a secret")
+        return _read_pem(inline, file, what)
+
 
 class VerificationKey(_Key):
     """A key tokens may be signed with: an HMAC secret or a public key."""
@@ -89,13 +101,9 @@ class VerificationKey(_Key):
     public_key_file: Path | None = None
 
     def key(self) -> bytes | JwtPublicKey:
-        if self.algorithm in HMAC_ALGORITHMS:
-            if self.public_key is not None or self.public_key_file is not None:
-                raise ValueError(f"{self.algorithm} takes a secret, not a public key")
+        pem = self._pem(self.public_key, self.public_key_file, "public_key")
+        if pem is None:
             return _hmac_secret(self.secret, self.algorithm)
-        if self.secret is not None:
-            raise ValueError(f"{self.algorithm} takes a public key, not a secret")
-        pem = _read_pem(self.public_key, self.public_key_file, "public_key")
         try:
             key = serialization.load_pem_public_key(pem)
         except ValueError:
@@ -113,9 +121,9 @@ class DevSigningKey(_Key):
     private_key_file: Path | None = None
 
     def key(self) -> bytes | PrivateKeyTypes:
-        if self.algorithm in HMAC_ALGORITHMS:
+        pem = self._pem(self.private_key, self.private_key_file, "private_key")
+        if pem is None:
             return _hmac_secret(self.secret, self.algorithm)
-        pem = _read_pem(self.private_key, self.private_key_file, "private_key")
         try:
             return serialization.load_pem_private_key(pem, password=None)
         except (ValueError, TypeError):
