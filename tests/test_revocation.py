@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -77,9 +78,13 @@ async def test_user_revocation_refuses_older_tokens_not_newer(
 def test_entries_expire_with_the_token() -> None:
     revocations = RevocationList()
     revocations.add(Revocation("project", "p1", revoked_at=100, expires_at=200))
-    check = {"jti": None, "user": "u", "project": "p1", "issued_at": 50.0}
-    assert revocations.reason_refused(**check, now=150) == "its project was revoked"
-    assert revocations.reason_refused(**check, now=200) is None
+    def reason(now: float) -> str | None:
+        return revocations.reason_refused(
+            jti=None, user="u", project="p1", issued_at=50.0, now=now
+        )
+
+    assert reason(150) == "its project was revoked"
+    assert reason(200) is None
     revocations.prune(now=200)
     assert len(revocations) == 0
 
@@ -307,9 +312,13 @@ async def test_malformed_entries_in_redis_are_skipped_and_logged(
     stolen, later = token(), token()
     now = time.time()
     good = Revocation("jti", jti_of(stolen), now, now + 600)
-    junk = {b"not json": now + 600, b"[1, 2]": now + 600, good.to_json(): now + 600}
+    junk: dict[bytes, float] = {
+        b"not json": now + 600,
+        b"[1, 2]": now + 600,
+        good.to_json().encode(): now + 600,
+    }
     with caplog.at_level(logging.WARNING, logger="gateway.revocation"):
-        server.zadd("igw:revoked", junk)  # type: ignore[arg-type]
+        server.zadd("igw:revoked", junk)
         server.publish("igw:revocations", b"garbage")
         assert server.client_kill_filter(_type="pubsub") == 1
 
@@ -344,7 +353,7 @@ def test_cli_revoke_with_redis_down_says_so(tmp_path: Path, keys: Keys) -> None:
     "redis_section",
     [{"cluster_nodes": ["127.0.0.1:7000"]}, {"url": "redis+sentinel://127.0.0.1:26379/main"}],
 )
-def test_revocations_need_a_plain_redis_url(redis_section: dict[str, object]) -> None:
+def test_revocations_need_a_plain_redis_url(redis_section: dict[str, Any]) -> None:
     # RevocationConfig reuses the rate limiter's RedisConfig, which also
     # takes a cluster or a Sentinel; revocation pub/sub needs one server.
     with pytest.raises(ValueError, match="revocations need a redis://"):

@@ -241,7 +241,7 @@ async def test_jku_and_x5u_are_never_followed(
     """An attacker's key set, named in the token, is never fetched or trusted."""
     async with serving("attacker") as attacker:
         client = await jwks_gateway(min_refetch_interval=30)
-        pointer = {header: attacker.url}
+        pointer: dict[str, Any] = {header: attacker.url}
         forged = attacker.token("attacker", **pointer)
         response = await client.delete(
             f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": forged}
@@ -302,7 +302,7 @@ def _attacks(server: KeyServer) -> dict[str, str]:
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     confused = jwt.api_jws.PyJWS()
-    confused._algorithms["HS256"].prepare_key = lambda key: key  # type: ignore[attr-defined]
+    confused._algorithms["HS256"].prepare_key = lambda key: key  # type: ignore[method-assign]
     return {
         "alg none": unsigned("none", claims),
         "hs256 keyed with the jwk": confused.encode(

@@ -49,7 +49,7 @@ def bad_tokens(keys: Keys, token: TokenFactory) -> dict[str, str]:
     public_pem = keys.rsa_public_pem.encode()
     # The classic confusion: HS256 keyed with the RSA public key.
     hs_with_public = jwt.api_jws.PyJWS()
-    hs_with_public._algorithms["HS256"].prepare_key = lambda key: key  # type: ignore[attr-defined]
+    hs_with_public._algorithms["HS256"].prepare_key = lambda key: key  # type: ignore[method-assign]
     confused = hs_with_public.encode(
         json.dumps(_claims()).encode(), public_pem, algorithm="HS256", headers={"kid": "rsa"}
     )
@@ -99,7 +99,7 @@ def bad_tokens(keys: Keys, token: TokenFactory) -> dict[str, str]:
         "user with NUL": token(sub="alice\x00"),
         "role with a comma": token(roles=["reader,admin"]),
         "empty role": token(roles=["cloudImages:admin", ""]),
-        "roles not a list": token(roles={"admin": True}),
+        "roles not a list": token(roles={"admin": True}),  # type: ignore[arg-type]
         "oversized": token(padding="x" * 7000),
         "wrong secret": jwt.encode(
             _claims(), "another-secret-of-enough-length-0123456789", "HS256"

@@ -255,7 +255,9 @@ async def test_timeouts_do_not_leak_pool_connections(
     make_store: StoreFactory, sync_redis: redis.Redis
 ) -> None:
     store = make_store(timeout=0.05)
-    pool: Any = store.client.connection_pool
+    # A standalone client here; the store also types a cluster client.
+    client: Any = store.client
+    pool = client.connection_pool
     c = check(limit=50)
     assert (await store.acquire([c])).allowed
     for _ in range(2):

@@ -39,7 +39,10 @@ def sentinel_port(own_redis: RedisProcess, tmp_path: Path) -> Iterator[int]:
         try:
             sentinel = redis.Redis(port=port, socket_timeout=0.2)
             return (
-                sentinel.execute_command("SENTINEL", "get-master-addr-by-name", "main") is not None
+                sentinel.execute_command(  # type: ignore[no-untyped-call]
+                    "SENTINEL", "get-master-addr-by-name", "main"
+                )
+                is not None
             )
         except redis.RedisError:
             return False

@@ -123,9 +123,8 @@ async def test_cluster_takes_back_an_admission_another_slot_refused(
     )
     per_user = check("per-user", limit=1, subject="user:u1")
     per_project = [check("a", limit=5), check("b", limit=7)]
-    assert store.client.keyslot(store.key(per_user)) != store.client.keyslot(
-        store.key(per_project[0])
-    )
+    cluster: Any = store.client
+    assert cluster.keyslot(store.key(per_user)) != cluster.keyslot(store.key(per_project[0]))
     try:
         assert (await store.acquire([per_user, *per_project])).allowed
         refused = await store.acquire([per_user, *per_project])
