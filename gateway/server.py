@@ -21,7 +21,8 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
@@ -117,50 +118,85 @@ def _worker(config_path: str, feed_path: str) -> None:
 class WorkersAlive:
     name = "workers"
 
-    def __init__(self, processes: Sequence[BaseProcess]) -> None:
-        self.processes = processes
+    def __init__(self, workers: _Workers) -> None:
+        self.workers = workers
 
     async def __call__(self) -> CheckResult:
-        alive = sum(1 for p in self.processes if p.is_alive())
-        total = len(self.processes)
+        alive = sum(1 for p in self.workers.processes if p.is_alive())
+        total = len(self.workers.processes)
         return CheckResult(alive == total, f"{alive} of {total} worker(s) alive")
 
 
+# A worker that dies is started again, as systemd's Restart= would, after
+# a pause that doubles while it keeps dying young, so that a worker which
+# cannot start (a port taken, say) does not spin.
+_RESTART_DELAY = 0.1
+_RESTART_DELAY_MAX = 30.0
+_STABLE_AFTER_SECONDS = 10.0
+
+
 class _Workers:
-    """The worker processes, and an event set once every one has exited."""
+    """The worker processes: started, restarted when one dies, stopped together."""
 
     def __init__(self, config_path: Path, feed_path: Path, count: int, metrics_dir: Path) -> None:
         # spawn, not fork: each worker builds its own loop, sessions and pools.
-        context = multiprocessing.get_context("spawn")
-        self.processes = [
-            context.Process(
-                target=_worker, args=(str(config_path), str(feed_path)), name=f"worker-{i}"
-            )
-            for i in range(count)
-        ]
+        self._context = multiprocessing.get_context("spawn")
+        self._args = (str(config_path), str(feed_path))
+        self.processes: list[BaseProcess] = [self._new(i) for i in range(count)]
+        self._started_at = [0.0] * count
+        self._delay = [_RESTART_DELAY] * count
         self.metrics_dir = metrics_dir
+        self.restarts = 0
+        self.stopping = False
         self.all_exited = asyncio.Event()
 
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        for process in self.processes:
-            process.start()
-            loop.add_reader(process.sentinel, self._exited, process)
+    def _new(self, slot: int) -> BaseProcess:
+        return self._context.Process(target=_worker, args=self._args, name=f"worker-{slot}")
 
-    def _exited(self, process: BaseProcess) -> None:
+    def start(self) -> None:
+        for slot in range(len(self.processes)):
+            self._start(slot)
+
+    def _start(self, slot: int) -> None:
+        if self.stopping:
+            return
+        process = self.processes[slot]
+        process.start()
+        self._started_at[slot] = time.monotonic()
+        asyncio.get_running_loop().add_reader(process.sentinel, self._exited, slot)
+
+    def _exited(self, slot: int) -> None:
+        process = self.processes[slot]
         asyncio.get_running_loop().remove_reader(process.sentinel)
         process.join()
         assert process.pid is not None
         # Its live gauges must not be summed any more; its counters stay.
         mark_process_dead(process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
-        log.info("%s (pid %d) exited with %s", process.name, process.pid, process.exitcode)
-        if not any(p.is_alive() for p in self.processes):
-            self.all_exited.set()
+        if self.stopping:
+            log.info("%s (pid %d) exited with %s", process.name, process.pid, process.exitcode)
+            if not any(p.is_alive() for p in self.processes):
+                self.all_exited.set()
+            return
+        lived = time.monotonic() - self._started_at[slot]
+        if lived > _STABLE_AFTER_SECONDS:
+            self._delay[slot] = _RESTART_DELAY
+        delay = self._delay[slot]
+        self._delay[slot] = min(delay * 2, _RESTART_DELAY_MAX)
+        log.warning(
+            "%s (pid %d) died with %s after %.1fs; starting another in %.1fs",
+            process.name, process.pid, process.exitcode, lived, delay,
+        )  # fmt: skip
+        self.restarts += 1
+        self.processes[slot] = self._new(slot)
+        asyncio.get_running_loop().call_later(delay, self._start, slot)
 
     async def stop(self, grace: float) -> int:
+        self.stopping = True
         for process in self.processes:
             if process.is_alive():
                 process.terminate()
+        if not any(p.is_alive() for p in self.processes):
+            self.all_exited.set()
         try:
             async with asyncio.timeout(grace):
                 await self.all_exited.wait()
@@ -192,7 +228,7 @@ async def _supervise(config: GatewayConfig, config_path: Path) -> int:
     # how many key sources the configuration names.
     key_sources = sum(len(i.keys) + (i.jwks is not None) for i in config.auth.trusted_issuers)
     readiness = build_readiness(config, upstream, store, lambda: key_sources)
-    readiness.add(WorkersAlive(workers.processes))
+    readiness.add(WorkersAlive(workers))
     admin = None
     try:
         workers.start()
@@ -201,11 +237,7 @@ async def _supervise(config: GatewayConfig, config_path: Path) -> int:
             admin_app = build_admin_app(config.admin, sources)
             admin = await start_site(admin_app, config.admin.host, config.admin.port)
             log.info("admin listener on %s:%d", config.admin.host, config.admin.port)
-        stopped = asyncio.ensure_future(stop.wait())
-        exited = asyncio.ensure_future(workers.all_exited.wait())
-        await asyncio.wait((stopped, exited), return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        exited.cancel()
+        await stop.wait()
         readiness.draining = True
         return await workers.stop(config.listen.shutdown_timeout + _EXIT_GRACE_SECONDS)
     finally:

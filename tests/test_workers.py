@@ -10,9 +10,12 @@ stops it cleanly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
@@ -213,3 +216,86 @@ async def test_sigterm_turns_readiness_false_while_in_flight_requests_finish(
 
 async def _is(status: Awaitable[int | None], expected: int) -> bool:
     return await status == expected
+
+
+def _workers_of(pid: int) -> set[int]:
+    """The worker processes of a gateway, from /proc (Linux): its spawned
+    children, apart from multiprocessing's resource tracker."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children.update(int(c) for c in (task / "children").read_text().split())
+    workers = set()
+    for child in children:
+        with contextlib.suppress(FileNotFoundError):
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in command and b"resource_tracker" not in command:
+                workers.add(child)
+    return workers
+
+
+async def test_a_worker_that_dies_is_replaced(
+    backend: str, keys: Keys, token: TokenFactory, tmp_path: Path
+) -> None:
+    port, admin_port = free_port(), free_port()
+    config = config_data(
+        backend,
+        keys,
+        listen={"host": "127.0.0.1", "port": port, "workers": 2},
+        admin={"port": admin_port},
+        logging={"level": "WARNING"},
+    )
+    parent = await run_gateway(config, tmp_path)
+    readyz = f"http://127.0.0.1:{admin_port}/readyz"
+    try:
+        async with aiohttp.ClientSession() as client:
+
+            async def workers_alive() -> str | None:
+                try:
+                    report = await (await client.get(readyz)).json()
+                except aiohttp.ClientError:
+                    return None
+                return str(report["checks"]["workers"]["detail"])
+
+            async def two_workers() -> set[int] | None:
+                if await workers_alive() != "2 of 2 worker(s) alive":
+                    return None
+                workers = _workers_of(parent.pid)
+                return workers if len(workers) == 2 else None
+
+            async def accepting() -> bool:
+                try:
+                    probe = await client.get(f"http://127.0.0.1:{port}/probe")
+                except aiohttp.ClientConnectionError:
+                    return False
+                return probe.status == 404
+
+            await until(accepting, "the gateway to listen")
+            before = await until(two_workers, "two workers")
+            victim = max(before)
+            os.kill(victim, signal.SIGKILL)
+            after = await until(
+                lambda: _replaced(two_workers(), victim), "the dead worker to be replaced"
+            )
+            assert victim not in after
+            assert len(after - before) == 1
+            await until(accepting, "the gateway to listen again")
+
+            async def served() -> bool:
+                response = await client.delete(
+                    f"http://127.0.0.1:{port}/v2/images/{uuid.uuid4()}",
+                    headers={"X-Auth-Token": token(roles=["admin"]), "Connection": "close"},
+                )
+                return response.status == 204
+
+            assert all([await served() for _ in range(10)])
+        parent.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(parent.wait(), DEADLINE_SECONDS) == 0
+    finally:
+        if parent.returncode is None:
+            parent.kill()
+            await parent.wait()
+
+
+async def _replaced(children: Awaitable[set[int] | None], victim: int) -> set[int] | None:
+    pids = await children
+    return pids if pids is not None and victim not in pids else None
