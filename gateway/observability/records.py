@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from gateway.context import RequestContext
-from gateway.ratelimit.limiter import LIMITER_UNAVAILABLE, RateLimiter
+from gateway.ratelimit.limiter import LIMITER_UNAVAILABLE
 from gateway.upstream import UPSTREAM_CAUSE_PREFIX
 
 # The route whose every decision is audited.
@@ -118,20 +118,22 @@ def limiter_outcome(ctx: RequestContext) -> str | None:
     return "allowed" if ctx.rate_limit.verdict.allowed else "limited"
 
 
-def limit_states(ctx: RequestContext, client_ip: str) -> tuple[LimitState, ...]:
+def limit_states(ctx: RequestContext) -> tuple[LimitState, ...]:
     decision = ctx.rate_limit
-    if decision is None or ctx.identity is None:
+    if decision is None:
         return ()
+    # The checks the limiter made: their subjects and limits (a project's
+    # override included) are the ones it enforced, not recomputed here.
     return tuple(
         LimitState(
-            subject=RateLimiter.subject(rule, ctx.identity, client_ip),
-            rule=rule.name,
-            limit=rule.value,
-            period=rule.period_seconds,
+            subject=check.subject,
+            rule=check.rule,
+            limit=check.limit,
+            period=int(check.period),
             remaining=result.remaining,
             reset_after=round(result.reset_after, 3),
         )
-        for rule, result in zip(decision.rules, decision.verdict.results, strict=True)
+        for check, result in zip(decision.checks, decision.verdict.results, strict=True)
     )
 
 
@@ -156,7 +158,7 @@ def access_record(
         upstream_status=ctx.upstream_status,
         upstream_error=upstream_error_kind(ctx),
         limiter=limiter_outcome(ctx),
-        limits=limit_states(ctx, client_ip),
+        limits=limit_states(ctx),
         duration_ms=round((time.monotonic() - ctx.started) * 1000, 3),
         upstream_ms=None if ctx.upstream_seconds is None else round(ctx.upstream_seconds * 1000, 3),
         pid=os.getpid(),

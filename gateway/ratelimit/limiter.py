@@ -47,8 +47,10 @@ class LimitState:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    # Every rule decided, shadow ones too, in the order of verdict.results.
+    # Every rule decided, shadow ones too, and what was asked of the store
+    # for each (subject, effective limit), in the order of verdict.results.
     rules: tuple[RateLimitRule, ...]
+    checks: tuple[Check, ...]
     verdict: Verdict
     # Enforced rules only: shadow rules never show to the caller.
     limits: tuple[LimitState, ...]
@@ -170,7 +172,7 @@ class RateLimiter:
             for rule, check, result in zip(rules, checks, verdict.results, strict=True)
             if not rule.shadow
         )
-        return Decision(tuple(rules), verdict, limits, refused)
+        return Decision(tuple(rules), tuple(checks), verdict, limits, refused)
 
     async def _ask(self, checks: Sequence[Check], request_id: str, *, count: bool) -> Verdict:
         try:
