@@ -23,7 +23,7 @@ CLIENT_CLOSED = 499
 
 
 @dataclass(frozen=True, slots=True)
-class LimitState:
+class LimitSnapshot:
     """One rate-limit rule as it stood for one caller after this request."""
 
     subject: str
@@ -58,7 +58,7 @@ class AccessRecord:
     # The limiter's verdict: allowed, limited, unavailable (failed closed),
     # or None when no rule matched.
     limiter: str | None
-    limits: tuple[LimitState, ...]
+    limits: tuple[LimitSnapshot, ...]
     duration_ms: float
     upstream_ms: float | None
     pid: int
@@ -71,7 +71,7 @@ class AccessRecord:
         return record
 
 
-_LIMIT_FIELDS = tuple(f.name for f in fields(LimitState))
+_LIMIT_FIELDS = tuple(f.name for f in fields(LimitSnapshot))
 _ACCESS_FIELDS = tuple(f.name for f in fields(AccessRecord))
 
 
@@ -118,14 +118,14 @@ def limiter_outcome(ctx: RequestContext) -> str | None:
     return "allowed" if ctx.rate_limit.verdict.allowed else "limited"
 
 
-def limit_states(ctx: RequestContext) -> tuple[LimitState, ...]:
+def limit_states(ctx: RequestContext) -> tuple[LimitSnapshot, ...]:
     decision = ctx.rate_limit
     if decision is None:
         return ()
     # The checks the limiter made: their subjects and limits (a project's
     # override included) are the ones it enforced, not recomputed here.
     return tuple(
-        LimitState(
+        LimitSnapshot(
             subject=check.subject,
             rule=check.rule,
             limit=check.limit,
