@@ -146,7 +146,6 @@ class _Workers:
         self._started_at = [0.0] * count
         self._delay = [_RESTART_DELAY] * count
         self.metrics_dir = metrics_dir
-        self.restarts = 0
         self.stopping = False
         self.all_exited = asyncio.Event()
 
@@ -186,7 +185,6 @@ class _Workers:
             "%s (pid %d) died with %s after %.1fs; starting another in %.1fs",
             process.name, process.pid, process.exitcode, lived, delay,
         )  # fmt: skip
-        self.restarts += 1
         self.processes[slot] = self._new(slot)
         asyncio.get_running_loop().call_later(delay, self._start, slot)
 

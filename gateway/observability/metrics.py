@@ -169,10 +169,6 @@ class GatewayMetrics:
         for mirror in self._mirrors:
             mirror.sync()
 
-    def record_jwks_fetch(self, outcome: str) -> None:
-        """For the JWKS fetcher: ``ok``, ``not_modified`` or ``error``."""
-        self.jwks_fetches.labels(outcome=outcome).inc()
-
     def record_upstream_error(self, kind: str) -> None:
         self.upstream_errors.labels(kind=kind).inc()
 

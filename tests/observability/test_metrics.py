@@ -131,19 +131,6 @@ async def test_token_cache_hits_and_misses(
     assert await observed.sample("gateway_token_cache_lookups_total", result="miss") == 2
 
 
-async def test_jwks_fetches_are_exposed_by_outcome(
-    observe_standin: ObservedFactory,
-) -> None:
-    # No JWKS fetcher exists yet (keys come from config); this is the call
-    # it will make, and what the operator then sees.
-    observed = await observe_standin()
-    observed.state.metrics.record_jwks_fetch("ok")
-    observed.state.metrics.record_jwks_fetch("ok")
-    observed.state.metrics.record_jwks_fetch("error")
-    assert await observed.sample("gateway_jwks_fetches_total", outcome="ok") == 2
-    assert await observed.sample("gateway_jwks_fetches_total", outcome="error") == 1
-
-
 async def test_upstream_errors_are_counted_by_kind(
     make_observed: ObservedFactory,
     scripted: tuple[ScriptedUpstream, str],
