@@ -96,8 +96,11 @@ async def _explain_with(
 
     identity = verified.identity
     rules = gateway.limiter.matching(method.upper(), path)
+    limiter = gateway.limiter
+    # The limit the limiter would enforce: a project's override included.
     counted = "; ".join(
-        f"{r.name}: {r.value}/{r.unit} as {gateway.limiter.subject(r, identity, 'client-ip')}"
+        f"{r.name}: {limiter.limit_of(r, identity)}/{r.unit} as "
+        f"{limiter.subject(r, identity, 'client-ip')}"
         for r in rules
     )
     out.add("rate limit", True, f"counts against {counted} (not counted now)" if rules else "none")
