@@ -1,0 +1,116 @@
+"""9. Proxy: the handler at the end of the chain, forwarding to the backend."""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import quote
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.authn.identity import identity_headers
+from gateway.http.client import RequestBodyError, StreamedBody, UpstreamError, UpstreamResponse
+from gateway.http.faults import GatewayFault
+from gateway.http.hop_by_hop import end_to_end
+from gateway.http.upstream import UpstreamClient
+from gateway.middleware.context import RequestContext, append_header_value, context_of
+
+log = logging.getLogger("gateway.http.proxy")
+
+_APPENDED = frozenset({"via"})
+
+
+def upstream_request_headers(ctx: RequestContext) -> CIMultiDict[str]:
+    """The client's cleaned headers, then ours: identity, request id, Via."""
+    assert ctx.identity is not None
+    headers = CIMultiDict(ctx.forward_headers)
+    headers.update(identity_headers(ctx.identity, ctx.request_id))
+    for name, value in ctx.upstream_headers.items():
+        if name.lower() in _APPENDED:
+            append_header_value(headers, name, value)
+        else:
+            headers[name] = value
+    return headers
+
+
+def upstream_target(ctx: RequestContext, request: web.Request) -> str:
+    """The path and query the request goes to on the backend, encoded for the wire."""
+    assert ctx.route is not None
+    assert ctx.route.upstream_path is not None
+    target = ctx.route.upstream_path.format(
+        **{name: quote(value, safe="") for name, value in ctx.params.items()}
+    )
+    # Raw, as the client sent it: decoding and encoding again could change it.
+    query = request.rel_url.raw_query_string
+    return f"{target}?{query}" if query else target
+
+
+class Proxy:
+    def __init__(self, upstream: UpstreamClient) -> None:
+        self.upstream = upstream
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ctx = context_of(request)
+        ctx.step = "proxy"
+        target = upstream_target(ctx, request)
+        body = None
+        if request.body_exists:
+            body = StreamedBody(request.content.iter_any(), request.content_length)
+        expect_continue = request.headers.get("Expect", "").lower() == "100-continue"
+        headers = upstream_request_headers(ctx)
+        # Ours to speak to the backend, on our connection: see the client.
+        headers.popall("Expect", None)
+        sent = time.monotonic()
+        try:
+            upstream_response = await self.upstream.request(
+                request.method, target, headers, body, expect_continue=expect_continue
+            )
+        except UpstreamError as exc:
+            ctx.upstream_seconds = time.monotonic() - sent
+            log.warning(
+                "upstream %s %s failed: %r",
+                request.method,
+                target,
+                exc,
+                extra={"request_id": ctx.request_id},
+            )
+            raise self.upstream.transport_fault(exc) from None
+        except RequestBodyError as exc:
+            ctx.upstream_seconds = time.monotonic() - sent
+            log.info("request body not received whole: %s", exc,
+                     extra={"request_id": ctx.request_id})  # fmt: skip
+            fault = GatewayFault(400, "The request body could not be read.", details=str(exc))
+            raise fault from None
+        try:
+            ctx.upstream_status = upstream_response.status
+            ctx.upstream_seconds = time.monotonic() - sent
+            if upstream_response.status >= 400 and not self.upstream.config.pass_through_errors:
+                raise await self.upstream.error_fault(upstream_response)
+            return await self._relay(request, upstream_response, ctx)
+        finally:
+            upstream_response.release()
+
+    async def _relay(
+        self, request: web.Request, upstream: UpstreamResponse, ctx: RequestContext
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason, headers=end_to_end(upstream.headers)
+        )
+        if upstream.content_length is not None:
+            response.content_length = upstream.content_length
+        try:
+            await response.prepare(request)
+            while chunk := await upstream.read_chunk():
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionError:
+            # The client hung up; nothing is wrong upstream. (aiohttp's
+            # ClientConnectionResetError is also a ConnectionError.)
+            log.info("client went away mid-response", extra={"request_id": ctx.request_id})
+        except (UpstreamError, RequestBodyError) as exc:
+            # Headers are gone already: all that is left is to cut the
+            # connection so the client sees a truncated body, not a short one.
+            log.warning("upstream body cut short: %r", exc, extra={"request_id": ctx.request_id})
+            response.force_close()
+        return response

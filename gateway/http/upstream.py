@@ -1,0 +1,161 @@
+"""The image backend: one lean keep-alive client per process, and its faults.
+
+Transport failures (refused, reset, timed out) become 503 for the client, or
+502/504 when the operator asks for them to be passed. Errors the backend
+answers keep their status, with the body rewritten into the fault envelope.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from multidict import CIMultiDict
+
+from gateway.config import UpstreamConfig
+from gateway.http.client import (
+    HttpClient,
+    RequestBody,
+    UpstreamError,
+    UpstreamResponse,
+)
+from gateway.http.faults import GatewayFault
+
+_HIDDEN_HTML = re.compile(r"<(head|title|h1|script|style)\b.*?</\1\s*>", re.I | re.S)
+_TAG = re.compile(r"<[^>]+>")
+_SPACE = re.compile(r"\s+")
+_MAX_MESSAGE = 500
+# An image document or member record is a few KB; a body past this is not one.
+_MAX_JSON_BYTES = 1 << 20
+
+# Fault causes, by what went wrong underneath; metrics count them by kind.
+UPSTREAM_CAUSE_PREFIX = "upstream_"
+
+
+def transport_error_kind(exc: BaseException) -> str:
+    if isinstance(exc, UpstreamError):
+        return exc.kind
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "protocol"
+
+
+def upstream_message(body: bytes, content_type: str) -> str:
+    """The human message inside a backend error body, whatever its format."""
+    text = body.decode("utf-8", "replace")
+    if "json" in content_type:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        message = _json_message(data)
+        if message:
+            return message[:_MAX_MESSAGE]
+    text = _TAG.sub(" ", _HIDDEN_HTML.sub(" ", text))
+    return _SPACE.sub(" ", html.unescape(text)).strip()[:_MAX_MESSAGE]
+
+
+def _json_message(data: Any) -> str | None:
+    # Fault envelopes ({"itemNotFound": {"message": ...}}), Glance/webob
+    # ({"message": ...}) and the common {"error": {"message": ...}}.
+    if isinstance(data, dict):
+        for value in (data.get("message"), data.get("error"), *data.values()):
+            if isinstance(value, str):
+                return value
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                return str(value["message"])
+    return None
+
+
+class UpstreamClient:
+    """The image backend, on one lean keep-alive client for the whole gateway."""
+
+    def __init__(self, config: UpstreamConfig) -> None:
+        self.config = config
+        self.base_url = config.url
+        self.http = HttpClient(
+            config.url,
+            max_connections=config.max_connections,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            keepalive_timeout=config.keepalive_timeout,
+        )
+
+    async def open(self) -> None:
+        # Connections are made on first use; nothing to do before.
+        pass
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: RequestBody | None = None,
+        *,
+        expect_continue: bool = False,
+    ) -> UpstreamResponse:
+        """One request; the caller releases the response when done with it."""
+        return await self.http.request(
+            method, target, headers, body, expect_continue=expect_continue
+        )
+
+    def unavailable(self, details: str, kind: str) -> GatewayFault:
+        status = 503
+        if self.config.pass_gateway_errors:
+            status = 504 if kind == "timeout" else 502
+        return GatewayFault(
+            status,
+            "The image service is unavailable.",
+            details=details,
+            cause=UPSTREAM_CAUSE_PREFIX + kind,
+        )
+
+    def transport_fault(self, exc: BaseException) -> GatewayFault:
+        kind = transport_error_kind(exc)
+        if kind == "timeout":
+            return self.unavailable("The image service timed out.", kind)
+        return self.unavailable(f"The image service failed ({type(exc).__name__}).", kind)
+
+    async def error_fault(self, response: UpstreamResponse) -> GatewayFault:
+        """Read a backend error (bounded) and turn it into our fault."""
+        try:
+            body = await response.read(self.config.max_error_body_bytes)
+        except UpstreamError:
+            body = b""  # the status says enough
+        message = upstream_message(body, response.headers.get("Content-Type", ""))
+        status = response.status
+        if status in (502, 504) and not self.config.pass_gateway_errors:
+            status = 503
+        return GatewayFault(
+            status,
+            message or response.reason or "The image service refused.",
+            cause=UPSTREAM_CAUSE_PREFIX + "http_5xx" if response.status >= 500 else None,
+        )
+
+    async def get_json(
+        self, path: str, headers: Mapping[str, str] | CIMultiDict[str]
+    ) -> tuple[int, Any]:
+        """GET a small JSON document; transport failures become faults."""
+        try:
+            async with await self.http.request("GET", path, headers) as response:
+                if response.status >= 400:
+                    return response.status, None
+                body = await response.read(_MAX_JSON_BYTES)
+            return response.status, json.loads(body)
+        except UpstreamError as exc:
+            raise self.transport_fault(exc) from None
+        except ValueError:
+            raise self.unavailable(
+                "The image service answered with invalid JSON.", "invalid_response"
+            ) from None
+
+    async def probe(self) -> int:
+        """The status the backend answers ``GET /`` with (any answer: it is up)."""
+        async with await self.http.request("GET", "/", {}) as response:
+            return response.status
