@@ -24,7 +24,7 @@ from gateway.config import AuthorizationConfig
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class PolicyDecision:
     rule: str
     check: str
     # 200 allowed, 403 or 404 refused, None when it could not be decided
@@ -55,15 +55,17 @@ class Policy:
         image_id: str | None,
         owners: ImageOwners | None,
         request_id: str,
-    ) -> Decision:
+    ) -> PolicyDecision:
         """The route's rule for this caller; ``owners`` None skips the owner look-up."""
         expr = self.rules[route]
 
-        def decision(status: int | None, reason: str, message: str = "") -> Decision:
+        def decision(status: int | None, reason: str, message: str = "") -> PolicyDecision:
             if status == 403 and not message:
                 message = "Policy does not allow this operation."
             shadow = route in self.shadowed
-            return Decision(route, self.texts[route], status, reason, shadow, message)
+            if shadow and status is not None and status != 200:
+                self.shadow_refusals[route] += 1
+            return PolicyDecision(route, self.texts[route], status, reason, shadow, message)
 
         not_found = f"No image found with ID {image_id}."
 

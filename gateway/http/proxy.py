@@ -32,6 +32,16 @@ def upstream_request_headers(ctx: RequestContext) -> CIMultiDict[str]:
     return headers
 
 
+def upstream_target(ctx: RequestContext, request: web.Request) -> str:
+    """The path and query the request goes to on the backend."""
+    assert ctx.route is not None
+    assert ctx.route.upstream_path is not None
+    target = ctx.route.upstream_path.format(**ctx.params)
+    if request.query_string:
+        target += "?" + request.query_string
+    return target
+
+
 class _UpstreamCutShort(Exception):
     """The backend's body ended early, after our headers were sent."""
 
@@ -42,12 +52,9 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
-        assert ctx.route is not None
-        assert ctx.route.upstream_path is not None
-        path = ctx.route.upstream_path.format(**ctx.params)
+        ctx.step = "proxy"
+        path = upstream_target(ctx, request)
         url = self.upstream.base_url + path
-        if request.query_string:
-            url += "?" + request.query_string
         sent = time.monotonic()
         try:
             async with self.upstream.session.request(

@@ -43,7 +43,7 @@ from gateway.observability.metrics import (
     exposition_registry,
     multiprocess_dir,
 )
-from gateway.observability.readiness import CheckResult
+from gateway.observability.readiness import ReadinessResult
 
 log = logging.getLogger("gateway.runtime.server")
 
@@ -121,10 +121,10 @@ class WorkersAlive:
     def __init__(self, workers: _Workers) -> None:
         self.workers = workers
 
-    async def __call__(self) -> CheckResult:
+    async def __call__(self) -> ReadinessResult:
         alive = sum(1 for p in self.workers.processes if p.is_alive())
         total = len(self.workers.processes)
-        return CheckResult(alive == total, f"{alive} of {total} worker(s) alive")
+        return ReadinessResult(alive == total, f"{alive} of {total} worker(s) alive")
 
 
 # A worker that dies is started again, as systemd's Restart= would, after

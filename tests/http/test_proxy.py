@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import ClientResponse
 
 from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
 from tests.test_app import OUR_VIA, assert_fault, assert_request_id
@@ -17,6 +18,14 @@ from tests.test_app import OUR_VIA, assert_fault, assert_request_id
 def admin(token: TokenFactory) -> str:
     """A global admin's token: no owner look-up, straight to the backend."""
     return token("operations", "root", ["admin"])
+
+
+async def admin_delete(
+    make_gateway: GatewayFactory, url: str, token: TokenFactory, **sections: Any
+) -> ClientResponse:
+    """One admin DELETE of a random image through a gateway in front of ``url``."""
+    client = await make_gateway(url, **sections)
+    return await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)})
 
 
 async def test_upstream_500_html_is_rewritten_to_api_fault(
@@ -29,10 +38,7 @@ async def test_upstream_500_html_is_rewritten_to_api_fault(
         b"<html><head><title>500 Internal Server Error</title></head><body>"
         b"<h1>500 Internal Server Error</h1>The store &amp; its disk failed.<br /></body></html>"
     )
-    client = await make_gateway(url)
-    response = await client.delete(
-        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
-    )
+    response = await admin_delete(make_gateway, url, token)
     body = await assert_fault(response, 500, "apiFault")
     assert body["message"] == "The store & its disk failed."
     # The error crossed our hop, so the response records it.
@@ -45,10 +51,7 @@ async def test_upstream_json_error_message_is_kept(
     upstream, url = scripted
     upstream.status = 409
     upstream.body = b'{"conflictingRequest": {"code": 409, "message": "Image is in use."}}'
-    client = await make_gateway(url)
-    response = await client.delete(
-        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
-    )
+    response = await admin_delete(make_gateway, url, token)
     body = await assert_fault(response, 409, "conflictingRequest")
     assert body["message"] == "Image is in use."
 
@@ -60,10 +63,7 @@ async def test_pass_through_errors_keeps_the_upstream_body(
     upstream.status = 409
     upstream.content_type = "text/plain"
     upstream.body = b"busy"
-    client = await make_gateway(url, upstream={"pass_through_errors": True})
-    response = await client.delete(
-        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
-    )
+    response = await admin_delete(make_gateway, url, token, upstream={"pass_through_errors": True})
     assert response.status == 409
     assert await response.text() == "busy"
     assert_request_id(response)
