@@ -330,12 +330,16 @@ async def test_every_audit_record_is_written_and_fed_under_load(
     try:
         async with aiohttp.ClientSession() as client:
 
-            async def listening() -> bool:
+            async def both_workers_answer() -> bool:
+                # A new connection each time, so either worker may take it.
                 with contextlib.suppress(aiohttp.ClientConnectionError):
-                    return (await client.get(f"{proxy}/probe")).status == 404
+                    await client.get(f"{proxy}/probe", headers={"Connection": "close"})
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    response = await client.get(f"{admin}/api/decisions?limit=500")
+                    return len({d["pid"] for d in (await response.json())["decisions"]}) == 2
                 return False
 
-            await until(listening, "the gateway to listen")
+            await until(both_workers_answer, "both workers to answer")
             queue: asyncio.Queue[str] = asyncio.Queue()
             for _ in range(UNDER_LOAD):
                 queue.put_nowait(str(uuid.uuid4()))
