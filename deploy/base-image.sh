@@ -5,13 +5,13 @@
 # lists), imported with `podman import` under the official name, where
 # `buildah bud --pull=never` finds it. Cached in two places: the image stays in
 # the container store (nothing to do while it is there), and the root file
-# system's tarball stays in $IMAGE_GATEWAY_BASE_CACHE (default
-# ~/.cache/image-gateway/container-base), so that a cleaned store is refilled
-# without debootstrap.
+# system's tarball stays in the project's cache outside the checkout
+# (${IMAGE_GATEWAY_CACHE:-~/.cache/image-gateway}/container-base), so that a
+# cleaned store is refilled without debootstrap.
 # Needs root, debootstrap, podman and Debian's package mirror.
 set -euo pipefail
 IMAGE=docker.io/library/debian:bookworm-slim
-CACHE="${IMAGE_GATEWAY_BASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/image-gateway/container-base}"
+CACHE="${IMAGE_GATEWAY_CACHE:-$HOME/.cache/image-gateway}/container-base"
 TARBALL="$CACHE/debian-bookworm-slim.tar"
 mkdir -p "$CACHE"
 # One builder at a time: a second waits, then finds the first one's result.

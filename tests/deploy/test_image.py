@@ -18,7 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.conftest import Keys, TokenFactory, config_data, free_port
 from tests.deploy.dockerfile import DOCKERFILE, REPO, FinalStage, read_final_stage
+from tests.runtime.test_workers import until
 
 IMAGE = "localhost/image-gateway:test"
 # Cold (debootstrap, Debian's python3, the locked wheels from PyPI) takes a few
@@ -109,14 +110,6 @@ async def backend() -> AsyncIterator[Backend]:
     backend.url = str(server.make_url("")).rstrip("/")
     yield backend
     await server.close()
-
-
-async def until(condition: Callable[[], Awaitable[Any]], what: str) -> Any:
-    deadline = asyncio.get_running_loop().time() + DEADLINE_SECONDS
-    while not (result := await condition()):
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-    return result
 
 
 def _upper_layer(container: str) -> set[str]:
