@@ -34,7 +34,9 @@ from tests.conftest import Keys, TokenFactory, config_data, free_port
 from tests.deploy.dockerfile import DOCKERFILE, REPO, FinalStage, read_final_stage
 from tests.runtime.test_workers import until
 
-IMAGE = "localhost/image-gateway:test"
+# The tag is for people; the test uses the id its own build printed, so a
+# build from another checkout moving the tag meanwhile changes nothing here.
+IMAGE_TAG = "localhost/image-gateway:test"
 # Cold (debootstrap, Debian's python3, the locked wheels from PyPI) takes a few
 # minutes; these bound a hung mirror, not the normal case.
 BASE_TIMEOUT = 900
@@ -63,9 +65,15 @@ def _run(args: list[str], what: str, timeout: float) -> str:
     return result.stdout
 
 
+@dataclass(frozen=True)
+class BuiltImage:
+    id: str
+    config: dict[str, Any]  # Docker format: HEALTHCHECK included
+
+
 @pytest.fixture(scope="session")
-def image() -> dict[str, Any]:
-    """The image built from this checkout; its Docker-format configuration."""
+def image(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
+    """The image built from this checkout."""
     for tool in ("buildah", "podman", "debootstrap"):
         _tool(tool)
     _run(["bash", str(REPO / "deploy" / "base-image.sh")], "deploy/base-image.sh", BASE_TIMEOUT)
@@ -75,15 +83,17 @@ def image() -> dict[str, Any]:
         else []
     )
     build = ["buildah", "bud", "--isolation", "chroot", "--pull=never", "--layers"]
-    build += ["--format", "docker", *ca, "-f", str(DOCKERFILE), "-t", IMAGE, str(REPO)]
-    _run(build, "buildah bud", BUILD_TIMEOUT)
-    inspected = json.loads(_run(["buildah", "inspect", "--type", "image", IMAGE], "inspect", 60))
-    return dict(inspected["Docker"]["config"])
+    iidfile = tmp_path_factory.mktemp("image") / "id"
+    build += ["--format", "docker", *ca, "--iidfile", str(iidfile), "-f", str(DOCKERFILE)]
+    _run([*build, "-t", IMAGE_TAG, str(REPO)], "buildah bud", BUILD_TIMEOUT)
+    image_id = iidfile.read_text().strip()
+    inspected = _run(["buildah", "inspect", "--type", "image", image_id], "inspect", 60)
+    return BuiltImage(image_id, dict(json.loads(inspected)["Docker"]["config"]))
 
 
 @pytest.fixture
-def container(image: dict[str, Any]) -> Iterator[str]:
-    name = _run(["buildah", "from", "--pull=never", IMAGE], "buildah from", 60).strip()
+def container(image: BuiltImage) -> Iterator[str]:
+    name = _run(["buildah", "from", "--pull=never", image.id], "buildah from", 60).strip()
     yield name
     _run(["buildah", "rm", name], "buildah rm", 60)
 
@@ -129,16 +139,16 @@ def _uids(pid: int) -> list[str]:
     return next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
 
 
-def test_the_built_image_says_what_the_dockerfile_says(image: dict[str, Any]) -> None:
-    stage = read_final_stage()
-    assert image["User"] == stage.user
-    assert {int(p.split("/")[0]) for p in image["ExposedPorts"]} == stage.exposed_ports
-    assert tuple(image["Entrypoint"]) == stage.entrypoint
-    assert tuple(image["Cmd"]) == stage.cmd
-    assert tuple(image["Volumes"]) == stage.volumes
-    assert image["StopSignal"] == "SIGTERM"
-    assert tuple(image["Healthcheck"]["Test"]) == ("CMD", *stage.healthcheck)
-    assert f"IMAGE_GATEWAY_HEALTH_URL={stage.env['IMAGE_GATEWAY_HEALTH_URL']}" in image["Env"]
+def test_the_built_image_says_what_the_dockerfile_says(image: BuiltImage) -> None:
+    config, stage = image.config, read_final_stage()
+    assert config["User"] == stage.user
+    assert {int(p.split("/")[0]) for p in config["ExposedPorts"]} == stage.exposed_ports
+    assert tuple(config["Entrypoint"]) == stage.entrypoint
+    assert tuple(config["Cmd"]) == stage.cmd
+    assert tuple(config["Volumes"]) == stage.volumes
+    assert config["StopSignal"] == "SIGTERM"
+    assert tuple(config["Healthcheck"]["Test"]) == ("CMD", *stage.healthcheck)
+    assert f"IMAGE_GATEWAY_HEALTH_URL={stage.env['IMAGE_GATEWAY_HEALTH_URL']}" in config["Env"]
 
 
 def _gateway_config(
