@@ -194,7 +194,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     await gateway.upstream.open()
     gateway.audit.open()
-    await gateway.feed.start()
+    await gateway.feed.start(gateway.metrics.snapshot)
     # Keys and revocations are current before the first request is served.
     await gateway.revocations.open()
     await gateway.verifier.open()

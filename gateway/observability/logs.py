@@ -1,18 +1,21 @@
 """Log set-up: every line carries the request id it belongs to.
 
 In JSON format (the default) each record is one object per line; a record
-logged with ``extra={"fields": {...}}`` (the access log) carries those
-fields at the top level, for log shippers to index.
+logged with ``extra={"fields": ...}`` (the access log) carries that
+object's fields at the top level, for log shippers to index. The object
+brings them already serialized (``fields_json``, gateway.observability.records),
+so the access line reuses the request record's one JSON text.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
+
+import orjson
 
 
 class _RequestIdDefault(logging.Filter):
@@ -20,6 +23,13 @@ class _RequestIdDefault(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = "-"
         return True
+
+
+class SerializedFields(Protocol):
+    @property
+    def fields_json(self) -> str:
+        """A JSON object whose keys are none of a line's own (time, level,
+        logger, request_id, message, exception)."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,14 +41,14 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
         }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            # The line's own keys win: "time" stays ISO 8601 for log shippers.
-            for key, value in fields.items():
-                line.setdefault(key, value)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, separators=(",", ":"))
+        text = orjson.dumps(line, default=str).decode()
+        fields: SerializedFields | None = getattr(record, "fields", None)
+        if fields is None:
+            return text
+        extra = fields.fields_json
+        return text if extra == "{}" else text[:-1] + "," + extra[1:]
 
 
 class LoopBatchedHandler(logging.StreamHandler[TextIO]):

@@ -7,9 +7,10 @@ connections; Redis is what makes their rate limits one.
 The admin listener (health, metrics, dashboard) runs in the one process
 when there is one. With several workers the parent serves it: it is the
 process that outlives every worker and knows which are alive, and it
-carries no proxy traffic to slow a probe. Workers write their metrics to
-``PROMETHEUS_MULTIPROC_DIR`` and stream their decisions to the parent's
-socket, so ``/metrics`` and the dashboard show what all of them did.
+carries no proxy traffic to slow a probe. Workers stream their decisions
+to the parent's socket and report their counters over it when ``/metrics``
+is scraped (gateway.observability.feed), so ``/metrics`` and the dashboard
+show what all of them did.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import os
 import shutil
 import signal
 import tempfile
@@ -28,7 +28,6 @@ from pathlib import Path
 
 import uvloop
 from aiohttp import web
-from prometheus_client.multiprocess import mark_process_dead
 
 from gateway.admin.app import AdminSources, build_admin_app, local_sources
 from gateway.app import GATEWAY, build_app, build_readiness, make_store
@@ -37,12 +36,7 @@ from gateway.http.upstream import UpstreamClient
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.feed import FeedListener, SocketFeed
 from gateway.observability.logs import configure_logging
-from gateway.observability.metrics import (
-    MULTIPROC_ENV,
-    clear_multiprocess_dir,
-    exposition_registry,
-    multiprocess_dir,
-)
+from gateway.observability.metrics import GatewayMetrics, MetricsSource
 from gateway.observability.readiness import ReadinessResult
 
 log = logging.getLogger("gateway.runtime.server")
@@ -138,14 +132,13 @@ _STABLE_AFTER_SECONDS = 10.0
 class _Workers:
     """The worker processes: started, restarted when one dies, stopped together."""
 
-    def __init__(self, config_path: Path, feed_path: Path, count: int, metrics_dir: Path) -> None:
+    def __init__(self, config_path: Path, feed_path: Path, count: int) -> None:
         # spawn, not fork: each worker builds its own loop, sessions and pools.
         self._context = multiprocessing.get_context("spawn")
         self._args = (str(config_path), str(feed_path))
         self.processes: list[BaseProcess] = [self._new(i) for i in range(count)]
         self._started_at = [0.0] * count
         self._delay = [_RESTART_DELAY] * count
-        self.metrics_dir = metrics_dir
         self.stopping = False
         self.all_exited = asyncio.Event()
 
@@ -169,8 +162,6 @@ class _Workers:
         asyncio.get_running_loop().remove_reader(process.sentinel)
         process.join()
         assert process.pid is not None
-        # Its live gauges must not be summed any more; its counters stay.
-        mark_process_dead(process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
         if self.stopping:
             log.info("%s (pid %d) exited with %s", process.name, process.pid, process.exitcode)
             if not any(p.is_alive() for p in self.processes):
@@ -210,18 +201,13 @@ class _Workers:
 async def _supervise(config: GatewayConfig, config_path: Path) -> int:
     stop = _stop_on_signals()
     runtime = Path(tempfile.mkdtemp(prefix="image-gateway-"))
-    metrics_dir = multiprocess_dir() or runtime / "metrics"
-    clear_multiprocess_dir(metrics_dir)
-    # Before any worker starts: prometheus_client picks multiprocess mode
-    # when it is imported, and spawned workers inherit the environment.
-    os.environ[MULTIPROC_ENV] = str(metrics_dir)
     decisions = DecisionLog(config.admin.recent_decisions)
     feed = FeedListener(runtime / "decisions.sock", decisions)
     await feed.start()
     upstream = UpstreamClient(config.upstream)
     await upstream.open()
     store = make_store(config.rate_limit)
-    workers = _Workers(config_path, feed.path, config.listen.workers, metrics_dir)
+    workers = _Workers(config_path, feed.path, config.listen.workers)
     # The workers verify tokens and fetch key sets; the parent knows only
     # how many key sources the configuration names.
     key_sources = sum(len(i.keys) + (i.jwks is not None) for i in config.auth.trusted_issuers)
@@ -231,7 +217,8 @@ async def _supervise(config: GatewayConfig, config_path: Path) -> int:
     try:
         workers.start()
         if config.admin.enabled:
-            sources = AdminSources(readiness, exposition_registry(), decisions)
+            metrics = MetricsSource(GatewayMetrics(), feed.metrics)
+            sources = AdminSources(readiness, metrics, decisions)
             admin_app = build_admin_app(config.admin, sources)
             admin = await start_site(admin_app, config.admin.host, config.admin.port)
             log.info("admin listener on %s:%d", config.admin.host, config.admin.port)
