@@ -19,12 +19,13 @@ from aiohttp import web
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
 from gateway.middleware.context import RequestContext, context_of
+from gateway.observability.access_log import ACCESS_LOGGER, AccessLog
 from gateway.observability.audit import AuditSink
 from gateway.observability.feed import DecisionFeed
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.records import CLIENT_CLOSED, RequestRecord, request_record
 
-access_log = logging.getLogger("gateway.access")
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 class ObservabilityMiddleware(Middleware):
@@ -32,6 +33,7 @@ class ObservabilityMiddleware(Middleware):
         self.metrics = metrics
         self.feed = feed
         self.audit = audit
+        self.access = AccessLog(access_log)
         # The process serving: workers are spawned, each builds its own chain.
         self.pid = os.getpid()
 
@@ -63,16 +65,8 @@ class ObservabilityMiddleware(Middleware):
             ctx, method=request.method, path=request.path, client_ip=request.remote or "",
             status=status, pid=self.pid,
         )  # fmt: skip
-        fields = record.fields
         self._count(record)
-        access_log.info(
-            "%s %s %d %s",
-            fields["method"],
-            fields["path"],
-            fields["status"],
-            fields["decision"],
-            extra={"request_id": record.request_id, "fields": record},
-        )
+        self.access.write(record)
         if record.audited:
             self.audit.write(record)
         self.feed.publish(record)

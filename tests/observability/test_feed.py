@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -17,9 +16,8 @@ from gateway.config import parse_config
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.feed import FeedListener, SocketFeed
 from gateway.observability.metrics import GatewayMetrics, MetricsSnapshot, local_source, render
-from gateway.observability.records import RecordFields, RequestRecord
 from tests.conftest import Client, Keys, config_data
-from tests.observed import sample_value
+from tests.observed import sample_record, sample_value
 
 
 async def arrived(decisions: DecisionLog, count: int) -> None:
@@ -27,18 +25,6 @@ async def arrived(decisions: DecisionLog, count: int) -> None:
     while len(decisions.decisions) < count:
         assert asyncio.get_running_loop().time() < deadline, "records did not arrive"
         await asyncio.sleep(0.01)
-
-
-def record(request_id: str, route: str = "image:delete") -> RequestRecord:
-    fields: RecordFields = {
-        "global_request_id": None, "method": "DELETE", "path": "/v2/images/x", "route": route,
-        "image_id": "x", "project": "p", "user": "u", "client": "127.0.0.1", "status": 204,
-        "decision": "forwarded", "reason": None, "upstream_status": 204, "upstream_error": None,
-        "limiter": None, "limits": [], "duration_ms": 1.0, "upstream_ms": 0.5, "pid": 1,
-    }  # fmt: skip
-    if route == "image:delete":
-        fields["outcome"] = "deleted"
-    return RequestRecord(time.time(), request_id, fields)
 
 
 def count_deletes(metrics: GatewayMetrics, n: int) -> None:
@@ -78,8 +64,8 @@ async def worker(listener: FeedListener) -> tuple[SocketFeed, GatewayMetrics]:
 
 async def test_records_from_a_worker_reach_the_admin_log(listener: FeedListener) -> None:
     feed, _ = await worker(listener)
-    feed.publish(record("req-1"))
-    feed.publish(record("req-2", route="images:list"))
+    feed.publish(sample_record("req-1"))
+    feed.publish(sample_record("req-2", route="images:list"))
     await arrived(listener.decisions, 2)
     assert [d["request_id"] for d in listener.decisions.search()] == ["req-2", "req-1"]
     # The delete's one record is its audit record too.
@@ -93,7 +79,7 @@ async def test_a_scrape_counts_every_request_answered_before_it(listener: FeedLi
     (one, one_metrics), (two, two_metrics) = await worker(listener), await worker(listener)
     count_deletes(one_metrics, 3)
     count_deletes(two_metrics, 4)
-    one.publish(record("req-1"))
+    one.publish(sample_record("req-1"))
     # No waiting: the scrape asks both, and each sends its records before its counts.
     assert deletes_in(await listener.metrics()) == 7
     assert [d["request_id"] for d in listener.decisions.search()] == ["req-1"]
@@ -167,8 +153,8 @@ async def test_without_an_admin_process_records_are_dropped_and_counted(
     feed = SocketFeed(tmp_path / "nobody.sock")
     await feed.start(GatewayMetrics().snapshot)
     assert any("unreachable" in r.getMessage() for r in caplog.records)
-    feed.publish(record("req-1"))
-    feed.publish(record("req-2"))
+    feed.publish(sample_record("req-1"))
+    feed.publish(sample_record("req-2"))
     assert feed.dropped == 2
     await feed.close()
 
