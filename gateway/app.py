@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.auth.tokens import TokenVerifier
 from gateway.config import GatewayConfig, RateLimitConfig
 from gateway.context import run_before_send
+from gateway.http.public_links import PublicLinks
 from gateway.limits_endpoint import LimitsEndpoint
 from gateway.middleware.authentication import AuthenticationMiddleware
 from gateway.middleware.authorization import AuthorizationMiddleware
@@ -117,7 +118,7 @@ def build_app(
     verifier = TokenVerifier(config.auth, revocations.revocations)
     policy = Policy(config.authorization)
     limiter = make_limiter(config.rate_limit, store or make_store(config.rate_limit))
-    routes = RouteTable()
+    routes = RouteTable(enabled=config.routes.enabled)
     metrics = GatewayMetrics()
     feed = feed or LocalFeed(DecisionLog(config.admin.recent_decisions))
     mirror_counts(
@@ -137,7 +138,7 @@ def build_app(
             FaultEnvelopeMiddleware(),
             ViaMiddleware(config.via),
             HeaderHygieneMiddleware(),
-            RoutingMiddleware(routes),
+            RoutingMiddleware(routes, config.routes),
             AuthenticationMiddleware(verifier, config.auth.realm),
             RateLimitMiddleware(limiter),
             AuthorizationMiddleware(policy, owners),
@@ -147,9 +148,11 @@ def build_app(
         # so that an oversized token gets our 401 fault instead.
         handler_args={"max_field_size": max(16384, config.auth.max_token_bytes + 1024)},
     )
-    routes.register(
-        app.router, Proxy(upstream).handle, {"limits:read": LimitsEndpoint(limiter).handle}
+    links = PublicLinks(
+        config.listen.public_url, config.upstream.url, config.rate_limit.trusted_proxies
     )
+    proxy = Proxy(upstream, links, config.upstream.role_mapping)
+    routes.register(app.router, proxy.handle, {"limits:read": LimitsEndpoint(limiter).handle})
     readiness = build_readiness(config, upstream, limiter.store, verifier.usable_key_count)
     app[GATEWAY] = Gateway(
         config,

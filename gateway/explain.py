@@ -95,7 +95,7 @@ async def _explain_with(
     out.add("authentication", True, _token_why(verified, issuer.config.claims))
 
     identity = verified.identity
-    rules = gateway.limiter.matching(method.upper(), path)
+    rules = gateway.limiter.matching(method.upper(), path, route.name)
     limiter = gateway.limiter
     # The limit the limiter would enforce: a project's override included.
     counted = "; ".join(

@@ -83,7 +83,7 @@ def config_data(upstream_url: str, keys: Keys, **sections: Any) -> dict[str, Any
         },
         "authorization": {
             "admin_roles": ["admin"],
-            "routes": {"image:delete": {"roles": ["cloudImages:admin"]}},
+            "routes": {"delete_image": {"roles": ["cloudImages:admin"]}},
         },
         "rate_limit": {
             "rules": [

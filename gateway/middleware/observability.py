@@ -20,7 +20,6 @@ from gateway.observability.audit import AuditSink
 from gateway.observability.feed import DecisionFeed
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.records import (
-    AUDITED_ROUTE,
     CLIENT_CLOSED,
     AccessRecord,
     access_record,
@@ -75,7 +74,7 @@ class ObservabilityMiddleware(Middleware):
             extra={"request_id": record.request_id, "fields": fields},
         )
         self.feed.publish("decision", fields)
-        if record.route == AUDITED_ROUTE:
+        if ctx.route is not None and ctx.route.audited:
             audit = audit_record(record)
             self.audit.write(audit)
             self.feed.publish("audit", audit)

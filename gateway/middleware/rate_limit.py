@@ -60,6 +60,7 @@ class RateLimitMiddleware(Middleware):
             ctx.identity,
             request_client_ip(self.limiter, request),
             ctx.request_id,
+            ctx.route.name,
         )
         ctx.rate_limit = decision
         if decision is None:

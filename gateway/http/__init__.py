@@ -1,0 +1,1 @@
+"""HTTP plumbing of the gateway: routes, request bodies, links, faults."""
