@@ -53,9 +53,11 @@ class Route:
     # Every authenticated caller may use it, whatever its roles: it only
     # reads the caller's own state.
     any_caller: bool = False
-    # Version discovery: no token needed (Glance asks none), and the links in
-    # the answer are rewritten to the gateway's public URL.
+    # Version discovery: the links in the answer are rewritten to the
+    # gateway's public URL.
     discovery: bool = False
+    # False where Glance asks no token either: its version list.
+    authenticated: bool = True
     # A call that changes one image: the caller's project must own it (or
     # hold an admin role), checked as for DELETE. Reads are left to the
     # backend, which filters by the identity headers.
@@ -64,10 +66,6 @@ class Route:
     @property
     def accepts_body(self) -> bool:
         return self.body is not Body.NONE
-
-    @property
-    def authenticated(self) -> bool:
-        return not self.discovery
 
     @property
     def audited(self) -> bool:
@@ -97,14 +95,17 @@ def glance(
     )
 
 
-def _discovery(name: str, path: str) -> Route:
+def _discovery(name: str, path: str, *, authenticated: bool) -> Route:
     return Route(
         name=name,
         method="GET",
         paths=(path,),
         upstream_path=path,
-        rate_limited=False,
+        rate_limited=authenticated,
+        # Any caller may learn the API's versions, whatever its roles.
+        any_caller=True,
         discovery=True,
+        authenticated=authenticated,
     )
 
 
@@ -199,9 +200,10 @@ GLANCE_ROUTES: tuple[Route, ...] = (
 )  # fmt: skip
 
 ROUTES: tuple[Route, ...] = (
-    # Version discovery, as Glance serves it: keystoneauth starts here.
-    *(_discovery("versions", path) for path in ("/", "/versions")),
-    *(_discovery("version", path) for path in ("/v2", "/v2/")),
+    # Version discovery, as Glance serves it: keystoneauth starts here. The
+    # version list needs no token; /v2 (a redirect to /v2/) does, in Glance too.
+    *(_discovery("versions", path, authenticated=False) for path in ("/", "/versions")),
+    *(_discovery("version", path, authenticated=True) for path in ("/v2", "/v2/")),
     *GLANCE_ROUTES,
     # The caller's own rate limits; not counted against them, so that a
     # client can always learn when to come back.
@@ -232,9 +234,7 @@ OWNER_CHECKED_ROUTES = frozenset(route.name for route in ROUTES if route.owner_c
 # definitions are admin tools an operator enables on purpose.
 _OFF_BY_DEFAULT_PREFIXES = ("/v2/cache", "/v2/metadefs", "/v2/images/{image_id:[^/]+}/locations")
 DEFAULT_ENABLED_ROUTES = frozenset(
-    route.name
-    for route in ROUTES
-    if not route.paths[0].startswith(_OFF_BY_DEFAULT_PREFIXES)
+    route.name for route in ROUTES if not route.paths[0].startswith(_OFF_BY_DEFAULT_PREFIXES)
 )
 
 

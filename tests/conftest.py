@@ -169,10 +169,13 @@ class ScriptedUpstream:
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
     received: list[web.Request] = field(default_factory=list)
+    # The body of each request received, in order.
+    bodies: list[bytes] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append(request)
+        self.bodies.append(await request.read())
         if self.hang:
             await self.release.wait()
         return web.Response(

@@ -35,8 +35,10 @@ def check_media_type(route: Route, request: web.Request) -> None:
     if not route.accepts_body:
         raise GatewayFault(400, "This operation does not accept a request body.")
     if not _media_type_ok(route, request.content_type):
-        wanted = " or ".join(sorted(JSON_PATCH_TYPES)) if route.body is Body.JSON_PATCH else (
-            route.body.value
+        wanted = (
+            " or ".join(sorted(JSON_PATCH_TYPES))
+            if route.body is Body.JSON_PATCH
+            else (route.body.value)
         )
         raise GatewayFault(
             415,
@@ -74,8 +76,10 @@ async def read_json_body(route: Route, request: web.Request, limit: int) -> byte
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise GatewayFault(400, "The request body is not valid JSON.", details=str(exc)) from None
-    problem = _json_patch_problem(document) if route.body is Body.JSON_PATCH else (
-        None if isinstance(document, dict) else "the body must be a JSON object"
+    problem = (
+        _json_patch_problem(document)
+        if route.body is Body.JSON_PATCH
+        else (None if isinstance(document, dict) else "the body must be a JSON object")
     )
     if problem is not None:
         raise GatewayFault(400, f"Malformed request body: {problem}.")

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Client, GatewayFactory, ScriptedUpstream
+from tests.integration.glance import REPO
+
+# The shipped Rackspace policy: a rule for every route of the image API.
+RACKSPACE_POLICY = REPO / "config" / "policy.yaml"
+
+
+@dataclass
+class RoutedGateway:
+    client: Client
+    upstream: ScriptedUpstream
+    upstream_url: str
+    audit: Path
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        if not self.audit.exists():
+            return []
+        return [json.loads(line) for line in self.audit.read_text().splitlines()]
+
+
+RoutedFactory = Callable[..., Awaitable[RoutedGateway]]
+
+
+@pytest.fixture
+def routed(
+    make_gateway: GatewayFactory,
+    scripted: tuple[ScriptedUpstream, str],
+    tmp_path: Path,
+) -> RoutedFactory:
+    """The gateway with the shipped policy in front of a scripted upstream,
+    auditing to a file; sections override the test configuration."""
+    upstream, url = scripted
+
+    async def make(**sections: Any) -> RoutedGateway:
+        audit = tmp_path / "audit.jsonl"
+        sections.setdefault("authorization", {"policy_file": str(RACKSPACE_POLICY)})
+        sections.setdefault("audit", {"sink": str(audit)})
+        client = await make_gateway(url, **sections)
+        return RoutedGateway(client, upstream, url, audit)
+
+    return make
