@@ -10,7 +10,7 @@ from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 
 from gateway.config._base import PositiveInt, _Section
 from gateway.config.redis import RedisConfig
-from gateway.routes import check_route_names
+from gateway.http.routes import check_route_names
 
 UNIT_SECONDS: Mapping[str, int] = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 

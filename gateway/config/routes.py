@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import field_validator
 
 from gateway.config._base import PositiveInt, _Section
-from gateway.routes import DEFAULT_ENABLED_ROUTES, check_route_names
+from gateway.http.routes import DEFAULT_ENABLED_ROUTES, check_route_names
 
 
 def _known(value: list[str]) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.client_ip import IPNetwork, is_trusted_proxy
+from gateway.http.client_ip import IPNetwork, is_trusted_proxy
 
 # Client headers about the path a request took: ours to write, never the
 # client's to pass on (a backend that trusts them builds links from them).

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.faults import GatewayFault
-from gateway.routes import Body, Route
+from gateway.http.faults import GatewayFault
+from gateway.http.routes import Body, Route
 
 # Glance's PATCH media types (v2.0 is still accepted by Glance).
 JSON_PATCH_TYPES = frozenset(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import RoutesConfig
-from gateway.context import context_of
-from gateway.faults import GatewayFault
+from gateway.http.faults import GatewayFault
 from gateway.http.request_body import check_declared_size, check_media_type, read_json_body
+from gateway.http.routes import UUID_PATTERN, Body, Handler, RouteTable
 from gateway.middleware.base import Middleware
-from gateway.routes import UUID_PATTERN, Body, Handler, RouteTable
+from gateway.middleware.context import context_of
 
 
 class RoutingMiddleware(Middleware):

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from gateway.routes import DEFAULT_ENABLED_ROUTES, GLANCE_ROUTES, Body, Route
+from gateway.http.routes import DEFAULT_ENABLED_ROUTES, GLANCE_ROUTES, Body, Route
 from tests.conftest import TokenFactory
 from tests.http.conftest import RoutedFactory
 from tests.test_app import assert_fault

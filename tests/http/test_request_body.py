@@ -57,7 +57,7 @@ async def test_bad_bodies_are_refused_logged_and_not_forwarded(
     message: str,
 ) -> None:
     gateway = await routed(routes={"max_json_body_bytes": 1024, "max_image_bytes": 4096})
-    caplog.set_level(logging.INFO, logger="gateway.faults")
+    caplog.set_level(logging.INFO, logger="gateway.http.faults")
     response = await gateway.client.request(
         method,
         path,
