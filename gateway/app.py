@@ -14,7 +14,7 @@ from gateway.authz.policy import Policy
 from gateway.config import GatewayConfig, RateLimitConfig
 from gateway.http.proxy import Proxy
 from gateway.http.public_links import PublicLinks
-from gateway.http.routes import RouteTable
+from gateway.http.routes import Handler, RouteTable
 from gateway.http.upstream import UpstreamClient
 from gateway.middleware.authentication import AuthenticationMiddleware
 from gateway.middleware.authorization import AuthorizationMiddleware
@@ -26,7 +26,7 @@ from gateway.middleware.rate_limit import RateLimitMiddleware
 from gateway.middleware.request_id import RequestIdMiddleware
 from gateway.middleware.routing import RoutingMiddleware
 from gateway.middleware.via import ViaMiddleware
-from gateway.observability.audit import AuditSink
+from gateway.observability.audit import AuditSink, DiscardingAuditSink
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.feed import DecisionFeed, LocalFeed
 from gateway.observability.metrics import GatewayMetrics
@@ -68,6 +68,16 @@ class Gateway:
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """The chain run to see what it decides (``explain``): ``forward`` stands
+    in for the proxy, the limiter takes nothing, no audit record is written,
+    and the owner look-up may be skipped."""
+
+    forward: Handler
+    owner_lookup: bool = True
+
+
 def make_store(config: RateLimitConfig) -> LimitStore:
     if config.store == "redis":
         assert config.redis is not None
@@ -75,7 +85,7 @@ def make_store(config: RateLimitConfig) -> LimitStore:
     return MemoryStore()
 
 
-def make_limiter(config: RateLimitConfig, store: LimitStore) -> RateLimiter:
+def make_limiter(config: RateLimitConfig, store: LimitStore, *, counting: bool) -> RateLimiter:
     """The limiter, reading per-tenant overrides from Redis when limits live there."""
     overrides = None
     if isinstance(store, RedisStore):
@@ -84,7 +94,7 @@ def make_limiter(config: RateLimitConfig, store: LimitStore) -> RateLimiter:
             interval=store.config.overrides_refresh,
             timeout=store.config.timeout,
         )
-    return RateLimiter(config, store, overrides)
+    return RateLimiter(config, store, overrides, counting=counting)
 
 
 def build_readiness(
@@ -111,13 +121,16 @@ def build_app(
     *,
     store: LimitStore | None = None,
     feed: DecisionFeed | None = None,
+    dry_run: DryRun | None = None,
 ) -> web.Application:
     upstream = UpstreamClient(config.upstream)
     owners = ImageOwners(upstream, config.upstream)
     revocations = make_revocation_store(config.revocation)
     verifier = TokenVerifier(config.auth, revocations.revocations)
     policy = Policy(config.authorization)
-    limiter = make_limiter(config.rate_limit, store or make_store(config.rate_limit))
+    limiter = make_limiter(
+        config.rate_limit, store or make_store(config.rate_limit), counting=dry_run is None
+    )
     routes = RouteTable(enabled=config.routes.enabled)
     metrics = GatewayMetrics()
     feed = feed or LocalFeed(DecisionLog(config.admin.recent_decisions))
@@ -129,7 +142,7 @@ def build_app(
         revocations=revocations,
         feed=feed,
     )
-    audit = AuditSink(config.audit)
+    audit = AuditSink(config.audit) if dry_run is None else DiscardingAuditSink()
 
     app = web.Application(
         middlewares=[
@@ -141,7 +154,9 @@ def build_app(
             RoutingMiddleware(routes, config.routes),
             AuthenticationMiddleware(verifier, config.auth.realm),
             RateLimitMiddleware(limiter),
-            AuthorizationMiddleware(policy, owners),
+            AuthorizationMiddleware(
+                policy, owners if dry_run is None or dry_run.owner_lookup else None
+            ),
         ],
         # aiohttp refuses header lines over 8190 bytes before any middleware
         # runs, with a bare text 400; leave room for the configured token size
@@ -152,7 +167,8 @@ def build_app(
         config.listen.public_url, config.upstream.url, config.rate_limit.trusted_proxies
     )
     proxy = Proxy(upstream, links, config.upstream.role_mapping)
-    routes.register(app.router, proxy.handle, {"limits:read": LimitsEndpoint(limiter).handle})
+    forward = proxy.handle if dry_run is None else dry_run.forward
+    routes.register(app.router, forward, {"limits:read": LimitsEndpoint(limiter).handle})
     readiness = build_readiness(config, upstream, limiter.store, verifier.usable_key_count)
     app[GATEWAY] = Gateway(
         config,

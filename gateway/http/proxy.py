@@ -7,12 +7,12 @@ import time
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-import aiohttp
-import yarl
 from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.authn.identity import identity_headers
+from gateway.http.client import RequestBodyError, StreamedBody, UpstreamError, UpstreamResponse
+from gateway.http.faults import GatewayFault
 from gateway.http.hop_by_hop import end_to_end
 from gateway.http.public_links import FORWARDING_HEADERS, PublicLinks
 from gateway.http.upstream import UpstreamClient
@@ -48,14 +48,16 @@ def upstream_request_headers(
     return headers
 
 
-class _UpstreamCutShort(Exception):
-    """The backend's body ended early, after our headers were sent."""
-
-
-def upstream_path(template: str, params: Mapping[str, str]) -> str:
-    """The backend path, each parameter quoted as one path segment: a tag
-    or member id that decoded to "/" or "?" must not reach another resource."""
-    return template.format(**{name: quote(value, safe="") for name, value in params.items()})
+def upstream_target(ctx: RequestContext, request: web.Request) -> str:
+    """The path and query the request goes to on the backend, encoded for the wire."""
+    assert ctx.route is not None
+    assert ctx.route.upstream_path is not None
+    target = ctx.route.upstream_path.format(
+        **{name: quote(value, safe="") for name, value in ctx.params.items()}
+    )
+    # Raw, as the client sent it: decoding and encoding again could change it.
+    query = request.rel_url.raw_query_string
+    return f"{target}?{query}" if query else target
 
 
 class Proxy:
@@ -71,47 +73,49 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
-        assert ctx.route is not None
-        assert ctx.route.upstream_path is not None
-        path = upstream_path(ctx.route.upstream_path, ctx.params)
-        url = self.upstream.base_url + path
-        if request.query_string:
-            url += "?" + request.query_string
+        ctx.step = "proxy"
+        target = upstream_target(ctx, request)
+        body: bytes | StreamedBody | None = ctx.body
+        if body is None and request.body_exists:
+            body = StreamedBody(request.content.iter_any(), request.content_length)
+        expect_continue = request.headers.get("Expect", "").lower() == "100-continue"
         headers = upstream_request_headers(
             ctx, self.role_mapping, self.links.forwarded_headers(request)
         )
-        data: bytes | aiohttp.StreamReader | None = None
-        if ctx.body is not None:
-            data = ctx.body
-        elif request.body_exists:
-            data = request.content
+        # Ours to speak to the backend, on our connection: see the client.
+        headers.popall("Expect", None)
         sent = time.monotonic()
         try:
-            async with self.upstream.session.request(
-                request.method,
-                yarl.URL(url, encoded=True),
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-            ) as upstream_response:
-                ctx.upstream_status = upstream_response.status
-                ctx.upstream_seconds = time.monotonic() - sent
-                if upstream_response.status >= 400 and not self.upstream.config.pass_through_errors:
-                    raise await self.upstream.error_fault(upstream_response)
-                return await self._relay(request, upstream_response, ctx)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            upstream_response = await self.upstream.request(
+                request.method, target, headers, body, expect_continue=expect_continue
+            )
+        except UpstreamError as exc:
             ctx.upstream_seconds = time.monotonic() - sent
             log.warning(
                 "upstream %s %s failed: %r",
                 request.method,
-                path,
+                target,
                 exc,
                 extra={"request_id": ctx.request_id},
             )
             raise self.upstream.transport_fault(exc) from None
+        except RequestBodyError as exc:
+            ctx.upstream_seconds = time.monotonic() - sent
+            log.info("request body not received whole: %s", exc,
+                     extra={"request_id": ctx.request_id})  # fmt: skip
+            fault = GatewayFault(400, "The request body could not be read.", details=str(exc))
+            raise fault from None
+        try:
+            ctx.upstream_status = upstream_response.status
+            ctx.upstream_seconds = time.monotonic() - sent
+            if upstream_response.status >= 400 and not self.upstream.config.pass_through_errors:
+                raise await self.upstream.error_fault(upstream_response)
+            return await self._relay(request, upstream_response, ctx)
+        finally:
+            upstream_response.release()
 
     async def _relay(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, ctx: RequestContext
+        self, request: web.Request, upstream: UpstreamResponse, ctx: RequestContext
     ) -> web.StreamResponse:
         headers = end_to_end(upstream.headers)
         base = self.links.base(request)
@@ -127,30 +131,27 @@ class Proxy:
             response.content_length = upstream.content_length
         try:
             await response.prepare(request)
-            while chunk := await self._read(upstream):
+            while chunk := await upstream.read_chunk():
                 await response.write(chunk)
             await response.write_eof()
         except ConnectionError:
             # The client hung up; nothing is wrong upstream. (aiohttp's
-            # ClientConnectionResetError is also a ConnectionError, which is
-            # why this is caught here and not left to the upstream handler.)
+            # ClientConnectionResetError is also a ConnectionError.)
             log.info("client went away mid-response", extra={"request_id": ctx.request_id})
-        except _UpstreamCutShort as exc:
+        except (UpstreamError, RequestBodyError) as exc:
             # Headers are gone already: all that is left is to cut the
             # connection so the client sees a truncated body, not a short one.
-            log.warning(
-                "upstream body cut short: %r", exc.__cause__, extra={"request_id": ctx.request_id}
-            )
+            log.warning("upstream body cut short: %r", exc, extra={"request_id": ctx.request_id})
             response.force_close()
         return response
 
     async def _relay_document(
-        self, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], base: str
+        self, upstream: UpstreamResponse, headers: CIMultiDict[str], base: str
     ) -> web.Response:
         """A version document, read whole (it is small) to rewrite its links."""
         try:
-            body = await upstream.content.read(MAX_DISCOVERY_BYTES + 1)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            body = await upstream.read(MAX_DISCOVERY_BYTES + 1)
+        except UpstreamError as exc:
             raise self.upstream.transport_fault(exc) from None
         if len(body) > MAX_DISCOVERY_BYTES:
             raise self.upstream.unavailable(
@@ -160,10 +161,3 @@ class Proxy:
         return web.Response(
             status=upstream.status, reason=upstream.reason, headers=headers, body=body
         )
-
-    @staticmethod
-    async def _read(upstream: aiohttp.ClientResponse) -> bytes:
-        try:
-            return await upstream.content.readany()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _UpstreamCutShort from exc

@@ -44,9 +44,11 @@ class AuthenticationMiddleware(Middleware):
             # Not a proxied operation, or version discovery, which Glance
             # (and keystoneauth, which asks it first) expects without a token.
             return await handler(request)
+        ctx.step = "authentication"
         token = self._credential(request)
         try:
-            ctx.identity = await self.verifier.verify(token)
+            ctx.token = await self.verifier.inspect(token)
+            ctx.identity = ctx.token.identity
         except InvalidToken as exc:
             log.info("token refused: %s", exc, extra={"request_id": ctx.request_id})
             raise GatewayFault(

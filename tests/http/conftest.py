@@ -1,15 +1,30 @@
+"""The client runs under uvloop in the gateway and asyncio's own loop elsewhere: test both.
+
+And the image API's routes are tested against a scripted upstream with the
+shipped policy (the ``routed`` fixture).
+"""
+
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
 from tests.conftest import Client, GatewayFactory, ScriptedUpstream
 from tests.integration.glance import REPO
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
 
 # The shipped Rackspace policy: a rule for every route of the image API.
 RACKSPACE_POLICY = REPO / "config" / "policy.yaml"

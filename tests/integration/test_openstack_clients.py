@@ -102,7 +102,7 @@ async def cycle(
 
 def assert_refused(refusal: dict[str, Any], exception: str, status: int, message: str) -> None:
     assert (refusal["exception"], refusal["status"]) == (exception, status), refusal
-    assert message in refusal["message"], refusal
+    assert re.search(message, refusal["message"]), refusal
     assert not UNCLEAN.search(refusal["message"]), refusal
 
 
@@ -160,7 +160,9 @@ async def test_client_library_full_cycle_and_refusals(
         assert seen["endpoint"] == cycle.url + "v2/"
     await assert_cycle(seen, callers, cycle)
     refused, image_id = seen["refused"], seen["created"]["id"]
-    hidden = f"No image found with ID {image_id}"
+    # The shipped configuration leaves the owner check to Glance
+    # (owner_check: backend): its words for an image the caller may not see.
+    hidden = f"(No image found with ID|Failed to find image) {image_id}"
     assert_refused(refused["other_tenant_delete"], not_found, 404, hidden)
     # glanceclient reads the image before patching it: then Glance hides it.
     assert_refused(refused["other_tenant_update"], not_found, 404, hidden)

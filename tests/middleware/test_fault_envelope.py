@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.ratelimit.store import Check, Verdict
+from gateway.ratelimit.store import LimitCheck, Verdict
 from tests.conftest import GatewayFactory, TokenFactory
 from tests.test_app import assert_fault
 
@@ -17,10 +17,10 @@ from tests.test_app import assert_fault
 class BrokenStore:
     """A store with a bug in it, plugged in through the store interface."""
 
-    async def acquire(self, checks: Sequence[Check]) -> Verdict:
+    async def acquire(self, checks: Sequence[LimitCheck]) -> Verdict:
         raise ZeroDivisionError("secret internal detail")
 
-    async def peek(self, checks: Sequence[Check]) -> Verdict:
+    async def peek(self, checks: Sequence[LimitCheck]) -> Verdict:
         raise ZeroDivisionError("secret internal detail")
 
     async def ping(self) -> None:
