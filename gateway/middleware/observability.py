@@ -3,7 +3,7 @@
 It sits right inside the request id and outside the fault envelope, so it
 sees every answer as the client does, faults included. From the
 RequestContext the chain filled in it writes one access log line, an audit
-record for every delete decision, the metrics, and the decision the
+record for every image API decision, the metrics, and the decision the
 dashboard shows.
 """
 

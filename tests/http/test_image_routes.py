@@ -205,3 +205,37 @@ async def test_backend_errors_reach_the_client_clean_for_every_accept(
             assert fault["message"] == "You are not permitted to modify 'os_hidden'.", (
                 content_type, accept,
             )  # fmt: skip
+
+
+async def test_glance_client_headers_pass_both_ways(
+    routed: RoutedFactory, token: TokenFactory
+) -> None:
+    """What glanceclient and openstacksdk send with image data reaches Glance
+    (which reads both), and Glance's end-to-end answer headers reach them."""
+    gateway = await routed()
+    gateway.upstream.status, gateway.upstream.body = 200, b"\0" * 16
+    gateway.upstream.content_type = "application/octet-stream"
+    gateway.upstream.headers = {
+        "Content-MD5": "fd0f0cc58d8d7b3ae4bae8a7f9e8ae0d",
+        "ETag": '"fd0f0cc58d8d7b3ae4bae8a7f9e8ae0d"',
+        "OpenStack-image-import-methods": "glance-direct,web-download",
+        "OpenStack-image-store-ids": "fs",
+    }
+    admin = token("operations", "root", ["admin"])
+    staged = await gateway.client.put(
+        f"/v2/images/{IMAGE_ID}/stage",
+        data=b"\0" * 16,
+        headers={"X-Auth-Token": admin, "Content-Type": "application/octet-stream",
+                 "X-OpenStack-Image-Size": "16", "X-Image-Meta-Store": "fs"},
+    )  # fmt: skip
+    assert staged.status == 200
+    sent = gateway.upstream.received[0].headers
+    assert (sent["X-OpenStack-Image-Size"], sent["X-Image-Meta-Store"]) == ("16", "fs")
+    assert sent["Content-Type"] == "application/octet-stream"
+    downloaded = await gateway.client.get(
+        f"/v2/images/{IMAGE_ID}/file", headers={"X-Auth-Token": admin}
+    )
+    assert await downloaded.read() == b"\0" * 16
+    for name, value in gateway.upstream.headers.items():
+        assert downloaded.headers[name] == value
+    assert downloaded.headers["Content-Type"] == "application/octet-stream"

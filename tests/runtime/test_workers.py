@@ -336,6 +336,19 @@ async def test_every_audit_record_is_written_and_fed_under_load(
                 return False
 
             await until(listening, "the gateway to listen")
+
+            async def both_workers_answer() -> bool:
+                # New connections, so SO_REUSEPORT spreads them: until both
+                # workers listen, every kept connection would go to the first.
+                async with aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(force_close=True)
+                ) as fresh:
+                    await (await fresh.get(f"{proxy}/probe")).read()
+                    response = await fresh.get(f"{admin}/api/decisions?limit=500")
+                    decisions = (await response.json())["decisions"]
+                return len({d["pid"] for d in decisions}) == 2
+
+            await until(both_workers_answer, "both workers to answer")
             queue: asyncio.Queue[str] = asyncio.Queue()
             for _ in range(UNDER_LOAD):
                 queue.put_nowait(str(uuid.uuid4()))
