@@ -567,3 +567,30 @@ async def test_garbage_is_a_protocol_error() -> None:
         with pytest.raises(UpstreamError, match="invalid HTTP response") as caught:
             await client.request("GET", "/")
         assert caught.value.kind == "protocol"
+
+
+async def test_a_slow_reader_pauses_the_upstream_instead_of_buffering() -> None:
+    """16 MiB offered at once, read slowly: the client never holds much more than its mark."""
+    size = 16 * 1024 * 1024
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        for _ in range(size // 65536):
+            writer.write(b"x" * 65536)
+            await writer.drain()
+        await reader.read()
+
+    async with raw_server(handler) as port:
+        client = make_client(port)
+        largest = received = 0
+        async with await client.request("GET", "/") as response:
+            while chunk := await response.read_chunk():
+                largest = max(largest, len(chunk))
+                received += len(chunk)
+                await asyncio.sleep(0.001)  # a slow reader's pace, not a synchronisation
+        assert received == size
+        # Without pausing the socket, what arrived between reads would pile up
+        # (megabytes per chunk); with it, about the high-water mark at most.
+        assert largest <= 512 * 1024
+        assert client.idle_connections == 1

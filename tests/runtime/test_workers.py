@@ -330,23 +330,14 @@ async def test_every_audit_record_is_written_and_fed_under_load(
     try:
         async with aiohttp.ClientSession() as client:
 
-            async def listening() -> bool:
-                with contextlib.suppress(aiohttp.ClientConnectionError):
-                    return (await client.get(f"{proxy}/probe")).status == 404
-                return False
-
-            await until(listening, "the gateway to listen")
-
             async def both_workers_answer() -> bool:
-                # New connections, so SO_REUSEPORT spreads them: until both
-                # workers listen, every kept connection would go to the first.
-                async with aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(force_close=True)
-                ) as fresh:
-                    await (await fresh.get(f"{proxy}/probe")).read()
-                    response = await fresh.get(f"{admin}/api/decisions?limit=500")
-                    decisions = (await response.json())["decisions"]
-                return len({d["pid"] for d in decisions}) == 2
+                # A new connection each time, so either worker may take it.
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    await client.get(f"{proxy}/probe", headers={"Connection": "close"})
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    response = await client.get(f"{admin}/api/decisions?limit=500")
+                    return len({d["pid"] for d in (await response.json())["decisions"]}) == 2
+                return False
 
             await until(both_workers_answer, "both workers to answer")
             queue: asyncio.Queue[str] = asyncio.Queue()
