@@ -181,3 +181,37 @@ async def test_a_reader_may_list_and_show_but_not_change(
     other = await glance.create_image(BOB)
     listed = await gateway.get("/v2/images", headers=headers)
     assert other not in [i["id"] for i in (await listed.json())["images"]]
+
+
+async def test_stage_and_import_through_the_gateway(
+    gateway: Client, glance: Glance, token: TokenFactory
+) -> None:
+    """Glance's interoperable import: discover the methods, stage the data,
+    import it with glance-direct; the image becomes active with the bytes sent."""
+    headers = {"X-Auth-Token": token_of(token, ALICE)}
+    methods = await gateway.get("/v2/info/import", headers=headers)
+    assert methods.status == 200
+    assert "glance-direct" in (await methods.json())["import-methods"]["value"]
+    stores = await gateway.get("/v2/info/stores", headers=headers)
+    assert [s["id"] for s in (await stores.json())["stores"]] == ["fs"]
+
+    image_id = await uploadable_image(glance, ALICE)
+    data = bytes(range(256)) * 4096
+    staged = await gateway.put(
+        f"/v2/images/{image_id}/stage", data=data,
+        headers={**headers, "Content-Type": "application/octet-stream"},
+    )  # fmt: skip
+    assert staged.status == 204, await staged.text()
+    imported = await gateway.post(
+        f"/v2/images/{image_id}/import",
+        json={"method": {"name": "glance-direct"}},
+        headers=headers,
+    )
+    assert imported.status == 202, await imported.text()
+
+    async def active() -> bool:
+        return await image_status(glance, image_id) == "active"
+
+    await until(active, "Glance to import the staged data")
+    downloaded = await gateway.get(f"/v2/images/{image_id}/file", headers=headers)
+    assert await downloaded.read() == data
