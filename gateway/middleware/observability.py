@@ -3,8 +3,8 @@
 It sits right inside the request id and outside the fault envelope, so it
 sees every answer as the client does, faults included. From the
 RequestContext the chain filled in it builds one record (serialized at most
-once), and that record is the access log line, the audit record of a
-delete and the decision the dashboard shows; the metrics count it in plain
+once), and that record is the access log line, the audit record of an
+image API call and the decision the dashboard shows; the metrics count it in plain
 in-process counters, read only when /metrics is scraped.
 """
 

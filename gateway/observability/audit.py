@@ -1,4 +1,4 @@
-"""The delete audit trail's own sink: stderr, or a file every worker appends to.
+"""The audit trail's own sink: stderr, or a file every worker appends to.
 
 Each record is one JSON line written with a single ``write`` on a file
 opened with O_APPEND, so the lines of several workers never interleave. The
@@ -30,7 +30,7 @@ class AuditSink:
             self._fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
     def write(self, record: RequestRecord) -> None:
-        line = record.json(audit="image.delete", at=record.at()) + "\n"
+        line = record.json(audit=f"image.{record.fields['route']}", at=record.at()) + "\n"
         if self._fd is None:
             sys.stderr.write(line)
             sys.stderr.flush()

@@ -1,7 +1,7 @@
 """What one finished request was: one record, built and serialized once.
 
-The same record is the access log line, the delete's audit record and what
-the dashboard shows; each adds its own few leading keys to the one JSON
+The same record is the access log line, the audit record of an image API
+call and what the dashboard shows; each adds its own few leading keys to the one JSON
 text (``RequestRecord.fields_json``) instead of serializing it again. It
 is built from the RequestContext the chain filled in, never from the
 request's headers, so the token cannot end up in it.
@@ -19,8 +19,8 @@ from gateway.http.upstream import UPSTREAM_CAUSE_PREFIX
 from gateway.middleware.context import RequestContext
 from gateway.ratelimit.limiter import LIMITER_UNAVAILABLE
 
-# The route whose every decision is audited.
-AUDITED_ROUTE = "image:delete"
+# The route whose successful calls are "deleted" in the audit trail.
+DELETE_ROUTE = "delete_image"
 
 # nginx's "client closed request": the client went away before the answer.
 CLIENT_CLOSED = 499
@@ -61,8 +61,8 @@ class RecordFields(TypedDict):
     duration_ms: float
     upstream_ms: float | None
     pid: int
-    # Audited requests only (a delete): what came of it. A record with an
-    # outcome is an audit record too.
+    # Audited routes only (the image API's): what came of it. A record with
+    # an outcome is an audit record too.
     outcome: NotRequired[str]
 
 
@@ -161,9 +161,11 @@ def limit_states(ctx: RequestContext) -> list[LimitState]:
     ]
 
 
-def delete_outcome(decision: str, status: int) -> str:
+def audit_outcome(decision: str, status: int, route: str | None) -> str:
     if decision == "forwarded":
-        return "deleted" if 200 <= status < 300 else "refused_by_backend"
+        if not 200 <= status < 300:
+            return "refused_by_backend"
+        return "deleted" if route == DELETE_ROUTE else "succeeded"
     return decision
 
 
@@ -196,6 +198,6 @@ def request_record(
         ),
         "pid": pid,
     }
-    if route == AUDITED_ROUTE:
-        fields["outcome"] = delete_outcome(decision, status)
+    if ctx.route is not None and ctx.route.audited:
+        fields["outcome"] = audit_outcome(decision, status, route)
     return RequestRecord(time.time(), ctx.request_id, fields)

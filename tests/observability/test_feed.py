@@ -30,14 +30,14 @@ async def arrived(decisions: DecisionLog, count: int) -> None:
 def count_deletes(metrics: GatewayMetrics, n: int) -> None:
     for _ in range(n):
         metrics.record_request(
-            route="image:delete", method="DELETE", status=204, decision="forwarded",
+            route="delete_image", method="DELETE", status=204, decision="forwarded",
             seconds=0.002, upstream_seconds=0.001,
         )  # fmt: skip
 
 
 def deletes_in(snapshot: MetricsSnapshot) -> float:
     text = render(GatewayMetrics(), snapshot).decode()
-    return sample_value(text, "gateway_requests_total", route="image:delete")
+    return sample_value(text, "gateway_requests_total", route="delete_image")
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ async def test_a_deletes_access_line_audit_line_and_dashboard_record_agree(
     # Each use leads with its own keys; none repeats one.
     assert access["time"].endswith("+00:00")
     assert access["logger"] == "gateway.access"
-    assert (audit["audit"], audit["time"]) == ("image.delete", record.time)
+    assert (audit["audit"], audit["time"]) == ("image.delete_image", record.time)
     assert audit["at"].endswith("+00:00")
     assert shown["time"] == trail["time"] == record.time
     text = JsonFormatter().format(logged)

@@ -120,9 +120,9 @@ async def test_every_worker_is_counted_as_one_gateway(
             # ones (the token cache) included, then the dashboard, which the
             # scrape brought up to date too.
             text = await (await client.get(f"{admin}/metrics")).text()
-            assert sample_value(text, "gateway_requests_total", route="image:delete") == DELETES
+            assert sample_value(text, "gateway_requests_total", route="delete_image") == DELETES
             assert sample_value(text, "gateway_token_cache_lookups_total") == DELETES
-            seen = [d for d in await decisions() if d["route"] == "image:delete"]
+            seen = [d for d in await decisions() if d["route"] == "delete_image"]
             assert len(seen) == DELETES
             assert len({d["pid"] for d in seen}) == workers
 
@@ -356,7 +356,7 @@ async def test_every_audit_record_is_written_and_fed_under_load(
 
             # Exact at the first scrape, which also brings the dashboard up to date.
             text = await (await client.get(f"{admin}/metrics")).text()
-            assert sample_value(text, "gateway_requests_total", route="image:delete") == UNDER_LOAD
+            assert sample_value(text, "gateway_requests_total", route="delete_image") == UNDER_LOAD
             response = await client.get(f"{admin}/api/audit?limit={UNDER_LOAD + 100}")
             trail = list((await response.json())["audit"])
             assert sorted(r["request_id"] for r in trail) == sorted(sent)
