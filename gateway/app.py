@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.auth.tokens import TokenVerifier
+from gateway.authn.authenticator import Authenticator
+from gateway.authn.keystone_tokens import KeystoneTokens
 from gateway.config import GatewayConfig, RateLimitConfig
 from gateway.context import run_before_send
 from gateway.limits_endpoint import LimitsEndpoint
@@ -28,6 +30,7 @@ from gateway.observability.mirrors import mirror_counts
 from gateway.observability.readiness import (
     ConfigLoaded,
     KeysLoaded,
+    KeystoneReachable,
     Readiness,
     RedisReachable,
     UpstreamReachable,
@@ -53,6 +56,8 @@ class Gateway:
     upstream: UpstreamClient
     owners: ImageOwners
     verifier: TokenVerifier
+    # Opaque OpenStack tokens, when auth.keystone is configured.
+    keystone: KeystoneTokens | None
     limiter: RateLimiter
     metrics: GatewayMetrics
     # Where decisions go for the dashboard: this process's log, or the
@@ -91,15 +96,16 @@ def build_readiness(
     upstream: UpstreamClient,
     store: LimitStore,
     key_count: Callable[[], int],
+    keystone: KeystoneTokens | None = None,
 ) -> Readiness:
     readiness = Readiness(
-        [
-            ConfigLoaded(config),
-            KeysLoaded(key_count),
-            UpstreamReachable(upstream),
-        ],
+        [ConfigLoaded(config), UpstreamReachable(upstream)],
         timeout=config.upstream.connect_timeout,
     )
+    if config.auth.trusted_issuers:
+        readiness.add(KeysLoaded(key_count))
+    if keystone is not None:
+        readiness.add(KeystoneReachable(keystone.client))
     if isinstance(store, RedisStore):
         readiness.add(RedisReachable(store.client))
     return readiness
@@ -115,6 +121,13 @@ def build_app(
     owners = ImageOwners(upstream, config.upstream)
     revocations = make_revocation_store(config.revocation)
     verifier = TokenVerifier(config.auth, revocations.revocations)
+    keystone = None
+    if config.auth.keystone is not None:
+        keystone = KeystoneTokens(
+            config.auth.keystone,
+            revocations.revocations,
+            max_token_bytes=config.auth.max_token_bytes,
+        )
     policy = Policy(config.authorization)
     limiter = make_limiter(config.rate_limit, store or make_store(config.rate_limit))
     routes = RouteTable()
@@ -123,6 +136,7 @@ def build_app(
     mirror_counts(
         metrics,
         verifier=verifier,
+        keystone=keystone,
         limiter=limiter,
         policy=policy,
         revocations=revocations,
@@ -138,7 +152,7 @@ def build_app(
             ViaMiddleware(config.via),
             HeaderHygieneMiddleware(),
             RoutingMiddleware(routes),
-            AuthenticationMiddleware(verifier, config.auth.realm),
+            AuthenticationMiddleware(Authenticator(verifier, keystone), config.auth.realm),
             RateLimitMiddleware(limiter),
             AuthorizationMiddleware(policy, owners),
         ],
@@ -150,12 +164,15 @@ def build_app(
     routes.register(
         app.router, Proxy(upstream).handle, {"limits:read": LimitsEndpoint(limiter).handle}
     )
-    readiness = build_readiness(config, upstream, limiter.store, verifier.usable_key_count)
+    readiness = build_readiness(
+        config, upstream, limiter.store, verifier.usable_key_count, keystone
+    )
     app[GATEWAY] = Gateway(
         config,
         upstream,
         owners,
         verifier,
+        keystone,
         limiter,
         metrics,
         feed,
@@ -184,8 +201,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     # Keys and revocations are current before the first request is served.
     await gateway.revocations.open()
     await gateway.verifier.open()
+    if gateway.keystone is not None:
+        await gateway.keystone.open()
     gateway.limiter.start()
     yield
+    if gateway.keystone is not None:
+        await gateway.keystone.close()
     await gateway.verifier.close()
     await gateway.revocations.close()
     await gateway.feed.close()

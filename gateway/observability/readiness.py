@@ -8,6 +8,7 @@ stops, so ``/readyz`` turns false while in-flight requests still finish.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from gateway.authn.keystone_client import KeystoneClient, KeystoneUnavailable
 from gateway.config import GatewayConfig
 from gateway.upstream import UpstreamClient
 
@@ -72,6 +74,32 @@ class UpstreamReachable:
                 return CheckResult(ok, f"GET / answered {response.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             return CheckResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+
+class KeystoneReachable:
+    """Keystone answers, and the gateway holds a service token (obtaining one if it has none)."""
+
+    name = "keystone"
+
+    def __init__(self, client: KeystoneClient) -> None:
+        self.client = client
+
+    async def __call__(self) -> CheckResult:
+        try:
+            await self.client.service_token()
+            async with self.client.session.get(self.client.config.auth_url + "/v3") as response:
+                if response.status >= 500:
+                    return CheckResult(False, f"GET /v3 answered {response.status}")
+        except KeystoneUnavailable as exc:
+            return CheckResult(False, f"no service token: {exc}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return CheckResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        expires_at = self.client.service_token_expires_at
+        assert expires_at is not None
+        left = expires_at - time.time()
+        return CheckResult(
+            True, f"GET /v3 answered {response.status}; service token valid {left:.0f} s more"
+        )
 
 
 class RedisReachable:
