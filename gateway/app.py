@@ -7,14 +7,19 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.auth.tokens import TokenVerifier
 from gateway.authn.authenticator import Authenticator
 from gateway.authn.keystone_tokens import KeystoneTokens
+from gateway.authn.revocation import RevocationStore, make_revocation_store
+from gateway.authn.tokens import TokenVerifier
+from gateway.authz.ownership import ImageOwners
+from gateway.authz.policy import Policy
 from gateway.config import GatewayConfig, RateLimitConfig
-from gateway.context import run_before_send
-from gateway.limits_endpoint import LimitsEndpoint
+from gateway.http.proxy import Proxy
+from gateway.http.routes import Handler, RouteTable
+from gateway.http.upstream import UpstreamClient
 from gateway.middleware.authentication import AuthenticationMiddleware
 from gateway.middleware.authorization import AuthorizationMiddleware
+from gateway.middleware.context import run_before_send
 from gateway.middleware.fault_envelope import FaultEnvelopeMiddleware
 from gateway.middleware.header_hygiene import HeaderHygieneMiddleware
 from gateway.middleware.observability import ObservabilityMiddleware
@@ -22,7 +27,7 @@ from gateway.middleware.rate_limit import RateLimitMiddleware
 from gateway.middleware.request_id import RequestIdMiddleware
 from gateway.middleware.routing import RoutingMiddleware
 from gateway.middleware.via import ViaMiddleware
-from gateway.observability.audit import AuditSink
+from gateway.observability.audit import AuditSink, DiscardingAuditSink
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.feed import DecisionFeed, LocalFeed
 from gateway.observability.metrics import GatewayMetrics
@@ -35,17 +40,12 @@ from gateway.observability.readiness import (
     RedisReachable,
     UpstreamReachable,
 )
-from gateway.ownership import ImageOwners
-from gateway.policy import Policy
-from gateway.proxy import Proxy
+from gateway.ratelimit.endpoint import LimitsEndpoint
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.overrides import OverrideRefresher, RedisOverrides
 from gateway.ratelimit.redis_store import RedisStore
 from gateway.ratelimit.store import LimitStore
-from gateway.revocation import RevocationStore, make_revocation_store
-from gateway.routes import RouteTable
-from gateway.upstream import UpstreamClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,16 @@ class Gateway:
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """The chain run to see what it decides (``explain``): ``forward`` stands
+    in for the proxy, the limiter takes nothing, no audit record is written,
+    and the owner look-up may be skipped."""
+
+    forward: Handler
+    owner_lookup: bool = True
+
+
 def make_store(config: RateLimitConfig) -> LimitStore:
     if config.store == "redis":
         assert config.redis is not None
@@ -79,7 +89,7 @@ def make_store(config: RateLimitConfig) -> LimitStore:
     return MemoryStore()
 
 
-def make_limiter(config: RateLimitConfig, store: LimitStore) -> RateLimiter:
+def make_limiter(config: RateLimitConfig, store: LimitStore, *, counting: bool) -> RateLimiter:
     """The limiter, reading per-tenant overrides from Redis when limits live there."""
     overrides = None
     if isinstance(store, RedisStore):
@@ -88,7 +98,7 @@ def make_limiter(config: RateLimitConfig, store: LimitStore) -> RateLimiter:
             interval=store.config.overrides_refresh,
             timeout=store.config.timeout,
         )
-    return RateLimiter(config, store, overrides)
+    return RateLimiter(config, store, overrides, counting=counting)
 
 
 def build_readiness(
@@ -116,6 +126,7 @@ def build_app(
     *,
     store: LimitStore | None = None,
     feed: DecisionFeed | None = None,
+    dry_run: DryRun | None = None,
 ) -> web.Application:
     upstream = UpstreamClient(config.upstream)
     owners = ImageOwners(upstream, config.upstream)
@@ -129,7 +140,9 @@ def build_app(
             max_token_bytes=config.auth.max_token_bytes,
         )
     policy = Policy(config.authorization)
-    limiter = make_limiter(config.rate_limit, store or make_store(config.rate_limit))
+    limiter = make_limiter(
+        config.rate_limit, store or make_store(config.rate_limit), counting=dry_run is None
+    )
     routes = RouteTable()
     metrics = GatewayMetrics()
     feed = feed or LocalFeed(DecisionLog(config.admin.recent_decisions))
@@ -142,7 +155,7 @@ def build_app(
         revocations=revocations,
         feed=feed,
     )
-    audit = AuditSink(config.audit)
+    audit = AuditSink(config.audit) if dry_run is None else DiscardingAuditSink()
 
     app = web.Application(
         middlewares=[
@@ -154,16 +167,17 @@ def build_app(
             RoutingMiddleware(routes),
             AuthenticationMiddleware(Authenticator(verifier, keystone), config.auth.realm),
             RateLimitMiddleware(limiter),
-            AuthorizationMiddleware(policy, owners),
+            AuthorizationMiddleware(
+                policy, owners if dry_run is None or dry_run.owner_lookup else None
+            ),
         ],
         # aiohttp refuses header lines over 8190 bytes before any middleware
         # runs, with a bare text 400; leave room for the configured token size
         # so that an oversized token gets our 401 fault instead.
         handler_args={"max_field_size": max(16384, config.auth.max_token_bytes + 1024)},
     )
-    routes.register(
-        app.router, Proxy(upstream).handle, {"limits:read": LimitsEndpoint(limiter).handle}
-    )
+    forward = Proxy(upstream).handle if dry_run is None else dry_run.forward
+    routes.register(app.router, forward, {"limits:read": LimitsEndpoint(limiter).handle})
     readiness = build_readiness(
         config, upstream, limiter.store, verifier.usable_key_count, keystone
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gateway.auth.tokens import InvalidToken, TokenVerifier
+from gateway.authn.identity import Identity
+from gateway.authn.keystone_token import KeystoneToken
 from gateway.authn.keystone_tokens import KeystoneTokens
-from gateway.identity import Identity
+from gateway.authn.tokens import InvalidToken, TokenVerifier, VerifiedToken
 
 
 class Authenticator:
@@ -21,16 +22,19 @@ class Authenticator:
         # With no JWT issuer every token is Keystone's to decide.
         self._jwt_trusted = bool(jwt.issuers)
 
-    async def verify(self, token: str, service_token: str | None = None) -> Identity:
+    async def inspect(self, token: str) -> VerifiedToken | KeystoneToken:
         keystone = self.keystone
         if keystone is None or (self._jwt_trusted and token.count(".") == 2):
-            identity = await self.jwt.verify(token)
-        else:
-            identity = await keystone.verify(token)
-        if service_token is not None and keystone is not None and keystone.config.service_tokens:
-            try:
-                service = await keystone.verify(service_token)
-            except InvalidToken as exc:
-                raise InvalidToken(f"X-Service-Token: {exc}") from None
-            identity = replace(identity, service=service)
-        return identity
+            return await self.jwt.inspect(token)
+        return await keystone.inspect(token)
+
+    async def with_service(self, identity: Identity, service_token: str | None) -> Identity:
+        """The identity with the X-Service-Token's, when Keystone service tokens are on."""
+        keystone = self.keystone
+        if service_token is None or keystone is None or not keystone.config.service_tokens:
+            return identity
+        try:
+            service = await keystone.verify(service_token)
+        except InvalidToken as exc:
+            raise InvalidToken(f"X-Service-Token: {exc}") from None
+        return replace(identity, service=service)

@@ -24,8 +24,8 @@ from typing import Any
 
 import aiohttp
 
-from gateway.auth.tokens import InvalidToken
 from gateway.authn.keystone_token import parse_token_body
+from gateway.authn.tokens import InvalidToken
 from gateway.config import KeystoneConfig
 
 log = logging.getLogger("gateway.keystone")

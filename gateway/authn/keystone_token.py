@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.auth.tokens import HEADER_SAFE, ROLE_NAME, InvalidToken
-from gateway.identity import Identity
+from gateway.authn.identity import Identity
+from gateway.authn.tokens import HEADER_SAFE, ROLE_NAME, InvalidToken
 
 
 @dataclass(frozen=True, slots=True)

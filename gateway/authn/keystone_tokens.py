@@ -19,15 +19,15 @@ import logging
 import re
 import time
 
-from gateway.auth.tokens import InvalidToken
+from gateway.authn.identity import Identity
 from gateway.authn.keystone_client import KeystoneClient, KeystoneUnavailable
 from gateway.authn.keystone_token import KeystoneToken, from_record, parse_token_body, to_record
+from gateway.authn.revocation import RevocationList
 from gateway.authn.sealed_entries import TokenSealer
 from gateway.authn.shared_token_cache import REFUSED, VALID, SharedTokens
-from gateway.cache import ExpiringLRU
+from gateway.authn.tokens import InvalidToken
 from gateway.config import KeystoneConfig
-from gateway.identity import Identity
-from gateway.revocation import RevocationList
+from gateway.expiring_lru import ExpiringLRU
 
 log = logging.getLogger("gateway.keystone")
 

@@ -11,15 +11,15 @@ import re
 
 from aiohttp import web
 
-from gateway.auth.tokens import InvalidToken
 from gateway.authn.authenticator import Authenticator
 from gateway.authn.keystone_client import KeystoneUnavailable
-from gateway.context import context_of
-from gateway.faults import GatewayFault
+from gateway.authn.tokens import InvalidToken
+from gateway.http.faults import GatewayFault
+from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.routes import Handler
+from gateway.middleware.context import context_of
 
-log = logging.getLogger("gateway.auth")
+log = logging.getLogger("gateway.authn")
 
 # RFC 6750 §2.1 b64token, which every JWT is.
 _B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
@@ -45,10 +45,12 @@ class AuthenticationMiddleware(Middleware):
         if ctx.route is None:
             # Not a proxied operation: nothing to authenticate.
             return await handler(request)
+        ctx.step = "authentication"
         token = self._credential(request)
         service_token = request.headers.get("X-Service-Token")
         try:
-            ctx.identity = await self.verifier.verify(token, service_token)
+            ctx.token = await self.verifier.inspect(token)
+            ctx.identity = await self.verifier.with_service(ctx.token.identity, service_token)
         except KeystoneUnavailable:
             # Never a pass and never a 401: the token may well be good.
             # (Logged once per interval by the Keystone validator.)

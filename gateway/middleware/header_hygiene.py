@@ -1,7 +1,7 @@
 """4. Header hygiene: decide which client headers may ever reach the backend.
 
 Hop-by-hop headers belong to the client's connection, and identity headers
-are ours to set (gateway.identity); anything the client sent of either is
+are ours to set (gateway.authn.identity); anything the client sent of either is
 dropped here, before any later step could trust it.
 """
 
@@ -11,11 +11,11 @@ import logging
 
 from aiohttp import web
 
-from gateway.context import context_of
-from gateway.hop_by_hop import end_to_end
-from gateway.identity import strip_reserved
+from gateway.authn.identity import strip_reserved
+from gateway.http.hop_by_hop import end_to_end
+from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.routes import Handler
+from gateway.middleware.context import context_of
 
 log = logging.getLogger("gateway.headers")
 

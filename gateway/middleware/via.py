@@ -8,10 +8,10 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.config import ViaConfig
-from gateway.context import append_header_value, context_of
-from gateway.faults import GatewayFault
+from gateway.http.faults import GatewayFault
+from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.routes import Handler
+from gateway.middleware.context import append_header_value, context_of
 
 # Each Via member: protocol, received-by, optional comment.
 _MEMBER = re.compile(r"^\s*(?:[A-Za-z0-9._-]+/)?[A-Za-z0-9._-]+\s+([^\s,()]+)(?:\s+\(.*\))?\s*$")
@@ -39,6 +39,8 @@ class ViaMiddleware(Middleware):
         self.entry = f"1.1 {config.pseudonym} (image-gateway/{__version__})"
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        ctx = context_of(request)
+        ctx.step = "via"
         try:
             hops = received_by(request.headers.getall("Via", []))
         except ValueError as exc:
@@ -51,7 +53,6 @@ class ViaMiddleware(Middleware):
             )
         if len(hops) >= MAX_HOPS:
             raise GatewayFault(400, "Too many hops in Via.")
-        ctx = context_of(request)
         ctx.upstream_headers["Via"] = self.entry
 
         def append_via(response: web.StreamResponse) -> None:

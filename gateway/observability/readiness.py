@@ -20,11 +20,11 @@ from redis.exceptions import RedisError
 
 from gateway.authn.keystone_client import KeystoneClient, KeystoneUnavailable
 from gateway.config import GatewayConfig
-from gateway.upstream import UpstreamClient
+from gateway.http.upstream import UpstreamClient
 
 
 @dataclass(frozen=True, slots=True)
-class CheckResult:
+class ReadinessResult:
     ok: bool
     detail: str
 
@@ -32,7 +32,7 @@ class CheckResult:
 class ReadinessCheck(Protocol):
     name: str
 
-    async def __call__(self) -> CheckResult: ...
+    async def __call__(self) -> ReadinessResult: ...
 
 
 class ConfigLoaded:
@@ -41,11 +41,13 @@ class ConfigLoaded:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
 
-    async def __call__(self) -> CheckResult:
+    async def __call__(self) -> ReadinessResult:
         # A config that failed validation never gets this far: being here
         # is the proof; the detail says which one is running.
         rules = len(self.config.rate_limit.rules)
-        return CheckResult(True, f"upstream {self.config.upstream.url}, {rules} rate-limit rule(s)")
+        return ReadinessResult(
+            True, f"upstream {self.config.upstream.url}, {rules} rate-limit rule(s)"
+        )
 
 
 class KeysLoaded:
@@ -54,9 +56,9 @@ class KeysLoaded:
     def __init__(self, count: Callable[[], int]) -> None:
         self._count = count
 
-    async def __call__(self) -> CheckResult:
+    async def __call__(self) -> ReadinessResult:
         count = self._count()
-        return CheckResult(count > 0, f"{count} verification key(s) loaded")
+        return ReadinessResult(count > 0, f"{count} verification key(s) loaded")
 
 
 class UpstreamReachable:
@@ -65,15 +67,15 @@ class UpstreamReachable:
     def __init__(self, upstream: UpstreamClient) -> None:
         self.upstream = upstream
 
-    async def __call__(self) -> CheckResult:
+    async def __call__(self) -> ReadinessResult:
         # Any HTTP answer means the backend is up; Glance answers its root
         # with the version list.
         try:
             async with self.upstream.session.get(self.upstream.base_url + "/") as response:
                 ok = response.status < 500
-                return CheckResult(ok, f"GET / answered {response.status}")
+                return ReadinessResult(ok, f"GET / answered {response.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return CheckResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+            return ReadinessResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
 
 
 class KeystoneReachable:
@@ -84,20 +86,20 @@ class KeystoneReachable:
     def __init__(self, client: KeystoneClient) -> None:
         self.client = client
 
-    async def __call__(self) -> CheckResult:
+    async def __call__(self) -> ReadinessResult:
         try:
             await self.client.service_token()
             async with self.client.session.get(self.client.config.auth_url + "/v3") as response:
                 if response.status >= 500:
-                    return CheckResult(False, f"GET /v3 answered {response.status}")
+                    return ReadinessResult(False, f"GET /v3 answered {response.status}")
         except KeystoneUnavailable as exc:
-            return CheckResult(False, f"no service token: {exc}")
+            return ReadinessResult(False, f"no service token: {exc}")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return CheckResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+            return ReadinessResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
         expires_at = self.client.service_token_expires_at
         assert expires_at is not None
         left = expires_at - time.time()
-        return CheckResult(
+        return ReadinessResult(
             True, f"GET /v3 answered {response.status}; service token valid {left:.0f} s more"
         )
 
@@ -108,12 +110,12 @@ class RedisReachable:
     def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self.client = client
 
-    async def __call__(self) -> CheckResult:
+    async def __call__(self) -> ReadinessResult:
         try:
             await self.client.ping()
         except (RedisError, OSError, TimeoutError) as exc:
-            return CheckResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
-        return CheckResult(True, "PING answered")
+            return ReadinessResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return ReadinessResult(True, "PING answered")
 
 
 class Readiness:
@@ -125,12 +127,12 @@ class Readiness:
     def add(self, check: ReadinessCheck) -> None:
         self.checks.append(check)
 
-    async def _run(self, check: ReadinessCheck) -> CheckResult:
+    async def _run(self, check: ReadinessCheck) -> ReadinessResult:
         try:
             async with asyncio.timeout(self.timeout):
                 return await check()
         except TimeoutError:
-            return CheckResult(False, f"no answer within {self.timeout:g}s")
+            return ReadinessResult(False, f"no answer within {self.timeout:g}s")
 
     async def report(self) -> dict[str, Any]:
         results = await asyncio.gather(*(self._run(check) for check in self.checks))

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gateway.ratelimit.store import Check, CheckResult, Verdict
+from gateway.ratelimit.store import LimitCheck, LimitCheckResult, Verdict
 
 # Sweep idle keys once the table passes this size, so an unbounded set of
 # callers cannot grow memory without bound.
@@ -36,13 +36,13 @@ class MemoryStore:
         self._clock = clock
         self._logs: dict[tuple[str, str], _Log] = {}
 
-    async def acquire(self, checks: Sequence[Check]) -> Verdict:
+    async def acquire(self, checks: Sequence[LimitCheck]) -> Verdict:
         return self.decide_now(checks, count=True)
 
-    async def peek(self, checks: Sequence[Check]) -> Verdict:
+    async def peek(self, checks: Sequence[LimitCheck]) -> Verdict:
         return self.decide_now(checks, count=False)
 
-    def decide_now(self, checks: Sequence[Check], *, count: bool) -> Verdict:
+    def decide_now(self, checks: Sequence[LimitCheck], *, count: bool) -> Verdict:
         now = self._clock()
         if len(self._logs) > _SWEEP_AT:
             self._sweep(now)
@@ -58,10 +58,12 @@ class MemoryStore:
                 log.times.append(now)
             reset = log.times[0] + check.period - now if log.times else 0.0
             remaining = max(0, check.limit - len(log.times))
-            results.append(CheckResult(remaining=remaining, reset_after=reset, retry_after=wait))
+            results.append(
+                LimitCheckResult(remaining=remaining, reset_after=reset, retry_after=wait)
+            )
         return Verdict(allowed=allowed, results=tuple(results), retry_after=retry_after)
 
-    def _log(self, check: Check, now: float) -> _Log:
+    def _log(self, check: LimitCheck, now: float) -> _Log:
         log = self._logs.get((check.subject, check.rule))
         if log is None or log.period != check.period:
             log = self._logs[(check.subject, check.rule)] = _Log(check.period)
@@ -69,7 +71,7 @@ class MemoryStore:
         return log
 
     @staticmethod
-    def _wait(check: Check, log: _Log, now: float) -> float:
+    def _wait(check: LimitCheck, log: _Log, now: float) -> float:
         excess = len(log.times) - check.limit
         if excess < 0:
             return 0.0

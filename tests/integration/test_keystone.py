@@ -24,13 +24,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.authn.shared_token_cache import SharedTokens
-from gateway.standin_store import RECEIVED, add_image
+from gateway.demo_backend.image_store import RECEIVED, add_image
+from tests.authn.test_revocation import wait_until
 from tests.conftest import Keys, TokenFactory, config_data
 from tests.integration.glance import REPO
 from tests.integration.keystone import Keystone, User, keystone_section
 from tests.observed import Observed, ObservedFactory
 from tests.test_app import assert_fault
-from tests.test_revocation import wait_until
 
 GLANCE_POLICY = REPO / "config" / "glance-policy.yaml"
 CACHE_SECRET = "a-shared-cache-secret-of-at-least-32-bytes"

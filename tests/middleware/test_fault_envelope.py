@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.ratelimit.store import Check, Verdict
+from gateway.ratelimit.store import LimitCheck, Verdict
 from tests.conftest import GatewayFactory, TokenFactory
 from tests.test_app import assert_fault
 
@@ -17,10 +17,10 @@ from tests.test_app import assert_fault
 class BrokenStore:
     """A store with a bug in it, plugged in through the store interface."""
 
-    async def acquire(self, checks: Sequence[Check]) -> Verdict:
+    async def acquire(self, checks: Sequence[LimitCheck]) -> Verdict:
         raise ZeroDivisionError("secret internal detail")
 
-    async def peek(self, checks: Sequence[Check]) -> Verdict:
+    async def peek(self, checks: Sequence[LimitCheck]) -> Verdict:
         raise ZeroDivisionError("secret internal detail")
 
     async def ping(self) -> None:
@@ -37,7 +37,7 @@ async def test_internal_error_is_500_api_fault(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = await make_gateway(str(store_server.make_url("")).rstrip("/"), store=BrokenStore())
-    with caplog.at_level(logging.ERROR, logger="gateway.faults"):
+    with caplog.at_level(logging.ERROR, logger="gateway.http.faults"):
         response = await client.delete(
             "/v2/images/8b5e1f8e-9d1c-4a5c-9f0e-3d0f6f1f2a3b", headers={"X-Auth-Token": token()}
         )
