@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from aiohttp import web
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from gateway.authn.shared_token_cache import SharedTokens
 from gateway.demo_backend.image_store import RECEIVED, add_image
-from tests.authn.test_revocation import wait_until
+from tests.authn.test_revocation import gateway_processes, wait_until
 from tests.conftest import Keys, TokenFactory, config_data
 from tests.integration.glance import REPO
 from tests.integration.keystone import Keystone, User, keystone_section
@@ -36,6 +36,8 @@ GLANCE_POLICY = REPO / "config" / "glance-policy.yaml"
 CACHE_SECRET = "a-shared-cache-secret-of-at-least-32-bytes"
 
 MakeGateway = Callable[..., Awaitable[Observed]]
+
+__all__ = ["gateway_processes"]
 
 
 @pytest.fixture
@@ -448,3 +450,74 @@ async def test_cli_revoke_beats_the_cache_on_every_gateway_within_a_second(
     # Only whom it names: another project's user goes on.
     other = keystone.create_user(keystone.create_project(), ("member", "reader"))
     assert await delete(gateways[0], store_app, other, keystone.token_of(other)) == 204
+
+
+@pytest.fixture
+def config_file(
+    tmp_path: Path,
+    keys: Keys,
+    store_server: TestServer,
+    redis_url: str,
+    keystone: Keystone,
+    gateway_service_user: User,
+) -> Path:
+    """What `gateway_processes` runs: Keystone tokens, cached and revoked through Redis."""
+    section = keystone_section(keystone, gateway_service_user, shared_cache=shared(redis_url))
+    data = config_data(
+        str(store_server.make_url("")).rstrip("/"),
+        keys,
+        auth={"keystone": section},
+        authorization={"policy_file": str(GLANCE_POLICY)},
+        revocation={"store": "redis", "redis": {"url": redis_url}},
+    )
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+async def test_two_gateway_processes_validate_once_and_revoke_within_a_second(
+    gateway_processes: list[str],
+    config_file: Path,
+    store_app: web.Application,
+    keystone: Keystone,
+    member: User,
+) -> None:
+    token = keystone.token_of(member)
+
+    async def status_at(session: ClientSession, url: str) -> int:
+        image = add_image(store_app, owner=member.project_id)
+        try:
+            async with session.delete(
+                f"{url}/v2/images/{image.id}", headers={"X-Auth-Token": token}
+            ) as response:
+                return response.status
+        except OSError:
+            return 0  # not listening yet
+
+    async with ClientSession() as session:
+        for url in gateway_processes:
+
+            async def listening(url: str = url) -> bool:
+                try:
+                    async with session.get(f"{url}/") as response:
+                        return response.status > 0
+                except OSError:
+                    return False
+
+            await wait_until(listening, deadline=30)
+        before = keystone.validations()
+        statuses = [await status_at(session, url) for url in gateway_processes * 10]
+        assert statuses == [204] * 20
+        assert keystone.validations() == before + 1, "one validation for the whole fleet"
+
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "revoke", "--config", str(config_file),
+            "--token", token, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await cli.communicate()
+        assert cli.returncode == 0, stderr.decode()
+
+        async def refused_everywhere() -> bool:
+            return [await status_at(session, url) for url in gateway_processes] == [401, 401]
+
+        await wait_until(refused_everywhere, deadline=1.0)
