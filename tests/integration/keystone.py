@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,7 +252,7 @@ def _binary(name: str) -> Path:
     return path
 
 
-def run_keystone(directory: Path, port: int) -> Iterator[Keystone]:
+def run_keystone(directory: Path, port: int) -> Generator[Keystone]:
     manage = _binary("keystone-manage")
     url = f"http://127.0.0.1:{port}"
     (directory / "keystone.conf").write_text(KEYSTONE_CONF.format(dir=directory))
