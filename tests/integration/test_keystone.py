@@ -399,6 +399,18 @@ async def test_metrics_count_validations_cache_hits_and_latency(
     assert await first.sample("gateway_keystone_request_duration_seconds_count") == 2
     assert await first.sample("gateway_keystone_service_tokens_total") == 1
 
+    # The dashboard's overview shows the same.
+    overview = await first.api("/api/overview")
+    stats = overview["keystone"]
+    assert stats["validations"] == {"valid": 1, "refused": 0, "unavailable": 0}
+    assert (stats["local_hits"], stats["shared_hits"]) == (2, 0)
+    assert stats["mean_latency_ms"] > 0
+    assert overview["health"]["checks"]["keystone"]["ok"] is True
+    page = await (await first.admin.get("/")).text()
+    assert 'id="health-keystone"' in page
+    assert "1 validated" in page
+    assert "cache hits 2 local, 0 shared" in page
+
 
 def _config_file(tmp_path: Path, keys: Keys, section: dict[str, Any], redis_url: str) -> Path:
     data = config_data(
