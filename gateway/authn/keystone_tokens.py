@@ -31,8 +31,8 @@ from gateway.expiring_lru import ExpiringLRU
 
 log = logging.getLogger("gateway.keystone")
 
-# Fernet (and every other Keystone format but JWS) is URL-safe base64.
-_KEYSTONE_TOKEN = re.compile(r"\A[A-Za-z0-9\-_=]+\Z")
+# Fernet is URL-safe base64; JWS (Keystone's other format) adds dots.
+_KEYSTONE_TOKEN = re.compile(r"\A[A-Za-z0-9\-_=.]+\Z")
 # A refusal cached locally: the reason, kept as the entry.
 Entry = KeystoneToken | str
 
@@ -99,12 +99,13 @@ class KeystoneTokens:
     async def inspect(self, token: str) -> KeystoneToken:
         if len(token) > self.max_token_bytes:
             raise InvalidToken("The token is too large.")
-        if not _KEYSTONE_TOKEN.match(token):
-            raise InvalidToken("The token is malformed.")
         digest = self.sealer.digest(token)
         now = time.time()
         entry = self.local.get(digest, now)
         if entry is None:
+            # Only a token that passed this was ever cached: checked on a miss.
+            if not _KEYSTONE_TOKEN.match(token):
+                raise InvalidToken("The token is malformed.")
             entry = await self._single_flight(digest, token)
         if isinstance(entry, str):
             raise InvalidToken(entry)
