@@ -124,7 +124,13 @@ class KeystoneClient:
         url = f"{self.config.auth_url}/v3/auth/tokens"
         if self.config.interface is None:
             url += "?nocatalog"
-        status, headers, body = await self._exchange("POST", url, json_body=self._auth_request())
+        try:
+            status, headers, body = await self._exchange(
+                "POST", url, json_body=self._auth_request()
+            )
+        except InvalidToken as exc:
+            # Keystone's garbled answer to the gateway is no verdict on a caller.
+            raise KeystoneUnavailable(f"the gateway's own token: {exc}") from None
         if status != 201:
             raise KeystoneUnavailable(f"Keystone refused the gateway's credentials ({status})")
         token = headers.get("X-Subject-Token")
