@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import struct
 import time
 
 from gateway.authn.identity import Identity
@@ -133,9 +134,11 @@ class KeystoneTokens:
     async def _look_up(self, digest: bytes, token: str) -> Entry:
         if self.shared is not None:
             opened = await self.shared.get(digest)
-            entry = _decode(opened) if opened is not None else None
-            if entry is not None:
-                self.local.put(digest, entry, self._expiry(entry, time.time()))
+            found = _decode(opened) if opened is not None else None
+            if found is not None:
+                # Trusted until the first replica's deadline, not a new one.
+                entry, until = found
+                self.local.put(digest, entry, until)
                 return entry
         try:
             entry = parse_token_body(await self.client.validate(token))
@@ -148,10 +151,10 @@ class KeystoneTokens:
             self.outages.record(str(exc))
             raise
         now = time.time()
-        expires_at = self._expiry(entry, now)
-        self.local.put(digest, entry, expires_at)
+        until = self._expiry(entry, now)
+        self.local.put(digest, entry, until)
         if self.shared is not None:
-            await self.shared.put(digest, _encode(entry), expires_at - now)
+            await self.shared.put(digest, _encode(entry, until), until - now)
         return entry
 
     def _expiry(self, entry: Entry, now: float) -> float:
@@ -160,17 +163,23 @@ class KeystoneTokens:
         return min(entry.expires_at, now + self.config.cache_ttl)
 
 
-def _encode(entry: Entry) -> bytes:
-    return REFUSED + entry.encode() if isinstance(entry, str) else VALID + to_record(entry)
+_UNTIL = struct.Struct("!d")
 
 
-def _decode(opened: bytes) -> Entry | None:
-    kind, data = opened[:1], opened[1:]
+def _encode(entry: Entry, until: float) -> bytes:
+    """The kind, the moment the entry stops being trusted, then the entry."""
+    kind, data = (REFUSED, entry.encode()) if isinstance(entry, str) else (VALID, to_record(entry))
+    return kind + _UNTIL.pack(until) + data
+
+
+def _decode(opened: bytes) -> tuple[Entry, float] | None:
+    kind, data = opened[:1], opened[1 + _UNTIL.size :]
     try:
+        (until,) = _UNTIL.unpack(opened[1 : 1 + _UNTIL.size])
         if kind == REFUSED:
-            return data.decode()
+            return data.decode(), until
         if kind == VALID:
-            return from_record(data)
-    except ValueError as exc:
+            return from_record(data), until
+    except (ValueError, struct.error) as exc:
         log.warning("keystone: an unreadable shared cache entry was ignored: %s", exc)
     return None
