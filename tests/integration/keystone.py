@@ -224,6 +224,20 @@ class Keystone:
 
     # --- its process ---
 
+    def start_sibling(self, port: int, token_expiration: int) -> Keystone:
+        """Another Keystone on the same database and keys, whose tokens live
+        ``token_expiration`` seconds: a service token that expires in a test."""
+        directory = self.directory / f"sibling-{port}"
+        directory.mkdir()
+        conf = KEYSTONE_CONF.format(dir=self.directory)
+        assert "expiration = 3600" in conf
+        conf = conf.replace("expiration = 3600", f"expiration = {token_expiration}")
+        (directory / "keystone.conf").write_text(conf)
+        (directory / "keystone_wsgi.py").write_text(WSGI_MODULE)
+        sibling = Keystone(f"http://127.0.0.1:{port}", directory, port)
+        sibling.start()
+        return sibling
+
     def start(self) -> None:
         gunicorn = _binary("gunicorn")
         env = {**os.environ, "OS_KEYSTONE_CONFIG_DIR": str(self.directory)}

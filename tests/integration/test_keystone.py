@@ -12,6 +12,7 @@ import logging
 import secrets
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ from aiohttp.test_utils import TestServer
 from gateway.authn.shared_token_cache import SharedTokens
 from gateway.demo_backend.image_store import RECEIVED, add_image
 from tests.authn.test_revocation import gateway_processes, wait_until
-from tests.conftest import Keys, TokenFactory, config_data
+from tests.conftest import Keys, TokenFactory, config_data, free_port
 from tests.integration.glance import REPO
 from tests.integration.keystone import Keystone, User, keystone_section
 from tests.observed import Observed, ObservedFactory
@@ -301,6 +302,42 @@ async def test_the_service_token_is_renewed_before_it_expires(
     for _ in range(3):
         assert await delete(observed, store_app, member, keystone.token_of(member)) == 204
     assert gateway_keystone.client.service_token_issued == 4
+
+
+async def test_the_service_token_expires_and_is_renewed_without_a_failed_request(
+    make_keystone_gateway: MakeGateway, store_app: web.Application, keystone: Keystone, member: User
+) -> None:
+    # The gateway's Keystone gives 6-second tokens (the user's, from the
+    # other Keystone process, lives an hour); with a 0.3 s cache the user's
+    # token is validated again and again with whatever service token the
+    # gateway holds, until the first one has expired.
+    sibling = keystone.start_sibling(free_port(), token_expiration=6)
+    try:
+        observed = await make_keystone_gateway(
+            auth_url=f"{sibling.url}/v3",
+            interface=None,
+            cache_ttl=0.3,
+            service_token_renew_before=2,
+        )
+        client = observed.state.keystone
+        assert client is not None
+        first_expiry = client.client.service_token_expires_at
+        assert first_expiry is not None
+        assert first_expiry - time.time() < 7
+        token = keystone.token_of(member)
+        statuses = []
+        while time.time() < first_expiry + 1:
+            statuses.append(await delete(observed, store_app, member, token))
+            # Requests spread over the token's life: time passing is the subject.
+            await asyncio.sleep(0.2)
+        assert set(statuses) == {204}, statuses
+        assert client.client.service_token_issued == 2
+        renewed_expiry = client.client.service_token_expires_at
+        assert renewed_expiry is not None
+        assert renewed_expiry > first_expiry
+        assert sibling.validations() >= len(statuses) // 2, "validated at Keystone throughout"
+    finally:
+        sibling.stop()
 
 
 async def test_x_service_token_is_validated_and_sent_as_x_service_headers(
