@@ -209,6 +209,27 @@ async def test_two_gateways_on_one_redis_validate_once(
         assert secret.encode() not in key + stored
 
 
+async def test_a_replica_trusts_a_shared_entry_no_longer_than_its_writer(
+    make_keystone_gateway: MakeGateway,
+    store_app: web.Application,
+    keystone: Keystone,
+    member: User,
+    redis_url: str,
+) -> None:
+    writer = await make_keystone_gateway(shared_cache=shared(redis_url), cache_ttl=1)
+    reader = await make_keystone_gateway(shared_cache=shared(redis_url), cache_ttl=300)
+    token = keystone.token_of(member)
+    before = keystone.validations()
+    assert await delete(writer, store_app, member, token) == 204
+    written = time.monotonic()
+    assert await delete(reader, store_app, member, token) == 204
+    assert keystone.validations() == before + 1, "the reader took the writer's entry"
+    # The writer trusted the token for 1 s: so does the reader, whatever its own TTL.
+    await asyncio.sleep(max(0.0, written + 1.2 - time.monotonic()))  # time passing is the subject
+    assert await delete(reader, store_app, member, token) == 204
+    assert keystone.validations() == before + 2
+
+
 async def test_a_tampered_or_moved_shared_entry_is_a_miss(
     make_keystone_gateway: MakeGateway,
     store_app: web.Application,
