@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from gateway.authn.keystone_client import KeystoneClient, KeystoneUnavailable
 from gateway.config import GatewayConfig
+from gateway.http.client import UpstreamError
 from gateway.http.upstream import UpstreamClient
 
 
@@ -71,11 +72,10 @@ class UpstreamReachable:
         # Any HTTP answer means the backend is up; Glance answers its root
         # with the version list.
         try:
-            async with self.upstream.session.get(self.upstream.base_url + "/") as response:
-                ok = response.status < 500
-                return ReadinessResult(ok, f"GET / answered {response.status}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            status = await self.upstream.probe()
+        except UpstreamError as exc:
             return ReadinessResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return ReadinessResult(status < 500, f"GET / answered {status}")
 
 
 class KeystoneReachable:

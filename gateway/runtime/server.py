@@ -32,7 +32,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from gateway.admin.app import AdminSources, build_admin_app, local_sources
 from gateway.app import GATEWAY, build_app, build_readiness, make_store
-from gateway.config import GatewayConfig, load_config
+from gateway.config import ConfigError, GatewayConfig, ListenConfig, load_config
 from gateway.http.upstream import UpstreamClient
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.feed import FeedListener, SocketFeed
@@ -247,18 +247,26 @@ async def _supervise(config: GatewayConfig, config_path: Path) -> int:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def run(config_path: Path) -> int:
+def run(config_path: Path, *, workers: str | None = None) -> int:
+    """Serve until a signal; ``workers`` (a number or auto) overrides listen.workers."""
     config = load_config(config_path)
+    if workers is not None:
+        try:
+            listen = ListenConfig.model_validate({**config.listen.model_dump(), "workers": workers})
+        except ValueError:
+            raise ConfigError(f"--workers: a positive number or auto, not {workers!r}") from None
+        config = config.model_copy(update={"listen": listen})
     configure_logging(config.logging.level, config.logging.format)
-    workers = config.listen.workers
     log.info(
         "image-gateway on %s:%d, %d worker(s), upstream %s",
         config.listen.host,
         config.listen.port,
-        workers,
+        config.listen.workers,
         config.upstream.url,
     )
-    if workers == 1:
+    if config.listen.workers == 1:
         serve(config)
         return 0
-    return asyncio.run(_supervise(config, config_path))
+    # The parent on uvloop too: it relays the feed and serves /metrics.
+    with asyncio.Runner(loop_factory=event_loop_factory(config)) as runner:
+        return runner.run(_supervise(config, config_path))

@@ -10,7 +10,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import ClientResponse
+from aiohttp.test_utils import TestServer
+from yarl import URL
 
+from gateway.app import GATEWAY
+from gateway.demo_backend.image_store import RECEIVED, add_image
 from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
 from tests.test_app import OUR_VIA, assert_fault, assert_request_id
 
@@ -185,3 +189,33 @@ async def test_upstream_body_cut_short_truncates_the_client_response(
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_query_is_forwarded_as_the_client_encoded_it(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    upstream, url = scripted
+    client = await make_gateway(url)
+    image = uuid.uuid4()
+    response = await client.delete(
+        URL(f"/v2/images/{image}?name=a%20b&path=%2Fx%3Fy", encoded=True),
+        headers={"X-Auth-Token": admin(token)},
+    )
+    assert response.status == 204
+    assert upstream.received[-1].raw_path == f"/v2/images/{image}?name=a%20b&path=%2Fx%3Fy"
+
+
+async def test_lookups_and_forwarding_share_one_kept_connection(
+    make_gateway: GatewayFactory, store_server: TestServer, token: TokenFactory
+) -> None:
+    """Owner GET, then DELETE, for several requests: all on one upstream connection."""
+    client = await make_gateway(str(store_server.make_url("")).rstrip("/"))
+    store_app = store_server.app
+    images = [add_image(store_app, owner="project-a") for _ in range(3)]
+    for image in images:
+        response = await client.delete(f"/v2/images/{image.id}", headers={"X-Auth-Token": token()})
+        assert response.status == 204
+    http = client.app[GATEWAY].upstream.http
+    assert http.open_connections == http.idle_connections == 1
+    methods = [r.method for r in store_app[RECEIVED] if r.path.startswith("/v2/images/")]
+    assert methods == ["GET", "DELETE"] * 3
