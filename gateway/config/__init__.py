@@ -11,7 +11,8 @@ One module a concern: ``listen`` (listen, via), ``upstream``, ``keys`` (key
 material), ``auth`` (issuers, JWKS, claims), ``keystone`` (Keystone v3
 validation), ``authorization`` (policy),
 ``redis`` (the topology ``rate_limit`` and ``revocation`` share),
-``rate_limit``, ``revocation``, ``observability`` (logging, admin, audit),
+``rate_limit``, ``revocation``, ``routes`` (which operations are served),
+``observability`` (logging, admin, audit),
 ``gateway`` (the whole file and its cross-section checks) and ``loader``
 (YAML, ``${NAME}`` and error reporting). Every public name is also here.
 """
@@ -46,6 +47,7 @@ from gateway.config.observability import (
 from gateway.config.rate_limit import UNIT_SECONDS, RateLimitConfig, RateLimitRule
 from gateway.config.redis import RedisConfig, host_port, sentinel_parts
 from gateway.config.revocation import RevocationConfig
+from gateway.config.routes import RoutesConfig
 from gateway.config.upstream import ServiceIdentity, UpstreamConfig
 
 __all__ = [
@@ -79,6 +81,7 @@ __all__ = [
     "RedisConfig",
     "RevocationConfig",
     "RouteRoles",
+    "RoutesConfig",
     "ServiceIdentity",
     "SharedTokenCache",
     "UpstreamConfig",

@@ -11,6 +11,7 @@ from gateway.config.listen import ListenConfig, ViaConfig
 from gateway.config.observability import AdminConfig, AuditConfig, LoggingConfig
 from gateway.config.rate_limit import RateLimitConfig
 from gateway.config.revocation import RevocationConfig
+from gateway.config.routes import RoutesConfig
 from gateway.config.upstream import UpstreamConfig
 
 
@@ -18,6 +19,7 @@ class GatewayConfig(_Section):
     listen: ListenConfig = ListenConfig()
     via: ViaConfig = ViaConfig()
     upstream: UpstreamConfig
+    routes: RoutesConfig = RoutesConfig()
     auth: AuthConfig
     authorization: AuthorizationConfig = AuthorizationConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()

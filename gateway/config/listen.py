@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from gateway.config._base import PositiveFloat, PositiveInt, _Section
+from gateway.config._base import PositiveFloat, PositiveInt, _http_url, _Section
 
 # RFC 9110 token characters: the pseudonym appears bare in a Via header.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -35,6 +35,15 @@ class ListenConfig(_Section):
     # The event loop of each worker: uvloop, or asyncio's own when false.
     uvloop: bool = True
     shutdown_timeout: PositiveFloat = 10.0
+    # The gateway's address as clients reach it (scheme, host, optional path
+    # prefix): links in version documents and Location headers point here.
+    # Unset, they point at the scheme and Host of each request.
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _is_http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value).rstrip("/")
 
     @field_validator("workers", mode="before")
     @classmethod

@@ -77,6 +77,10 @@ class User:
     project_name: str
 
 
+# The user `keystone-manage bootstrap` made, admin on the project "admin".
+BOOTSTRAP_ADMIN = User("", "admin", ADMIN_PASSWORD, "", "admin")
+
+
 @dataclass
 class Keystone:
     url: str

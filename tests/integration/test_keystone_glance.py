@@ -26,12 +26,10 @@ async def gateway(
         glance.url,
         auth={"keystone": keystone_section(keystone, gateway_service_user)},
         authorization={"policy_file": str(GLANCE_POLICY)},
-        rate_limit={
-            "rules": [
-                {"name": "deletes", "path": "^/v2/images/", "methods": ["DELETE"],
-                 "unit": "minute", "value": 3},
-            ]
-        },
+        rate_limit={"rules": [
+            # A project's fourth delete in the hour is over the limit.
+            {"name": "deletes", "routes": ["delete_image"], "unit": "hour", "value": 3},
+        ]},
     )  # fmt: skip
 
 
