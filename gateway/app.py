@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway.authn.authenticator import Authenticator
+from gateway.authn.keystone_tokens import KeystoneTokens
 from gateway.authn.revocation import RevocationStore, make_revocation_store
 from gateway.authn.tokens import TokenVerifier
 from gateway.authz.ownership import ImageOwners
@@ -34,6 +36,7 @@ from gateway.observability.mirrors import mirror_counts
 from gateway.observability.readiness import (
     ConfigLoaded,
     KeysLoaded,
+    KeystoneReachable,
     Readiness,
     RedisReachable,
     UpstreamReachable,
@@ -54,6 +57,8 @@ class Gateway:
     upstream: UpstreamClient
     owners: ImageOwners
     verifier: TokenVerifier
+    # Opaque OpenStack tokens, when auth.keystone is configured.
+    keystone: KeystoneTokens | None
     limiter: RateLimiter
     metrics: GatewayMetrics
     # Where decisions go for the dashboard: this process's log, or the
@@ -102,15 +107,16 @@ def build_readiness(
     upstream: UpstreamClient,
     store: LimitStore,
     key_count: Callable[[], int],
+    keystone: KeystoneTokens | None = None,
 ) -> Readiness:
     readiness = Readiness(
-        [
-            ConfigLoaded(config),
-            KeysLoaded(key_count),
-            UpstreamReachable(upstream),
-        ],
+        [ConfigLoaded(config), UpstreamReachable(upstream)],
         timeout=config.upstream.connect_timeout,
     )
+    if config.auth.trusted_issuers:
+        readiness.add(KeysLoaded(key_count))
+    if keystone is not None:
+        readiness.add(KeystoneReachable(keystone.client))
     if isinstance(store, RedisStore):
         readiness.add(RedisReachable(store.client))
     return readiness
@@ -127,6 +133,13 @@ def build_app(
     owners = ImageOwners(upstream, config.upstream)
     revocations = make_revocation_store(config.revocation)
     verifier = TokenVerifier(config.auth, revocations.revocations)
+    keystone = None
+    if config.auth.keystone is not None:
+        keystone = KeystoneTokens(
+            config.auth.keystone,
+            revocations.revocations,
+            max_token_bytes=config.auth.max_token_bytes,
+        )
     policy = Policy(config.authorization)
     limiter = make_limiter(
         config.rate_limit, store or make_store(config.rate_limit), counting=dry_run is None
@@ -137,6 +150,7 @@ def build_app(
     mirror_counts(
         metrics,
         verifier=verifier,
+        keystone=keystone,
         limiter=limiter,
         policy=policy,
         revocations=revocations,
@@ -152,7 +166,7 @@ def build_app(
             ViaMiddleware(config.via),
             HeaderHygieneMiddleware(),
             RoutingMiddleware(routes, config.routes),
-            AuthenticationMiddleware(verifier, config.auth.realm),
+            AuthenticationMiddleware(Authenticator(verifier, keystone), config.auth.realm),
             RateLimitMiddleware(limiter),
             AuthorizationMiddleware(
                 policy, owners if dry_run is None or dry_run.owner_lookup else None
@@ -169,12 +183,15 @@ def build_app(
     proxy = Proxy(upstream, links, config.upstream.role_mapping)
     forward = proxy.handle if dry_run is None else dry_run.forward
     routes.register(app.router, forward, {"limits:read": LimitsEndpoint(limiter).handle})
-    readiness = build_readiness(config, upstream, limiter.store, verifier.usable_key_count)
+    readiness = build_readiness(
+        config, upstream, limiter.store, verifier.usable_key_count, keystone
+    )
     app[GATEWAY] = Gateway(
         config,
         upstream,
         owners,
         verifier,
+        keystone,
         limiter,
         metrics,
         feed,
@@ -203,8 +220,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     # Keys and revocations are current before the first request is served.
     await gateway.revocations.open()
     await gateway.verifier.open()
+    if gateway.keystone is not None:
+        await gateway.keystone.open()
     gateway.limiter.start()
     yield
+    if gateway.keystone is not None:
+        await gateway.keystone.close()
     await gateway.verifier.close()
     await gateway.revocations.close()
     await gateway.feed.close()

@@ -17,9 +17,11 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from gateway.admin.keystone_stats import keystone_stats
 from gateway.http.faults import GatewayFault
 from gateway.http.routes import Handler
 from gateway.observability.decisions import DecisionLog
+from gateway.observability.metrics import MetricsSource
 from gateway.observability.readiness import Readiness
 
 MAX_QUERY_CHARS = 200
@@ -33,12 +35,20 @@ Context = dict[str, Any]
 class Dashboard:
     decisions: DecisionLog
     readiness: Readiness
+    metrics: MetricsSource
 
     async def overview(self, request: web.Request) -> Context:
+        health = await self.readiness.report()
         return {
             "overview": self.decisions.overview(),
-            "health": await self.readiness.report(),
+            "health": health,
             "recent": self.decisions.search(limit=10),
+            # Only a gateway that trusts Keystone has a Keystone check.
+            "keystone": (
+                keystone_stats(await self.metrics.take())
+                if "keystone" in health["checks"]
+                else None
+            ),
         }
 
     async def limits(self, request: web.Request) -> Context:

@@ -19,6 +19,8 @@ from gateway.middleware.context import context_of
 
 log = logging.getLogger("gateway.headers")
 
+_CREDENTIALS = ("x-auth-token", "authorization", "x-service-token")
+
 
 class HeaderHygieneMiddleware(Middleware):
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -27,7 +29,7 @@ class HeaderHygieneMiddleware(Middleware):
         removed = strip_reserved(headers)
         # Credentials are expected; anything else reserved is a client trying
         # to speak for the gateway, which an operator wants to see.
-        spoofed = [n for n in removed if n.lower() not in ("x-auth-token", "authorization")]
+        spoofed = [n for n in removed if n.lower() not in _CREDENTIALS]
         if spoofed:
             log.info(
                 "dropped client-supplied identity headers: %s",

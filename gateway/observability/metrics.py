@@ -102,6 +102,13 @@ class HistogramFamily:
     buckets: tuple[float, ...]
     series: dict[Labels, HistogramSeries] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not self.labelnames:
+            self.series[()] = HistogramSeries(self.buckets)
+
+    def observe(self, value: float) -> None:
+        self.labels().observe(value)
+
     def labels(self, *values: str) -> HistogramSeries:
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name} takes the labels {self.labelnames}, not {values}")
@@ -199,12 +206,15 @@ class GatewayMetrics:
             "route", "method", "status", "decision",
         )  # fmt: skip
         self.request_duration = histogram(
-            "gateway_request_duration_seconds", "Whole request, first byte in to last byte out."
-        )
+            "gateway_request_duration_seconds",
+            "Whole request, first byte in to last byte out.",
+            "route", "method",
+        )  # fmt: skip
         self.upstream_duration = histogram(
             "gateway_upstream_duration_seconds",
             "Forwarded requests: request sent to the backend's response headers.",
-        )
+            "route", "method",
+        )  # fmt: skip
         self.ratelimit_decisions = counter(
             "gateway_ratelimit_decisions",
             "Rate-limit verdicts on requests that matched a rule (allowed, limited, unavailable).",
@@ -235,6 +245,29 @@ class GatewayMetrics:
         )
         self.jwks_fetches = counter(
             "gateway_jwks_fetches", "Fetches of a JWKS key set, by outcome.", "outcome"
+        )
+        self.keystone_validations = counter(
+            "gateway_keystone_validations",
+            "Keystone tokens validated at Keystone, by outcome (valid, refused, unavailable).",
+            "outcome",
+        )
+        self.keystone_cache = counter(
+            "gateway_keystone_token_cache_lookups",
+            "Keystone token look-ups by cache and result (local_hit, local_miss, shared_hit, "
+            "shared_tampered).",
+            "result",
+        )
+        self.keystone_shared_cache_errors = counter(
+            "gateway_keystone_shared_cache_errors",
+            "Reads or writes of the shared Keystone token cache that failed (Keystone asked).",
+        )
+        self.keystone_service_tokens = counter(
+            "gateway_keystone_service_tokens",
+            "Service tokens the gateway obtained from Keystone (start, renewal, after a 401).",
+        )
+        self.keystone_duration = histogram(
+            "gateway_keystone_request_duration_seconds",
+            "Requests to Keystone (validations and service tokens), sent to answer read.",
         )
         self.upstream_errors = counter(
             "gateway_upstream_errors",
@@ -269,8 +302,8 @@ class GatewayMetrics:
         self.families.append(family)
         return family
 
-    def _histogram(self, name: str, documentation: str) -> HistogramFamily:
-        family = HistogramFamily(name, documentation, ("route", "method"), LATENCY_BUCKETS)
+    def _histogram(self, name: str, documentation: str, *labels: str) -> HistogramFamily:
+        family = HistogramFamily(name, documentation, labels, LATENCY_BUCKETS)
         self.families.append(family)
         return family
 
