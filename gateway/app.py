@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.auth.tokens import TokenVerifier
 from gateway.config import GatewayConfig, RateLimitConfig
 from gateway.context import run_before_send
+from gateway.http.header_boundary import HeaderBoundary
 from gateway.limits_endpoint import LimitsEndpoint
 from gateway.middleware.authentication import AuthenticationMiddleware
 from gateway.middleware.authorization import AuthorizationMiddleware
@@ -62,6 +63,7 @@ class Gateway:
     readiness: Readiness
     policy: Policy
     revocations: RevocationStore
+    boundary: HeaderBoundary
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -119,6 +121,7 @@ def build_app(
     limiter = make_limiter(config.rate_limit, store or make_store(config.rate_limit))
     routes = RouteTable()
     metrics = GatewayMetrics()
+    boundary = HeaderBoundary(config.headers.forward)
     feed = feed or LocalFeed(DecisionLog(config.admin.recent_decisions))
     mirror_counts(
         metrics,
@@ -127,6 +130,7 @@ def build_app(
         policy=policy,
         revocations=revocations,
         feed=feed,
+        boundary=boundary,
     )
     audit = AuditSink(config.audit)
 
@@ -136,7 +140,7 @@ def build_app(
             ObservabilityMiddleware(metrics, feed, audit),
             FaultEnvelopeMiddleware(),
             ViaMiddleware(config.via),
-            HeaderHygieneMiddleware(),
+            HeaderHygieneMiddleware(boundary),
             RoutingMiddleware(routes),
             AuthenticationMiddleware(verifier, config.auth.realm),
             RateLimitMiddleware(limiter),
@@ -163,6 +167,7 @@ def build_app(
         readiness,
         policy,
         revocations,
+        boundary=boundary,
     )
     app.on_response_prepare.append(run_before_send)
     app.cleanup_ctx.append(_lifecycle)

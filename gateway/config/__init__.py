@@ -19,6 +19,7 @@ from gateway.config._base import PositiveFloat, PositiveInt
 from gateway.config.auth import AuthConfig, ClaimPaths, IssuerConfig, JwksConfig
 from gateway.config.authorization import AuthorizationConfig, PolicyRule, RouteRoles
 from gateway.config.gateway import GatewayConfig
+from gateway.config.headers import HeadersConfig
 from gateway.config.keys import (
     ASYMMETRIC_ALGORITHMS,
     HMAC_ALGORITHMS,
@@ -56,6 +57,7 @@ __all__ = [
     "ConfigError",
     "DevSigningKey",
     "GatewayConfig",
+    "HeadersConfig",
     "IssuerConfig",
     "JwksConfig",
     "JwtPublicKey",

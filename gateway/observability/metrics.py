@@ -148,6 +148,10 @@ class GatewayMetrics:
             "gateway_decision_feed_dropped",
             "Decisions a worker could not hand to the dashboard (its buffer was full).",
         )
+        self.identity_headers_dropped = counter(
+            "gateway_client_identity_headers_dropped",
+            "Requests whose client sent identity or credential look-alike headers (dropped).",
+        )
         self._mirrors: list[CounterMirror] = []
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 from gateway.auth.tokens import TokenVerifier
+from gateway.http.header_boundary import HeaderBoundary
 from gateway.observability.feed import DecisionFeed
 from gateway.observability.metrics import GatewayMetrics
 from gateway.policy import Policy
@@ -25,6 +26,7 @@ def mirror_counts(
     policy: Policy,
     revocations: RevocationStore,
     feed: DecisionFeed,
+    boundary: HeaderBoundary,
 ) -> None:
     metrics.mirror(metrics.token_cache.labels(result="hit"), lambda: verifier.cache.hits)
     metrics.mirror(metrics.token_cache.labels(result="miss"), lambda: verifier.cache.misses)
@@ -51,3 +53,6 @@ def mirror_counts(
         metrics.mirror(metrics.revocation_failures, lambda: revocations.failures)
 
     metrics.mirror(metrics.feed_dropped, lambda: feed.dropped)
+    metrics.mirror(
+        metrics.identity_headers_dropped, lambda: boundary.identity_headers_dropped
+    )

@@ -16,7 +16,7 @@ import os
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +143,10 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
     pytest.fail(f"Glance did not answer within {START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
 
 
-def run_glance(directory: Path, port: int) -> Iterator[Glance]:
+def run_glance(
+    directory: Path, port: int, gunicorn_args: Sequence[str] = ()
+) -> Iterator[Glance]:
+    """Glance under gunicorn; ``gunicorn_args`` adds settings (``--header-map``, say)."""
     gunicorn = _glance_binary("gunicorn")
     manage = _glance_binary("glance-manage")
     url = f"http://127.0.0.1:{port}"
@@ -160,7 +163,7 @@ def run_glance(directory: Path, port: int) -> Iterator[Glance]:
     with log.open("wb") as output:
         process = subprocess.Popen(
             [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
-             "glance.wsgi.api:application"],
+             *gunicorn_args, "glance.wsgi.api:application"],
             cwd=directory, env=env, stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

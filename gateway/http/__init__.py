@@ -1,0 +1,1 @@
+"""HTTP plumbing: what crosses the gateway's boundaries, in and out."""

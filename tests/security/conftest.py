@@ -1,0 +1,103 @@
+"""What the security suite shares: a backend that records raw bytes, and raw clients.
+
+A test of the header boundary must see exactly what reached the backend,
+bytes and spelling included, not what a parser made of it; and a test of
+malformed input must send exactly the bytes it means, which no HTTP client
+library will.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+RAW_TIMEOUT = 10.0
+
+
+@dataclass
+class RawBackend:
+    """An HTTP/1.1 backend on a plain socket that keeps each request head as bytes.
+
+    GET of an image answers that project ``owner`` owns it; anything else
+    answers 204. Bodies are not expected (the routes under test take none).
+    """
+
+    owner: str = "project-a"
+    heads: list[bytes] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def requests(self, method: str) -> list[bytes]:
+        return [h for h in self.heads if h.startswith(method.encode() + b" ")]
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.heads.append(head)
+                if head.startswith(b"GET /v2/images/"):
+                    body = json.dumps({"owner": self.owner, "visibility": "private"}).encode()
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                    )
+                else:
+                    writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def raw_backend() -> AsyncIterator[RawBackend]:
+    backend = RawBackend()
+    server = await asyncio.start_server(backend.serve, "127.0.0.1", 0)
+    backend.port = server.sockets[0].getsockname()[1]
+    yield backend
+    server.close()
+    await server.wait_closed()
+
+
+def header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
+    """A raw request head's header lines as (name, value), spelling kept."""
+    lines = head.split(b"\r\n")[1:]
+    return [tuple(line.split(b":", 1)) for line in lines if line]  # type: ignore[misc]
+
+
+async def exchange(port: int | None, data: bytes, *, deadline: float = RAW_TIMEOUT) -> bytes:
+    """Send raw bytes, half-close, and read the whole answer until the server closes."""
+    assert port is not None, "the server is not listening"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(deadline):
+            return await reader.read(-1)
+    finally:
+        writer.close()
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def parse_response(raw: bytes) -> RawResponse:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return RawResponse(int(status_line.split()[1]), headers, body)
