@@ -11,6 +11,7 @@ from gateway.auth.tokens import TokenVerifier
 from gateway.config import GatewayConfig, RateLimitConfig
 from gateway.context import run_before_send
 from gateway.http.header_boundary import HeaderBoundary
+from gateway.http.protocol import ClientLimits
 from gateway.limits_endpoint import LimitsEndpoint
 from gateway.middleware.authentication import AuthenticationMiddleware
 from gateway.middleware.authorization import AuthorizationMiddleware
@@ -64,6 +65,7 @@ class Gateway:
     policy: Policy
     revocations: RevocationStore
     boundary: HeaderBoundary
+    client_limits: ClientLimits
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -122,6 +124,11 @@ def build_app(
     routes = RouteTable()
     metrics = GatewayMetrics()
     boundary = HeaderBoundary(config.headers.forward)
+    client_limits = ClientLimits(
+        header_read_timeout=config.listen.header_read_timeout,
+        keepalive_timeout=config.listen.keepalive_timeout,
+        max_connections=config.listen.max_connections,
+    )
     feed = feed or LocalFeed(DecisionLog(config.admin.recent_decisions))
     mirror_counts(
         metrics,
@@ -131,6 +138,7 @@ def build_app(
         revocations=revocations,
         feed=feed,
         boundary=boundary,
+        client_limits=client_limits,
     )
     audit = AuditSink(config.audit)
 
@@ -168,6 +176,7 @@ def build_app(
         policy,
         revocations,
         boundary=boundary,
+        client_limits=client_limits,
     )
     app.on_response_prepare.append(run_before_send)
     app.cleanup_ctx.append(_lifecycle)

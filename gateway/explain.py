@@ -82,9 +82,11 @@ async def _explain_with(
         out.add("route", False, f"405: {method} not allowed; Allow: {', '.join(matched)}")
         return out
     route, params = matched
-    bad = [name for name in route.uuid_params if not UUID_PATTERN.match(params[name])]
+    bad = [name for name in route.uuid_params if not UUID_PATTERN.fullmatch(params[name])]
     if not out.add("route", not bad, _route_why(route, params, bad)):
         return out
+    # Canonical, as the chain has them: cache, audit and upstream see one spelling.
+    params = {k: v.lower() if k in route.uuid_params else v for k, v in params.items()}
 
     try:
         verified = await gateway.verifier.inspect(token)

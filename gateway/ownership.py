@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from gateway.cache import ExpiringLRU
 from gateway.config import UpstreamConfig
+from gateway.http.request_target import path_segment
 from gateway.identity import Identity, identity_headers
 from gateway.upstream import UpstreamClient
 
@@ -89,7 +90,7 @@ class ImageOwners:
 
     async def is_member(self, image_id: str, project_id: str, request_id: str) -> bool:
         status, _ = await self.upstream.get_json(
-            f"/v2/images/{image_id}/members/{project_id}", self._headers(request_id)
+            f"/v2/images/{image_id}/members/{path_segment(project_id)}", self._headers(request_id)
         )
         return status == 200
 

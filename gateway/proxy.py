@@ -8,9 +8,11 @@ import time
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from gateway.context import RequestContext, append_header_value, context_of
 from gateway.hop_by_hop import end_to_end
+from gateway.http.request_target import raw_query
 from gateway.identity import identity_headers
 from gateway.upstream import UpstreamClient
 
@@ -46,13 +48,14 @@ class Proxy:
         assert ctx.route.upstream_path is not None
         path = ctx.route.upstream_path.format(**ctx.params)
         url = self.upstream.base_url + path
-        if request.query_string:
-            url += "?" + request.query_string
+        if query := raw_query(request):
+            url += "?" + query
         sent = time.monotonic()
         try:
             async with self.upstream.session.request(
                 request.method,
-                url,
+                # Already encoded: the client's query goes on byte for byte.
+                URL(url, encoded=True),
                 headers=upstream_request_headers(ctx),
                 data=request.content if request.body_exists else None,
                 allow_redirects=False,

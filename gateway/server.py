@@ -33,6 +33,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from gateway.admin.app import AdminSources, build_admin_app, local_sources
 from gateway.app import GATEWAY, build_app, build_readiness, make_store
 from gateway.config import GatewayConfig, load_config
+from gateway.http.protocol import ClientLimits, GatewayRunner
 from gateway.logs import configure_logging
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.feed import FeedListener, SocketFeed
@@ -66,8 +67,14 @@ async def start_site(
     *,
     reuse_port: bool = False,
     shutdown_timeout: float = 60.0,
+    limits: ClientLimits | None = None,
 ) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    """Serve ``app``; with ``limits``, on the gateway's own protocol (gateway.http.protocol)."""
+    runner = (
+        web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+        if limits is None
+        else GatewayRunner(app, limits, access_log=None, shutdown_timeout=shutdown_timeout)
+    )
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
     return runner
@@ -82,6 +89,7 @@ async def _serve(config: GatewayConfig, reuse_port: bool, feed_path: Path | None
         config.listen.port,
         reuse_port=reuse_port,
         shutdown_timeout=config.listen.shutdown_timeout,
+        limits=app[GATEWAY].client_limits,
     )
     admin = None
     if feed_path is None and config.admin.enabled:

@@ -125,3 +125,23 @@ def test_cli_prints_the_steps_and_exits_by_the_outcome(
     assert unreachable.returncode == 1, unreachable.stderr
     assert "authorization   STOP  503: the owner look-up failed" in unreachable.stdout
     assert unreachable.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["ab\udcffcd", "eyJhbGciOlsiUlMyNTYiXX0.e30.c2ln"],
+    ids=["non-UTF-8 byte", "alg is a list"],
+)
+async def test_a_hostile_token_is_a_refusal_not_an_error(
+    explain_for: ExplainFor, hostile: str
+) -> None:
+    result = await explain_for(hostile, "DELETE", f"/v2/images/{uuid.uuid4()}")
+    assert result.outcome is False
+    assert step(result, "authentication").startswith("401: The token")
+
+
+async def test_an_image_id_with_a_trailing_newline_is_not_a_uuid(
+    explain_for: ExplainFor, token: TokenFactory
+) -> None:
+    result = await explain_for(token(), "DELETE", f"/v2/images/{uuid.uuid4()}\n")
+    assert result.outcome is False

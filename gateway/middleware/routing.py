@@ -32,8 +32,12 @@ class RoutingMiddleware(Middleware):
             ctx.route = route
             for name in route.uuid_params:
                 value = request.match_info[name]
-                if not UUID_PATTERN.match(value):
-                    raise GatewayFault(400, f"Invalid {name}: must be a UUID.", details=value[:64])
+                if not UUID_PATTERN.fullmatch(value):
+                    raise GatewayFault(
+                        400,
+                        f"Invalid {name}: must be a UUID.",
+                        details="Expected 8-4-4-4-12 hexadecimal digits.",
+                    )
                 ctx.params[name] = value.lower()
             if not route.accepts_body and request.body_exists:
                 raise GatewayFault(400, "This operation does not accept a request body.")

@@ -152,6 +152,12 @@ class GatewayMetrics:
             "gateway_client_identity_headers_dropped",
             "Requests whose client sent identity or credential look-alike headers (dropped).",
         )
+        self.client_connections_refused = counter(
+            "gateway_client_refusals",
+            "Requests or connections refused before the chain ran, by reason"
+            " (unparseable, header_timeout, over_capacity).",
+            "reason",
+        )
         self._mirrors: list[CounterMirror] = []
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:

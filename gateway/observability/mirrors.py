@@ -11,6 +11,7 @@ from functools import partial
 
 from gateway.auth.tokens import TokenVerifier
 from gateway.http.header_boundary import HeaderBoundary
+from gateway.http.protocol import ClientLimits
 from gateway.observability.feed import DecisionFeed
 from gateway.observability.metrics import GatewayMetrics
 from gateway.policy import Policy
@@ -27,6 +28,7 @@ def mirror_counts(
     revocations: RevocationStore,
     feed: DecisionFeed,
     boundary: HeaderBoundary,
+    client_limits: ClientLimits,
 ) -> None:
     metrics.mirror(metrics.token_cache.labels(result="hit"), lambda: verifier.cache.hits)
     metrics.mirror(metrics.token_cache.labels(result="miss"), lambda: verifier.cache.misses)
@@ -55,4 +57,10 @@ def mirror_counts(
     metrics.mirror(metrics.feed_dropped, lambda: feed.dropped)
     metrics.mirror(
         metrics.identity_headers_dropped, lambda: boundary.identity_headers_dropped
+    )
+    refused = metrics.client_connections_refused
+    metrics.mirror(refused.labels(reason="unparseable"), lambda: client_limits.parse_errors)
+    metrics.mirror(refused.labels(reason="header_timeout"), lambda: client_limits.header_timeouts)
+    metrics.mirror(
+        refused.labels(reason="over_capacity"), lambda: client_limits.refused_connections
     )

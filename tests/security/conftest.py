@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+from aiohttp import web
+
+from gateway.app import GATEWAY, build_app
+from gateway.config import parse_config
+from gateway.server import start_site
+from tests.conftest import Keys, config_data
 
 RAW_TIMEOUT = 10.0
 
@@ -101,3 +108,31 @@ def parse_response(raw: bytes) -> RawResponse:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return RawResponse(int(status_line.split()[1]), headers, body)
+
+
+@dataclass
+class LiveGateway:
+    """The gateway served as ``run`` serves it: its own protocol, a real port."""
+
+    app: web.Application
+    runner: web.AppRunner
+    port: int
+
+
+@pytest.fixture
+async def serve_gateway(keys: Keys) -> AsyncIterator[Callable[..., Awaitable[LiveGateway]]]:
+    runners: list[web.AppRunner] = []
+
+    async def serve(upstream_url: str, **sections: Any) -> LiveGateway:
+        config = parse_config(config_data(upstream_url, keys, **sections))
+        app = build_app(config)
+        runner = await start_site(
+            app, "127.0.0.1", 0, limits=app[GATEWAY].client_limits, shutdown_timeout=1.0
+        )
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return LiveGateway(app, runner, port)
+
+    yield serve
+    for runner in runners:
+        await runner.cleanup()

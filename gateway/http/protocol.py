@@ -1,0 +1,247 @@
+"""The gateway's own HTTP/1.1 server protocol: what happens before the chain runs.
+
+aiohttp answers a request its parser refuses (a header line too long, too
+many headers, Content-Length with Transfer-Encoding, a bad chunk size, an
+obs-fold, no Host) by itself, below every middleware, with a plain-text
+page quoting the offending bytes and an ERROR traceback in the log that
+holds the whole header line, a token included. Here those requests get the
+fault envelope and a request id like every other error, and one bounded
+log line that names the kind of fault, never the bytes.
+
+The same protocol bounds what a client may hold: a request's headers must
+arrive within ``listen.header_read_timeout`` of its first byte, an idle
+connection closes after ``listen.keepalive_timeout``, and past
+``listen.max_connections`` open connections a new one is answered 503 and
+closed at once, so a slow or idle client cannot exhaust a worker's
+descriptors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
+
+from gateway.faults import fault_body
+
+log = logging.getLogger("gateway.http")
+
+REQUEST_ID_HEADERS = ("X-Compute-Request-Id", "X-OpenStack-Request-Id")
+
+# What the client is told, by the parser's exception class: a fixed text,
+# never the exception's message (which quotes the client's bytes).
+_PARSE_FAULTS: tuple[tuple[type[Exception], str], ...] = (
+    (http_exceptions.LineTooLong, "The request line or a header is too long."),
+    (http_exceptions.BadHttpMethod, "The request method is malformed."),
+    (http_exceptions.BadStatusLine, "The request line is malformed."),
+    (http_exceptions.InvalidURLError, "The request target is malformed."),
+    (http_exceptions.InvalidHeader, "A header is malformed."),
+    (http_exceptions.PayloadEncodingError, "The request body's framing is malformed."),
+)
+_PARSE_FAULT = "The request could not be parsed."
+# A flood of bad requests or slow clients logs one line per this many seconds.
+_LOG_EVERY_SECONDS = 10.0
+
+
+def parse_fault_message(exc: BaseException | None) -> str:
+    for kind, message in _PARSE_FAULTS:
+        if isinstance(exc, kind):
+            return message
+    return _PARSE_FAULT
+
+
+def fault_bytes(status: int, reason: str, message: str, request_id: str) -> bytes:
+    """A whole HTTP/1.1 response carrying a fault, for a connection with no request."""
+    body = json.dumps(fault_body(status, message)).encode()
+    head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json"]
+    head += [f"{name}: {request_id}" for name in REQUEST_ID_HEADERS]
+    head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    return "\r\n".join(head).encode() + body
+
+
+class _ThrottledLog:
+    """Logs an event at most once per interval, with how many happened since."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self._last = -_LOG_EVERY_SECONDS
+        self._unlogged = 0
+
+    def event(self, detail: str, request_id: str | None = None) -> None:
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._last < _LOG_EVERY_SECONDS:
+            return
+        log.warning(
+            "%s (%d since last logged): %s",
+            self.message,
+            self._unlogged,
+            detail,
+            extra={"request_id": request_id} if request_id else None,
+        )
+        self._last, self._unlogged = now, 0
+
+
+@dataclass
+class ClientLimits:
+    """What one worker allows its clients, and what it counted refusing them."""
+
+    header_read_timeout: float
+    keepalive_timeout: float
+    max_connections: int
+    # Plain counts for the metrics endpoint.
+    parse_errors: int = 0
+    header_timeouts: int = 0
+    refused_connections: int = 0
+    timeout_log: _ThrottledLog = field(
+        default_factory=lambda: _ThrottledLog("closed connections whose headers did not arrive")
+    )
+    refusal_log: _ThrottledLog = field(
+        default_factory=lambda: _ThrottledLog("refused connections over listen.max_connections")
+    )
+
+
+class GatewayRequestHandler(RequestHandler):
+    """aiohttp's protocol, with our faults for parser errors and a header deadline."""
+
+    def __init__(self, manager: web.Server, *, limits: ClientLimits, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._limits = limits
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Waiting for a request (not handling one) and some of it came but
+        # not all of its head: the head now has a deadline.
+        waiting = self._waiter is not None and not self._messages
+        if not waiting:
+            self._cancel_header_deadline()
+        elif data and self._header_deadline is None:
+            self._header_deadline = self._loop.call_later(
+                self._limits.header_read_timeout, self._header_deadline_passed
+            )
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _header_deadline_passed(self) -> None:
+        self._header_deadline = None
+        if self.transport is None or self._messages or self._waiter is None:
+            return
+        self._limits.header_timeouts += 1
+        request_id = f"req-{uuid.uuid4()}"
+        self._limits.timeout_log.event(
+            f"no complete request head within {self._limits.header_read_timeout:g}s", request_id
+        )
+        self.transport.write(
+            fault_bytes(408, "Request Timeout", "The request's headers took too long.", request_id)
+        )
+        self.force_close()
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        request_id = f"req-{uuid.uuid4()}"
+        if status == 500:
+            # Not the client's doing: a bug below the chain, with its traceback.
+            log.error("error outside the chain", exc_info=exc, extra={"request_id": request_id})
+            text = "The gateway failed to handle the request."
+        else:
+            self._limits.parse_errors += 1
+            text = parse_fault_message(exc)
+            log.info(
+                "refused an unparseable request from %s: %s (%s)",
+                request.remote,
+                text,
+                type(exc).__name__,
+                extra={"request_id": request_id},
+            )
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response had begun; the connection is cut instead")
+        response = web.Response(
+            status=status,
+            body=json.dumps(fault_body(status, text)).encode(),
+            content_type="application/json",
+            headers={name: request_id for name in REQUEST_ID_HEADERS},
+        )
+        response.force_close()
+        return response
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        # aiohttp logs a request body that breaks its framing after the
+        # handler answered (while draining it) as an unhandled exception,
+        # whose message quotes the client's bytes.
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, http_exceptions.HttpProcessingError):
+            self._limits.parse_errors += 1
+            log.info("dropped a connection: %s (%s)", parse_fault_message(exc),
+                     type(exc).__name__)  # fmt: skip
+            return
+        super().log_exception(*args, **kwargs)
+
+
+class _Refusal(asyncio.Protocol):
+    """A connection over the cap: one 503 fault, then closed, nothing read."""
+
+    def __init__(self, limits: ClientLimits) -> None:
+        self._limits = limits
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        request_id = f"req-{uuid.uuid4()}"
+        self._limits.refused_connections += 1
+        self._limits.refusal_log.event(
+            f"{self._limits.max_connections} connection(s) open", request_id
+        )
+        transport.write(
+            fault_bytes(503, "Service Unavailable", "The gateway is at capacity.", request_id)
+        )
+        transport.close()
+
+
+class GatewayServer(web.Server):
+    """aiohttp's Server, making GatewayRequestHandlers, refusing past the cap."""
+
+    def __init__(self, plain: web.Server, limits: ClientLimits) -> None:
+        super().__init__(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=plain._loop,
+            **plain._kwargs,
+        )
+        self.limits = limits
+
+    def __call__(self) -> Any:
+        if len(self._connections) >= self.limits.max_connections:
+            return _Refusal(self.limits)
+        return GatewayRequestHandler(self, limits=self.limits, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """An AppRunner whose server is a GatewayServer."""
+
+    def __init__(self, app: web.Application, limits: ClientLimits, **kwargs: Any) -> None:
+        super().__init__(app, keepalive_timeout=limits.keepalive_timeout, **kwargs)
+        self.limits = limits
+
+    async def _make_server(self) -> web.Server:
+        return GatewayServer(await super()._make_server(), self.limits)
+
