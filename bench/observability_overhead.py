@@ -26,12 +26,12 @@ import aiohttp
 from aiohttp import web
 
 from gateway.app import build_app
-from gateway.auth.dev_tokens import mint_token
+from gateway.authn.dev_tokens import mint_token
 from gateway.config import GatewayConfig, parse_config
-from gateway.logs import configure_logging
+from gateway.demo_backend.image_store import create_standin_store_app
 from gateway.middleware.observability import ObservabilityMiddleware
-from gateway.server import start_site
-from gateway.standin_store import create_standin_store_app
+from gateway.observability.logs import configure_logging
+from gateway.runtime.server import start_site
 
 SECRET = "bench-secret-that-is-long-enough-0123456789"
 

@@ -19,9 +19,9 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.auth.tokens import TokenVerifier
+from gateway.authn.revocation import Revocation, RevocationList
+from gateway.authn.tokens import TokenVerifier
 from gateway.config import parse_config
-from gateway.revocation import Revocation, RevocationList
 
 
 def _verifier(public_pem: str, cache_size: int, revocations: RevocationList) -> TokenVerifier:

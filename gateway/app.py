@@ -7,14 +7,19 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.auth.tokens import TokenVerifier
+from gateway.authn.revocation import RevocationStore, make_revocation_store
+from gateway.authn.tokens import TokenVerifier
+from gateway.authz.ownership import ImageOwners
+from gateway.authz.policy import Policy
 from gateway.config import GatewayConfig, RateLimitConfig
-from gateway.context import run_before_send
 from gateway.http.header_boundary import HeaderBoundary
 from gateway.http.protocol import ClientLimits
-from gateway.limits_endpoint import LimitsEndpoint
+from gateway.http.proxy import Proxy
+from gateway.http.routes import RouteTable
+from gateway.http.upstream import UpstreamClient
 from gateway.middleware.authentication import AuthenticationMiddleware
 from gateway.middleware.authorization import AuthorizationMiddleware
+from gateway.middleware.context import run_before_send
 from gateway.middleware.fault_envelope import FaultEnvelopeMiddleware
 from gateway.middleware.header_hygiene import HeaderHygieneMiddleware
 from gateway.middleware.observability import ObservabilityMiddleware
@@ -34,17 +39,12 @@ from gateway.observability.readiness import (
     RedisReachable,
     UpstreamReachable,
 )
-from gateway.ownership import ImageOwners
-from gateway.policy import Policy
-from gateway.proxy import Proxy
+from gateway.ratelimit.endpoint import LimitsEndpoint
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.overrides import OverrideRefresher, RedisOverrides
 from gateway.ratelimit.redis_store import RedisStore
 from gateway.ratelimit.store import LimitStore
-from gateway.revocation import RevocationStore, make_revocation_store
-from gateway.routes import RouteTable
-from gateway.upstream import UpstreamClient
 
 
 @dataclass(frozen=True, slots=True)

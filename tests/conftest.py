@@ -27,8 +27,8 @@ from pytest_redis import factories
 
 from gateway.app import build_app
 from gateway.config import GatewayConfig, parse_config
+from gateway.demo_backend.image_store import create_standin_store_app
 from gateway.ratelimit.store import LimitStore
-from gateway.standin_store import create_standin_store_app
 
 redis_proc = factories.redis_proc()
 

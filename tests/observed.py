@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.admin.app import build_admin_app, local_sources
 from gateway.app import GATEWAY, Gateway, build_app
 from gateway.config import parse_config
+from gateway.demo_backend.image_store import add_image
 from gateway.ratelimit.store import LimitStore
-from gateway.standin_store import add_image
 from tests.conftest import Client, Keys, config_data
 
 

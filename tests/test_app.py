@@ -15,7 +15,7 @@ from aiohttp import ClientResponse, web
 from multidict import CIMultiDict
 
 from gateway import __version__
-from gateway.standin_store import IMAGES, RECEIVED, add_image
+from gateway.demo_backend.image_store import IMAGES, RECEIVED, add_image
 from tests.conftest import Client, GatewayFactory, TokenFactory
 
 REQUEST_ID = re.compile(

@@ -14,9 +14,9 @@ import logging
 
 from aiohttp import web
 
-from gateway.faults import GatewayFault, render_fault
+from gateway.http.faults import GatewayFault, render_fault
+from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.routes import Handler
 
 log = logging.getLogger("gateway.admin")
 

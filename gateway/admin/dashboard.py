@@ -17,10 +17,10 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.faults import GatewayFault
+from gateway.http.faults import GatewayFault
+from gateway.http.routes import Handler
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.readiness import Readiness
-from gateway.routes import Handler
 
 MAX_QUERY_CHARS = 200
 MAX_ROWS = 500

@@ -8,8 +8,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.http.routes import Handler
 from gateway.observability.readiness import Readiness
-from gateway.routes import Handler
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -9,10 +9,10 @@ from typing import Any, Self
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from gateway.authz.policy_language import OWNER_CHECK, compile_rules
 from gateway.config._base import _resolve, _Section
 from gateway.config._yaml import _StrictLoader
-from gateway.policy_language import OWNER_CHECK, compile_rules
-from gateway.routes import ROUTE_NAMES
+from gateway.http.routes import ROUTE_NAMES
 
 
 class RouteRoles(_Section):
@@ -24,7 +24,7 @@ def _default_route_roles() -> dict[str, RouteRoles]:
 
 
 class PolicyRule(_Section):
-    """A rule in the policy language (gateway/policy_language.py)."""
+    """A rule in the policy language (gateway/authz/policy_language.py)."""
 
     check: str
     # Shadow mode: the decision is logged and counted, the request goes through.

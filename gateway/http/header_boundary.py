@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.hop_by_hop import end_to_end
+from gateway.http.hop_by_hop import end_to_end
 
 # What a Glance v2 client (python-glanceclient, openstacksdk, curl users of
 # the API reference) sends end to end: content negotiation, the body's

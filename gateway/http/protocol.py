@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 
-from gateway.faults import fault_body
+from gateway.http.faults import fault_body
 
 log = logging.getLogger("gateway.http")
 

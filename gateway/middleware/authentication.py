@@ -11,13 +11,13 @@ import re
 
 from aiohttp import web
 
-from gateway.auth.tokens import InvalidToken, TokenVerifier
-from gateway.context import context_of
-from gateway.faults import GatewayFault
+from gateway.authn.tokens import InvalidToken, TokenVerifier
+from gateway.http.faults import GatewayFault
+from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.routes import Handler
+from gateway.middleware.context import context_of
 
-log = logging.getLogger("gateway.auth")
+log = logging.getLogger("gateway.authn")
 
 # RFC 6750 §2.1 b64token, which every JWT is.
 _B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")

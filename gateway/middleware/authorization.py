@@ -1,6 +1,6 @@
 """8. Authorization: the route's policy rule for the caller, and the image's owner.
 
-The decision is gateway/policy.py's; this step turns a refusal into the
+The decision is gateway/authz/policy.py's; this step turns a refusal into the
 fault, or, for a rule in shadow mode, into a log line and a count while the
 request goes through.
 """
@@ -11,12 +11,12 @@ import logging
 
 from aiohttp import web
 
-from gateway.context import context_of
-from gateway.faults import GatewayFault
+from gateway.authz.ownership import ImageOwners
+from gateway.authz.policy import Policy
+from gateway.http.faults import GatewayFault
+from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.ownership import ImageOwners
-from gateway.policy import Policy
-from gateway.routes import Handler
+from gateway.middleware.context import context_of
 
 log = logging.getLogger("gateway.authorization")
 

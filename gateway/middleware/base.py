@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from aiohttp import web
 
-from gateway.routes import Handler
+from gateway.http.routes import Handler
 
 
 class Middleware:

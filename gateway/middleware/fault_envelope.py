@@ -6,12 +6,12 @@ import logging
 
 from aiohttp import web
 
-from gateway.context import context_of
-from gateway.faults import GatewayFault, render_fault
+from gateway.http.faults import GatewayFault, render_fault
+from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.routes import Handler
+from gateway.middleware.context import context_of
 
-log = logging.getLogger("gateway.faults")
+log = logging.getLogger("gateway.http.faults")
 
 
 class FaultEnvelopeMiddleware(Middleware):

@@ -11,10 +11,10 @@ import logging
 
 from aiohttp import web
 
-from gateway.context import context_of
 from gateway.http.header_boundary import HeaderBoundary
+from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.routes import Handler
+from gateway.middleware.context import context_of
 
 log = logging.getLogger("gateway.headers")
 

@@ -14,8 +14,9 @@ import logging
 
 from aiohttp import web
 
-from gateway.context import RequestContext, context_of
+from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
+from gateway.middleware.context import RequestContext, context_of
 from gateway.observability.audit import AuditSink
 from gateway.observability.feed import DecisionFeed
 from gateway.observability.metrics import GatewayMetrics
@@ -26,7 +27,6 @@ from gateway.observability.records import (
     access_record,
     audit_record,
 )
-from gateway.routes import Handler
 
 access_log = logging.getLogger("gateway.access")
 

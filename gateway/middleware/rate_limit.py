@@ -10,12 +10,12 @@ import math
 
 from aiohttp import web
 
-from gateway.client_ip import BadForwardedFor, client_ip
-from gateway.context import context_of
-from gateway.faults import GatewayFault
+from gateway.http.client_ip import BadForwardedFor, client_ip
+from gateway.http.faults import GatewayFault
+from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
+from gateway.middleware.context import context_of
 from gateway.ratelimit.limiter import LimitState, RateLimiter
-from gateway.routes import Handler
 
 
 def ratelimit_headers(limits: tuple[LimitState, ...]) -> dict[str, str]:

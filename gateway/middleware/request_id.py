@@ -7,9 +7,9 @@ import uuid
 
 from aiohttp import web
 
-from gateway.context import CONTEXT, RequestContext
+from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.routes import Handler
+from gateway.middleware.context import CONTEXT, RequestContext
 
 GLOBAL_REQUEST_ID = re.compile(
     r"^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"

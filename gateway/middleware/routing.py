@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.context import context_of
-from gateway.faults import GatewayFault
+from gateway.http.faults import GatewayFault
+from gateway.http.routes import UUID_PATTERN, Handler, RouteTable
 from gateway.middleware.base import Middleware
-from gateway.routes import UUID_PATTERN, Handler, RouteTable
+from gateway.middleware.context import context_of
 
 
 class RoutingMiddleware(Middleware):

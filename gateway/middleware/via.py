@@ -8,10 +8,10 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.config import ViaConfig
-from gateway.context import append_header_value, context_of
-from gateway.faults import GatewayFault
+from gateway.http.faults import GatewayFault
+from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.routes import Handler
+from gateway.middleware.context import append_header_value, context_of
 
 # Each Via member: protocol, received-by, optional comment.
 _MEMBER = re.compile(r"^\s*(?:[A-Za-z0-9._-]+/)?[A-Za-z0-9._-]+\s+([^\s,()]+)(?:\s+\(.*\))?\s*$")

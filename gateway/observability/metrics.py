@@ -2,7 +2,7 @@
 
 Nothing is registered in prometheus_client's global REGISTRY: each app owns
 a CollectorRegistry. With several workers, prometheus_client's multiprocess
-mode is on (``PROMETHEUS_MULTIPROC_DIR``, which gateway.server sets before
+mode is on (``PROMETHEUS_MULTIPROC_DIR``, which gateway.runtime.server sets before
 any worker starts): each worker writes its values to files there, and the
 process serving ``/metrics`` sums them with a MultiProcessCollector.
 """

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from functools import partial
 
-from gateway.auth.tokens import TokenVerifier
+from gateway.authn.revocation import RedisRevocationStore, RevocationStore
+from gateway.authn.tokens import TokenVerifier
+from gateway.authz.policy import Policy
 from gateway.http.header_boundary import HeaderBoundary
 from gateway.http.protocol import ClientLimits
 from gateway.observability.feed import DecisionFeed
 from gateway.observability.metrics import GatewayMetrics
-from gateway.policy import Policy
 from gateway.ratelimit.limiter import RateLimiter
-from gateway.revocation import RedisRevocationStore, RevocationStore
 
 
 def mirror_counts(

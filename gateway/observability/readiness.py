@@ -18,7 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from gateway.config import GatewayConfig
-from gateway.upstream import UpstreamClient
+from gateway.http.upstream import UpstreamClient
 
 
 @dataclass(frozen=True, slots=True)

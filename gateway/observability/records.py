@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any
 
-from gateway.context import RequestContext
+from gateway.http.upstream import UPSTREAM_CAUSE_PREFIX
+from gateway.middleware.context import RequestContext
 from gateway.ratelimit.limiter import LIMITER_UNAVAILABLE
-from gateway.upstream import UPSTREAM_CAUSE_PREFIX
 
 # The route whose every decision is audited.
 AUDITED_ROUTE = "image:delete"

@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway.authn.identity import Identity
 from gateway.config import RateLimitConfig, RateLimitRule
-from gateway.faults import GatewayFault
-from gateway.identity import Identity
+from gateway.http.faults import GatewayFault
 from gateway.ratelimit.breaker import CircuitBreaker
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.overrides import OverrideRefresher

@@ -8,7 +8,7 @@ import re
 import pytest
 from aiohttp import web
 
-from gateway.standin_store import add_image
+from gateway.demo_backend.image_store import add_image
 from tests.conftest import TokenFactory
 from tests.observed import Observed, ObservedFactory, delete_new_image
 from tests.test_app import delete
@@ -151,7 +151,7 @@ async def test_bad_dashboard_input_is_a_400_fault_logged_and_harmless(
     image = add_image(store_app, owner="project-a")
     assert (await delete(observed.gateway, image.id, token())).status == 204
     before = await observed.api("/api/decisions")
-    caplog.set_level(logging.INFO, logger="gateway.faults")
+    caplog.set_level(logging.INFO, logger="gateway.http.faults")
     response = await observed.admin.get(path)
     assert response.status == 400
     body = await response.json()

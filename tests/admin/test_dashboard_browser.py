@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
-from gateway.standin_store import add_image
+from gateway.demo_backend.image_store import add_image
 from tests.conftest import TokenFactory
 from tests.observed import Observed, ObservedFactory, delete_new_image
 from tests.test_app import delete

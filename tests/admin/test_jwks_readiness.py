@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.auth.test_jwks import ISSUER, serving
+from tests.authn.test_jwks import ISSUER, serving
 from tests.observed import ObservedFactory
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway.admin.app import build_admin_app, local_sources
 from gateway.app import build_app
 from gateway.config import ConfigError, parse_config
-from gateway.server import start_site
+from gateway.runtime.server import start_site
 from tests.conftest import Keys, TokenFactory, config_data, free_port
 from tests.observed import ObservedFactory
 

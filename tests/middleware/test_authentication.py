@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import GATEWAY
-from gateway.standin_store import RECEIVED, add_image
+from gateway.demo_backend.image_store import RECEIVED, add_image
 from tests.conftest import HS_SECRET, Client, GatewayFactory, Keys, TokenFactory
 from tests.test_app import assert_fault
 

@@ -37,7 +37,7 @@ async def test_internal_error_is_500_api_fault(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = await make_gateway(str(store_server.make_url("")).rstrip("/"), store=BrokenStore())
-    with caplog.at_level(logging.ERROR, logger="gateway.faults"):
+    with caplog.at_level(logging.ERROR, logger="gateway.http.faults"):
         response = await client.delete(
             "/v2/images/8b5e1f8e-9d1c-4a5c-9f0e-3d0f6f1f2a3b", headers={"X-Auth-Token": token()}
         )

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import GATEWAY
-from gateway.standin_store import RECEIVED, add_image
+from gateway.demo_backend.image_store import RECEIVED, add_image
 from tests.conftest import Client, GatewayFactory, TokenFactory, free_port
 from tests.test_app import assert_fault
 

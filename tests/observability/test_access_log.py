@@ -8,8 +8,8 @@ import logging
 import pytest
 from aiohttp import web
 
-from gateway.logs import JsonFormatter
-from gateway.standin_store import add_image
+from gateway.demo_backend.image_store import add_image
+from gateway.observability.logs import JsonFormatter
 from tests.conftest import TokenFactory
 from tests.observed import Observed, ObservedFactory, delete_new_image
 from tests.test_app import delete

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from gateway.config import ConfigError, parse_config
-from gateway.standin_store import add_image
+from gateway.demo_backend.image_store import add_image
 from tests.conftest import Keys, TokenFactory, config_data
 from tests.observed import ObservedFactory, delete_new_image
 from tests.test_app import delete

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from gateway.standin_store import add_image
+from gateway.demo_backend.image_store import add_image
 from tests.conftest import ScriptedUpstream, TokenFactory, free_port
 from tests.observed import ObservedFactory, delete_new_image, sample_value
 from tests.test_app import delete

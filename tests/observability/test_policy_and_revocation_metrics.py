@@ -5,10 +5,10 @@ from __future__ import annotations
 import redis
 from aiohttp import web
 
+from tests.authn.test_revocation import wait_until
+from tests.authz.test_policy import RACKSPACE
 from tests.conftest import TokenFactory
 from tests.observed import ObservedFactory, delete_new_image, make_observed, observe_standin
-from tests.test_policy import RACKSPACE
-from tests.test_revocation import wait_until
 
 __all__ = ["make_observed", "observe_standin"]
 

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.standin_store import IMAGES, add_image
+from gateway.demo_backend.image_store import IMAGES, add_image
 from tests.conftest import Keys, TokenFactory, config_data
 from tests.ratelimit.conftest import Cluster
 

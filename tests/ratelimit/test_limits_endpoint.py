@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.limits_endpoint import accepts_json
+from gateway.ratelimit.endpoint import accepts_json
 from tests.conftest import Client, GatewayFactory, ScriptedUpstream, TokenFactory, free_port
 from tests.test_app import assert_fault
 
@@ -110,7 +110,7 @@ async def test_limits_refuses_other_accepts_with_406(
     client: Client, token: TokenFactory, accept: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     tok = token(roles=["admin"])
-    with caplog.at_level(logging.INFO, logger="gateway.faults"):
+    with caplog.at_level(logging.INFO, logger="gateway.http.faults"):
         response = await client.get("/limits", headers={"X-Auth-Token": tok, "Accept": accept})
     body = await assert_fault(response, 406, "notAcceptable")
     assert "application/json" in body["message"]

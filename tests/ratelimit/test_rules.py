@@ -95,7 +95,7 @@ async def test_malformed_forwarded_for_from_a_trusted_proxy_is_400_and_counts_no
         trusted_proxies=["127.0.0.1/32"],
     )
     tok = token(roles=["admin"])
-    with caplog.at_level(logging.INFO, logger="gateway.faults"):
+    with caplog.at_level(logging.INFO, logger="gateway.http.faults"):
         response = await _delete(client, tok, **{"X-Forwarded-For": "not-an-ip"})
     await assert_fault(response, 400, "badRequest")
     assert "not-an-ip" not in await response.text()

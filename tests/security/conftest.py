@@ -19,7 +19,7 @@ from aiohttp import web
 
 from gateway.app import GATEWAY, build_app
 from gateway.config import parse_config
-from gateway.server import start_site
+from gateway.runtime.server import start_site
 from tests.conftest import Keys, config_data
 
 RAW_TIMEOUT = 10.0

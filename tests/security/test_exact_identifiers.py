@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
+from gateway.authz.ownership import ImageOwners
 from gateway.config import UpstreamConfig
-from gateway.ownership import ImageOwners
-from gateway.upstream import UpstreamClient
+from gateway.http.upstream import UpstreamClient
 from tests.conftest import GatewayFactory, TokenFactory
 from tests.security.conftest import RawBackend, exchange, parse_response
 from tests.test_app import assert_fault

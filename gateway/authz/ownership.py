@@ -1,0 +1,98 @@
+"""Who owns an image, asked of the backend with the gateway's own identity.
+
+Answers are cached for a short TTL, and concurrent look-ups of one image
+share a single backend request, so a burst of deletes of one image costs
+one GET.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from gateway.authn.identity import Identity, identity_headers
+from gateway.config import UpstreamConfig
+from gateway.expiring_lru import ExpiringLRU
+from gateway.http.request_target import path_segment
+from gateway.http.upstream import UpstreamClient
+
+# Visibilities under which Glance shows an image to every project.
+VISIBLE_TO_ALL = frozenset({"public", "community"})
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    owner: str | None
+    visibility: str
+
+
+class ImageOwners:
+    def __init__(self, upstream: UpstreamClient, config: UpstreamConfig) -> None:
+        self.upstream = upstream
+        self.ttl = config.owner_cache_ttl
+        self.cache: ExpiringLRU[str, ImageRecord] = ExpiringLRU(config.owner_cache_size)
+        service = config.service_identity
+        self._service = Identity(
+            project_id=service.project_id,
+            user_id=service.user_id,
+            roles=frozenset(r.lower() for r in service.roles),
+        )
+        self._in_flight: dict[str, asyncio.Future[ImageRecord | None]] = {}
+
+    def _headers(self, request_id: str) -> dict[str, str]:
+        return dict(identity_headers(self._service, request_id))
+
+    async def record(self, image_id: str, request_id: str) -> ImageRecord | None:
+        """The image's owner and visibility, or None when it does not exist."""
+        cached = self.cache.get(image_id, time.monotonic())
+        if cached is not None:
+            return cached
+        pending = self._in_flight.get(image_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[ImageRecord | None] = asyncio.get_running_loop().create_future()
+        self._in_flight[image_id] = future
+        try:
+            result = await self._fetch(image_id, request_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            # Waiters re-raise it; this retrieves it so asyncio does not warn
+            # when there were none.
+            future.exception()
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._in_flight[image_id]
+
+    async def _fetch(self, image_id: str, request_id: str) -> ImageRecord | None:
+        status, body = await self.upstream.get_json(
+            f"/v2/images/{image_id}", self._headers(request_id)
+        )
+        if status == 404:
+            return None
+        if status >= 400 or not isinstance(body, dict):
+            # The gateway's own identity was refused: a deployment fault the
+            # client cannot fix, so not a 4xx for them.
+            raise self.upstream.unavailable(
+                f"The image owner look-up was answered {status}.", "owner_lookup_refused"
+            )
+        owner = body.get("owner")
+        record = ImageRecord(
+            owner=owner if isinstance(owner, str) else None,
+            visibility=str(body.get("visibility", "private")),
+        )
+        if self.ttl > 0:
+            self.cache.put(image_id, record, time.monotonic() + self.ttl)
+        return record
+
+    async def is_member(self, image_id: str, project_id: str, request_id: str) -> bool:
+        status, _ = await self.upstream.get_json(
+            f"/v2/images/{image_id}/members/{path_segment(project_id)}", self._headers(request_id)
+        )
+        return status == 200
+
+    def forget(self, image_id: str) -> None:
+        self.cache.discard(image_id)

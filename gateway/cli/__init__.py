@@ -1,0 +1,2 @@
+"""The ``image-gateway`` command: run, demo, token, check-config, explain,
+revoke and limits."""

@@ -1,0 +1,162 @@
+"""The ``image-gateway`` command: run, demo, token, limits, check-config, explain, revoke."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import ConfigError, load_config
+from gateway.ratelimit.commands import add_limits_commands, run_limits_command
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="image-gateway", description="A policy gateway in front of a Glance image API."
+    )
+    parser.add_argument("--version", action="version", version=f"image-gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the gateway")
+    run.add_argument("--config", required=True, type=Path, help="the YAML configuration")
+
+    demo = commands.add_parser("demo", help="the gateway in front of a stand-in image store")
+    demo.add_argument("--port", type=int, default=8080, help="the gateway's port (default 8080)")
+    demo.add_argument("--admin-port", type=int, default=9090, help="dashboard port (default 9090)")
+
+    token = commands.add_parser("token", help="mint a token with the config's dev signing key")
+    token.add_argument("--config", required=True, type=Path)
+    token.add_argument("--project", required=True)
+    token.add_argument("--user", required=True)
+    token.add_argument("--roles", default="", help="comma-separated, e.g. cloudImages:admin")
+    token.add_argument("--ttl", type=float, default=3600, help="seconds (default 3600)")
+
+    add_limits_commands(commands)
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("file", type=Path)
+
+    explain = commands.add_parser(
+        "explain",
+        help="each step's decision for a request, without forwarding it",
+        epilog="Exit status: 0 would be forwarded, 1 refused, 3 undecided, 2 bad configuration.",
+    )
+    explain.add_argument("--config", required=True, type=Path)
+    explain.add_argument("--token", required=True, help="the caller's token")
+    explain.add_argument(
+        "--no-owner-lookup",
+        action="store_true",
+        help="do not ask the backend who owns the image (read-only GET otherwise)",
+    )
+    explain.add_argument("method", help="e.g. DELETE")
+    explain.add_argument("path", help="e.g. /v2/images/<id>")
+
+    revoke = commands.add_parser(
+        "revoke", help="refuse a token (by jti), or a user's or project's tokens, everywhere"
+    )
+    revoke.add_argument("--config", required=True, type=Path)
+    whom = revoke.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--jti", help="the token's jti claim")
+    whom.add_argument("--user", help="every token of this user issued until now")
+    whom.add_argument("--project", help="every token of this project issued until now")
+    revoke.add_argument(
+        "--expires-at",
+        type=float,
+        help="the token's exp (epoch seconds): the revocation ends with the token",
+    )
+    revoke.add_argument(
+        "--ttl", type=float, help="seconds to keep it (default and cap: revocation.max_ttl)"
+    )
+    return parser
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.cli.explain import explain
+
+    config = load_config(args.config)
+    owner_lookup = not args.no_owner_lookup
+    result = asyncio.run(
+        explain(config, args.token, args.method, args.path, owner_lookup=owner_lookup)
+    )
+    print(result.render())
+    return {True: 0, False: 1, None: 3}[result.outcome]
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from gateway.authn.revocation import KINDS, make_revocation_store, revocation_for
+
+    config = load_config(args.config)
+    if config.revocation.store != "redis":
+        raise ValueError(
+            "revocation.store is memory: only the gateway process itself holds its"
+            " revocations; set revocation.store: redis to revoke from the command line"
+        )
+    kind = next(k for k in KINDS if getattr(args, k) is not None)
+    subject = getattr(args, kind)
+    expires_at = None if args.expires_at is None else args.expires_at + config.auth.leeway
+    revocation = revocation_for(
+        kind, subject, config.revocation, expires_at=expires_at, ttl=args.ttl
+    )
+
+    async def write() -> None:
+        store = make_revocation_store(config.revocation)
+        try:
+            await store.revoke(revocation)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(write())
+    except RedisError as exc:
+        print(f"image-gateway: the revocation was not written: {exc}", file=sys.stderr)
+        return 1
+    until = revocation.expires_at - revocation.revoked_at
+    print(f"revoked {kind} {subject} for {until:.0f} s")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from gateway.runtime.server import run
+
+            return run(args.config)
+        if args.command == "demo":
+            from gateway.cli.demo import demo
+
+            return demo(args.port, args.admin_port)
+        if args.command == "limits":
+            return run_limits_command(args)
+        if args.command == "token":
+            from gateway.authn.dev_tokens import mint_token
+
+            config = load_config(args.config)
+            roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+            print(
+                mint_token(
+                    config.auth, project=args.project, user=args.user, roles=roles, ttl=args.ttl
+                )
+            )
+            return 0
+        if args.command == "explain":
+            return _explain(args)
+        if args.command == "revoke":
+            return _revoke(args)
+        load_config(args.file)
+        print(f"{args.file}: OK")
+        return 0
+    except ConfigError as exc:
+        print(f"image-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"image-gateway: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,68 @@
+"""Per-request state shared by the middlewares of the chain.
+
+aiohttp prepares (sends the headers of) a streamed response inside the proxy,
+below every middleware, so a middleware that must add a response header
+registers a callback here instead of editing the response after the fact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.authn.identity import Identity
+from gateway.http.faults import GatewayFault
+from gateway.http.routes import Route
+from gateway.ratelimit.limiter import Decision
+
+ResponseHook = Callable[[web.StreamResponse], None]
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    # An inbound X-OpenStack-Request-Id, kept for correlation, never trusted
+    # as our own id.
+    global_request_id: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    route: Route | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    identity: Identity | None = None
+    # The client's headers minus hop-by-hop, credentials and identity
+    # headers: the only client headers the proxy may forward.
+    forward_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    # Headers the chain adds to the upstream request (request id, Via).
+    upstream_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    upstream_status: int | None = None
+    # What the observability middleware reports once the request is done:
+    # the limiter's verdict, the fault the chain answered with, and how long
+    # the backend took to answer (seconds, headers received).
+    rate_limit: Decision | None = None
+    fault: GatewayFault | None = None
+    upstream_seconds: float | None = None
+    before_send: list[ResponseHook] = field(default_factory=list)
+
+
+CONTEXT = web.RequestKey("image_gateway_context", RequestContext)
+
+
+def context_of(request: web.Request) -> RequestContext:
+    return request[CONTEXT]
+
+
+def append_header_value(headers: CIMultiDict[str], name: str, value: str) -> None:
+    """Append to a list-valued header (RFC 9110 §5.3) as one comma-joined line."""
+    existing = headers.getall(name, [])
+    headers[name] = ", ".join([*existing, value])
+
+
+async def run_before_send(request: web.Request, response: web.StreamResponse) -> None:
+    """The app's on_response_prepare signal: apply every registered hook."""
+    ctx = request.get(CONTEXT)
+    if ctx is not None:
+        for hook in ctx.before_send:
+            hook(response)

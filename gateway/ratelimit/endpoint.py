@@ -1,0 +1,88 @@
+"""``GET /limits``: the caller's own rate limits, answered by the gateway itself.
+
+The body has the shape Repose and the OpenStack compute API give it, so
+existing clients parse it::
+
+    {"limits": {"rate": [{"name": "deletes", "uri": "^/(v2/)?images/",
+                          "regex": "^/(v2/)?images/",
+                          "limit": [{"verb": "DELETE", "value": 100,
+                                     "remaining": 99, "unit": "MINUTE",
+                                     "next-available": "2026-11-29T10:00:00Z"}]}],
+                "absolute": {}}}
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from gateway.http.faults import GatewayFault
+from gateway.middleware.context import context_of
+from gateway.middleware.rate_limit import request_client_ip
+from gateway.ratelimit.limiter import LimitState, RateLimiter
+
+_JSON_RANGES = frozenset({"*/*", "application/*", "application/json"})
+
+
+def accepts_json(accept: str | None) -> bool:
+    """Whether an Accept header admits application/json (RFC 9110 §12.5.1)."""
+    if accept is None or not accept.strip():
+        return True
+    for media_range in accept.split(","):
+        media_type, *params = (part.strip() for part in media_range.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media_type.lower() in _JSON_RANGES and quality > 0:
+            return True
+    return False
+
+
+def _rate_entry(state: LimitState, now: datetime) -> dict[str, Any]:
+    rule, result = state.rule, state.result
+    wait = math.ceil(result.retry_after) if result.remaining == 0 else 0
+    next_available = (now + timedelta(seconds=wait)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    verbs = ["ALL"] if "*" in rule.methods else rule.methods
+    return {
+        "name": rule.name,
+        "uri": rule.path,
+        "regex": rule.path,
+        "limit": [
+            {
+                "verb": verb,
+                "value": state.limit,
+                "remaining": result.remaining,
+                "unit": rule.unit.upper(),
+                "next-available": next_available,
+            }
+            for verb in verbs
+        ],
+    }
+
+
+class LimitsEndpoint:
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ctx = context_of(request)
+        if not accepts_json(request.headers.get("Accept")):
+            raise GatewayFault(
+                406,
+                "The limits are only available as application/json.",
+            )
+        assert ctx.identity is not None
+        standing = await self.limiter.standing(
+            ctx.identity, request_client_ip(self.limiter, request), ctx.request_id
+        )
+        now = datetime.now(UTC)
+        body = {"limits": {"rate": [_rate_entry(s, now) for s in standing.limits], "absolute": {}}}
+        return web.json_response(body)

@@ -1,0 +1,48 @@
+"""The identity-header contract: what is set."""
+
+from __future__ import annotations
+
+from multidict import CIMultiDict
+
+from gateway.authn.identity import Identity, identity_headers
+from gateway.http.hop_by_hop import end_to_end
+
+
+def test_identity_headers_as_keystonemiddleware_sets_them() -> None:
+    identity = Identity("p1", "u1", frozenset({"member", "reader"}))
+    assert dict(identity_headers(identity, "req-1")) == {
+        "X-Identity-Status": "Confirmed",
+        "X-Project-Id": "p1",
+        "X-Tenant-Id": "p1",
+        "X-User-Id": "u1",
+        "X-Roles": "member,reader",
+        "X-OpenStack-Request-Id": "req-1",
+    }
+
+
+def test_names_and_domains_are_sent_when_known() -> None:
+    identity = Identity(
+        "p1", "u1", frozenset({"member"}), project_name="Project One", user_domain_id="default"
+    )
+    headers = identity_headers(identity, "req-1")
+    assert headers["X-Project-Name"] == "Project One"
+    assert headers["X-User-Domain-Id"] == "default"
+    assert "X-User-Name" not in headers
+    assert "X-Project-Domain-Id" not in headers
+
+
+def test_hop_by_hop_headers_and_those_named_in_connection_are_dropped() -> None:
+    headers = CIMultiDict(
+        [
+            ("Connection", "keep-alive, X-Private"),
+            ("X-Private", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"),
+            ("TE", "trailers"),
+            ("Upgrade", "h2c"),
+            ("Host", "gateway"),
+            ("Content-Length", "0"),
+            ("Accept", "*/*"),
+        ]
+    )
+    assert list(end_to_end(headers).items()) == [("Accept", "*/*")]

@@ -1,0 +1,147 @@
+"""`image-gateway explain`: each step's decision and why, and nothing forwarded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.cli.explain import Explanation, explain
+from gateway.config import parse_config
+from gateway.demo_backend.image_store import IMAGES, RECEIVED, add_image
+from tests.conftest import Keys, TokenFactory, config_data
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+ExplainFor = Callable[..., Awaitable[Explanation]]
+
+
+@pytest.fixture
+def explain_for(keys: Keys, store_server: TestServer) -> ExplainFor:
+    config = parse_config(config_data(str(store_server.make_url("")).rstrip("/"), keys))
+
+    async def run(token: str, method: str, path: str, owner_lookup: bool = True) -> Explanation:
+        return await explain(config, token, method, path, owner_lookup=owner_lookup)
+
+    return run
+
+
+def step(result: Explanation, name: str) -> str:
+    (found,) = [s for s in result.steps if s.name == name]
+    return found.why
+
+
+async def test_owner_would_be_forwarded_and_nothing_is_sent(
+    explain_for: ExplainFor, store_app: web.Application, token: TokenFactory
+) -> None:
+    image = add_image(store_app, owner="project-a")
+    result = await explain_for(token(), "DELETE", f"/v2/images/{image.id}")
+    assert result.outcome is True
+    assert "key kid rsa RS256 from config" in step(result, "authentication")
+    assert "project project-a (claim project_id)" in step(result, "authentication")
+    assert "deletes: 1000/minute as project:project-a" in step(result, "rate limit")
+    assert "project project-a owns the image" in step(result, "authorization")
+    assert step(result, "proxy").startswith("DELETE http://127.0.0.1:")
+    assert "would be forwarded (nothing was sent)" in result.render()
+    # The owner look-up was a GET; nothing was deleted.
+    assert [r.method for r in store_app[RECEIVED]] == ["GET"]
+    assert image.id in store_app[IMAGES]
+
+
+async def test_each_refusal_names_its_step(
+    explain_for: ExplainFor, store_app: web.Application, token: TokenFactory
+) -> None:
+    hidden = add_image(store_app, owner="project-b")
+    cases = {
+        ("GET", f"/v2/images/{hidden.id}", token()): ("route", "405: GET not allowed"),
+        ("DELETE", "/v2/flavors/1", token()): ("route", "404: no route"),
+        ("DELETE", "/v2/images/not-a-uuid", token()): ("route", "400: image_id"),
+        ("DELETE", f"/v2/images/{hidden.id}", token(ttl=-60)): (
+            "authentication", "401: The token has expired."),
+        ("DELETE", f"/v2/images/{hidden.id}", token(roles=["cloudImages:observer"])): (
+            "authorization", "403: rule image:delete"),
+        ("DELETE", f"/v2/images/{hidden.id}", token()): (
+            "authorization", "404: rule image:delete"),
+    }  # fmt: skip
+    for (method, path, tok), (name, why) in cases.items():
+        result = await explain_for(tok, method, path)
+        assert result.outcome is False, (method, path)
+        assert result.steps[-1].name == name
+        assert result.steps[-1].why.startswith(why), result.render()
+    assert hidden.id in store_app[IMAGES]
+
+
+async def test_admin_needs_no_owner_look_up_and_a_skipped_one_is_undecided(
+    explain_for: ExplainFor, store_app: web.Application, token: TokenFactory
+) -> None:
+    image_id = str(uuid.uuid4())
+    admin = await explain_for(token(roles=["admin"]), "DELETE", f"/v2/images/{image_id}")
+    assert admin.outcome is True
+    assert "roles (admin) satisfy it" in step(admin, "authorization")
+    skipped = await explain_for(token(), "DELETE", f"/v2/images/{image_id}", owner_lookup=False)
+    assert skipped.outcome is None
+    assert "look-up was skipped" in step(skipped, "authorization")
+    assert len(store_app[RECEIVED]) == 0
+
+
+def test_cli_prints_the_steps_and_exits_by_the_outcome(
+    tmp_path: Path, keys: Keys, token: TokenFactory
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config_data("http://127.0.0.1:1", keys)))
+    image = str(uuid.uuid4())
+    command = [sys.executable, "-m", "gateway", "explain", "--config", str(path)]
+    admin = subprocess.run(
+        [*command, "--token", token(roles=["admin"]), "DELETE", f"/images/{image}"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert admin.returncode == 0, admin.stderr
+    assert [line.split()[0] for line in admin.stdout.splitlines()] == [
+        "route", "authentication", "rate", "authorization", "proxy", "result",
+    ]  # fmt: skip
+    forged = subprocess.run(
+        [*command, "--token", "not-a-token", "--no-owner-lookup", "DELETE", f"/images/{image}"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert forged.returncode == 1
+    assert "authentication  STOP  401: The token is malformed." in forged.stdout
+    assert "not-a-token" not in forged.stdout + forged.stderr
+    member = ["--token", token(), "DELETE", f"/images/{image}"]
+    undecided = subprocess.run(
+        [*command, "--no-owner-lookup", *member], cwd=REPO, capture_output=True, text=True
+    )
+    assert undecided.returncode == 3, undecided.stderr
+    assert "result          ??    undecided (nothing was sent)" in undecided.stdout
+    # Nothing listens at the configured upstream: the look-up fails, cleanly.
+    unreachable = subprocess.run([*command, *member], cwd=REPO, capture_output=True, text=True)
+    assert unreachable.returncode == 1, unreachable.stderr
+    assert "authorization   STOP  503: the owner look-up failed" in unreachable.stdout
+    assert unreachable.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["ab\udcffcd", "eyJhbGciOlsiUlMyNTYiXX0.e30.c2ln"],
+    ids=["non-UTF-8 byte", "alg is a list"],
+)
+async def test_a_hostile_token_is_a_refusal_not_an_error(
+    explain_for: ExplainFor, hostile: str
+) -> None:
+    result = await explain_for(hostile, "DELETE", f"/v2/images/{uuid.uuid4()}")
+    assert result.outcome is False
+    assert step(result, "authentication").startswith("401: The token")
+
+
+async def test_an_image_id_with_a_trailing_newline_is_not_a_uuid(
+    explain_for: ExplainFor, token: TokenFactory
+) -> None:
+    result = await explain_for(token(), "DELETE", f"/v2/images/{uuid.uuid4()}\n")
+    assert result.outcome is False

@@ -1,0 +1,187 @@
+"""The proxy against a scripted upstream: faults of every kind, streamed bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
+from tests.test_app import OUR_VIA, assert_fault, assert_request_id
+
+
+def admin(token: TokenFactory) -> str:
+    """A global admin's token: no owner look-up, straight to the backend."""
+    return token("operations", "root", ["admin"])
+
+
+async def test_upstream_500_html_is_rewritten_to_api_fault(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    upstream, url = scripted
+    upstream.status = 500
+    upstream.content_type = "text/html"
+    upstream.body = (
+        b"<html><head><title>500 Internal Server Error</title></head><body>"
+        b"<h1>500 Internal Server Error</h1>The store &amp; its disk failed.<br /></body></html>"
+    )
+    client = await make_gateway(url)
+    response = await client.delete(
+        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
+    )
+    body = await assert_fault(response, 500, "apiFault")
+    assert body["message"] == "The store & its disk failed."
+    # The error crossed our hop, so the response records it.
+    assert response.headers["Via"] == OUR_VIA
+
+
+async def test_upstream_json_error_message_is_kept(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    upstream, url = scripted
+    upstream.status = 409
+    upstream.body = b'{"conflictingRequest": {"code": 409, "message": "Image is in use."}}'
+    client = await make_gateway(url)
+    response = await client.delete(
+        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
+    )
+    body = await assert_fault(response, 409, "conflictingRequest")
+    assert body["message"] == "Image is in use."
+
+
+async def test_pass_through_errors_keeps_the_upstream_body(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    upstream, url = scripted
+    upstream.status = 409
+    upstream.content_type = "text/plain"
+    upstream.body = b"busy"
+    client = await make_gateway(url, upstream={"pass_through_errors": True})
+    response = await client.delete(
+        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
+    )
+    assert response.status == 409
+    assert await response.text() == "busy"
+    assert_request_id(response)
+
+
+@pytest.mark.parametrize(("status", "passed"), [(502, 502), (504, 504), (503, 503)])
+async def test_upstream_gateway_errors_are_503_unless_passed(
+    make_gateway: GatewayFactory,
+    scripted: tuple[ScriptedUpstream, str],
+    token: TokenFactory,
+    status: int,
+    passed: int,
+) -> None:
+    upstream, url = scripted
+    upstream.status = status
+    upstream.body = b"{}"
+    client = await make_gateway(url)
+    path = f"/v2/images/{uuid.uuid4()}"
+    tok = admin(token)
+    await assert_fault(
+        await client.delete(path, headers={"X-Auth-Token": tok}), 503, "serviceUnavailable"
+    )
+    passing = await make_gateway(url, upstream={"pass_gateway_errors": True})
+    response = await passing.delete(path, headers={"X-Auth-Token": tok})
+    await assert_fault(response, passed, "serviceUnavailable")
+
+
+async def test_upstream_refused_is_503(
+    make_gateway: GatewayFactory, token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make_gateway(f"http://127.0.0.1:{free_port()}")
+    with caplog.at_level(logging.WARNING, logger="gateway.http.proxy"):
+        response = await client.delete(
+            f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
+        )
+    body = await assert_fault(response, 503, "serviceUnavailable")
+    assert "failed" in body["details"]
+    request_id = response.headers["X-Compute-Request-Id"]
+    assert any(getattr(r, "request_id", None) == request_id for r in caplog.records)
+
+
+async def test_upstream_refused_during_owner_lookup_is_503(
+    make_gateway: GatewayFactory, token: TokenFactory
+) -> None:
+    client = await make_gateway(f"http://127.0.0.1:{free_port()}")
+    response = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": token()})
+    await assert_fault(response, 503, "serviceUnavailable")
+
+
+async def test_upstream_timeout_is_503_or_504_when_passed(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    upstream, url = scripted
+    upstream.hang = True
+    fast: dict[str, Any] = {"read_timeout": 0.2}
+    client = await make_gateway(url, upstream=fast)
+    path = f"/v2/images/{uuid.uuid4()}"
+    response = await client.delete(path, headers={"X-Auth-Token": admin(token)})
+    body = await assert_fault(response, 503, "serviceUnavailable")
+    assert body["details"] == "The image service timed out."
+    passing = await make_gateway(url, upstream={**fast, "pass_gateway_errors": True})
+    response = await passing.delete(path, headers={"X-Auth-Token": admin(token)})
+    await assert_fault(response, 504, "serviceUnavailable")
+
+
+async def test_owner_lookup_refused_by_upstream_is_503_not_404(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    """The gateway's own identity refused is a deployment fault, not the caller's."""
+    upstream, url = scripted
+    upstream.status = 401
+    client = await make_gateway(url)
+    response = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": token()})
+    body = await assert_fault(response, 503, "serviceUnavailable")
+    assert "401" in body["details"]
+    assert [r.method for r in upstream.received] == ["GET"]
+
+
+async def test_success_headers_are_relayed_without_hop_by_hop(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    upstream, url = scripted
+    upstream.status = 204
+    upstream.headers = {"X-Backend": "glance-1", "Via": "1.1 glance", "Keep-Alive": "timeout=5"}
+    client = await make_gateway(url)
+    response = await client.delete(
+        f"/v2/images/{uuid.uuid4()}?force=1", headers={"X-Auth-Token": admin(token)}
+    )
+    assert response.status == 204
+    assert response.headers["X-Backend"] == "glance-1"
+    assert response.headers["Via"] == f"1.1 glance, {OUR_VIA}"
+    assert "Keep-Alive" not in response.headers
+    assert upstream.received[-1].query_string == "force=1"
+
+
+async def test_upstream_body_cut_short_truncates_the_client_response(
+    make_gateway: GatewayFactory, token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Headers promise 100 bytes, the backend sends 10 and hangs up."""
+
+    async def half_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(half_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = await make_gateway(f"http://127.0.0.1:{port}")
+        with caplog.at_level(logging.WARNING, logger="gateway.http.proxy"):
+            response = await client.delete(
+                f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
+            )
+            assert response.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        assert any("cut short" in r.getMessage() for r in caplog.records)
+    finally:
+        server.close()
+        await server.wait_closed()
