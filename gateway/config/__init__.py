@@ -37,7 +37,7 @@ from gateway.config.observability import (
     AuditConfig,
     LoggingConfig,
 )
-from gateway.config.rate_limit import UNIT_SECONDS, RateLimitConfig, RateLimitRule
+from gateway.config.rate_limit import MAX_LIMIT, UNIT_SECONDS, RateLimitConfig, RateLimitRule
 from gateway.config.redis import RedisConfig, host_port, sentinel_parts
 from gateway.config.revocation import RevocationConfig
 from gateway.config.upstream import ServiceIdentity, UpstreamConfig
@@ -45,6 +45,7 @@ from gateway.config.upstream import ServiceIdentity, UpstreamConfig
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
     "HMAC_ALGORITHMS",
+    "MAX_LIMIT",
     "MIN_ADMIN_TOKEN_CHARS",
     "MIN_HMAC_SECRET_BYTES",
     "UNIT_SECONDS",

@@ -38,6 +38,12 @@ def mirror_counts(
 
     metrics.mirror(metrics.ratelimit_fail_open, lambda: limiter.fail_open_events)
     metrics.mirror(metrics.ratelimit_breaker_opened, lambda: limiter.breaker.opened)
+    if (overrides := limiter.overrides) is not None:
+        metrics.mirror(metrics.ratelimit_overrides_refused, lambda: overrides.refused_entries)
+        metrics.mirror(
+            metrics.background_failures.labels(task="overrides"),
+            lambda: overrides.unexpected_failures,
+        )
     for rule in limiter.config.rules:
         # Shadow rules refuse nobody; what they would have refused is its own series.
         counts = limiter.shadow_rejections if rule.shadow else limiter.rejections

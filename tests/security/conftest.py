@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,21 @@ from gateway.config import parse_config
 from gateway.runtime.server import start_site
 from tests.conftest import Keys, config_data
 
+# A redis-server the test owns, to kill and start again.
+from tests.ratelimit.conftest import own_redis  # noqa: F401
+
 RAW_TIMEOUT = 10.0
+
+
+async def until(condition: Callable[[], bool], what: str, deadline: float = 5.0) -> None:
+    """Wait for a state the gateway reaches on its own (a background refresh,
+    a probe), polling, and fail after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        if condition():
+            return
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
 
 
 @dataclass
