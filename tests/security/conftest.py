@@ -23,7 +23,9 @@ from gateway.config import parse_config
 from gateway.runtime.server import start_site
 from tests.conftest import Keys, config_data
 
-# A redis-server the test owns, to kill and start again.
+# Shared fixtures used here: a gateway with its admin listener, and a
+# redis-server the test owns, to kill and start again.
+from tests.observed import make_observed, observe_standin  # noqa: F401
 from tests.ratelimit.conftest import own_redis  # noqa: F401
 
 RAW_TIMEOUT = 10.0
