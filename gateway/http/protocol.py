@@ -26,8 +26,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import http_exceptions, web
+from aiohttp import hdrs, http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.http.faults import fault_body
 
@@ -159,7 +160,12 @@ class GatewayRequestHandler(RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         request_id = f"req-{uuid.uuid4()}"
-        if status == 500:
+        if isinstance(exc, ConnectionError):
+            # The client closed its side while aiohttp wrote to it (a
+            # 100 Continue, say): nothing is wrong here.
+            log.info("client went away before the chain ran", extra={"request_id": request_id})
+            text = "The client went away."
+        elif status == 500:
             # Not the client's doing: a bug below the chain, with its traceback.
             log.error("error outside the chain", exc_info=exc, extra={"request_id": request_id})
             text = "The gateway failed to handle the request."
@@ -175,14 +181,27 @@ class GatewayRequestHandler(RequestHandler):
             )
         if request.writer.output_size > 0:
             raise ConnectionError("the response had begun; the connection is cut instead")
+        return self._fault_response(status, text, request_id)
+
+    @staticmethod
+    def _fault_response(status: int, message: str, request_id: str) -> web.Response:
         response = web.Response(
             status=status,
-            body=json.dumps(fault_body(status, text)).encode(),
+            body=json.dumps(fault_body(status, message)).encode(),
             content_type="application/json",
             headers={name: request_id for name in REQUEST_ID_HEADERS},
         )
         response.force_close()
         return response
+
+    async def finish_response(
+        self, request: Any, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        if isinstance(resp, web.HTTPException) and resp.status >= 400:
+            # Raised by aiohttp before the chain ran (an Expect it does not
+            # know is a 417 whose text quotes the header): our envelope instead.
+            resp = self._fault_response(resp.status, resp.reason, f"req-{uuid.uuid4()}")
+        return await super().finish_response(request, resp, start_time)
 
     def log_exception(self, *args: Any, **kwargs: Any) -> None:
         # aiohttp logs a request body that breaks its framing after the
@@ -216,13 +235,34 @@ class _Refusal(asyncio.Protocol):
         transport.close()
 
 
+def _known_expectations_only(message: Any) -> Any:
+    """The request without an Expect other than 100-continue.
+
+    aiohttp answers any other expectation itself, before the chain, with a
+    417 whose text quotes the header (a 500 when it is not UTF-8). RFC 9110
+    §10.1.1 lets a server ignore an expectation it does not know.
+    """
+    expect = message.headers.get(hdrs.EXPECT)
+    if expect is None or expect.strip().lower() == "100-continue":
+        return message
+    headers = CIMultiDict(message.headers)
+    headers.popall(hdrs.EXPECT)
+    raw = tuple((n, v) for n, v in message.raw_headers if n.lower() != b"expect")
+    return message._replace(headers=CIMultiDictProxy(headers), raw_headers=raw)
+
+
 class GatewayServer(web.Server):
     """aiohttp's Server, making GatewayRequestHandlers, refusing past the cap."""
 
     def __init__(self, plain: web.Server, limits: ClientLimits) -> None:
+        make_request = plain.request_factory
+
+        def request_factory(message: Any, *args: Any) -> web.BaseRequest:
+            return make_request(_known_expectations_only(message), *args)
+
         super().__init__(
             plain.request_handler,
-            request_factory=plain.request_factory,
+            request_factory=request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,
             **plain._kwargs,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -98,14 +99,33 @@ def header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
 
 
 async def exchange(port: int | None, data: bytes, *, deadline: float = RAW_TIMEOUT) -> bytes:
-    """Send raw bytes, half-close, and read the whole answer until the server closes."""
+    """Send raw bytes and read one whole answer: its head, then its body by
+    Content-Length (none for a 204), or until the server closes; b"" when the
+    server closes without answering. The client never half-closes: aiohttp
+    drops a connection whose client did, before answering."""
     assert port is not None, "the server is not listening"
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(data)
         await writer.drain()
         async with asyncio.timeout(deadline):
-            return await reader.read(-1)
+            head = b"HTTP/1.1 100"
+            # Interim answers (100 Continue) come before the one that counts.
+            while head.startswith(b"HTTP/1.1 1"):
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError as exc:
+                    return exc.partial
+                except ConnectionError:
+                    return b""
+            length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+            if data.startswith(b"HEAD "):
+                return head
+            if length is not None:
+                return head + await reader.readexactly(int(length.group(1)))
+            if head.split(b" ", 2)[1] in (b"204", b"304"):
+                return head
+            return head + await reader.read(-1)
     finally:
         writer.close()
 

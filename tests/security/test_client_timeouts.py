@@ -34,7 +34,8 @@ async def test_a_request_head_that_never_completes_is_cut_with_408(
         raw_backend.url, listen={"header_read_timeout": 0.3, "keepalive_timeout": 30}
     )
     # Closed by the header deadline: the idle timeout (30 s) is past the read's.
-    response = parse_response(await exchange(gateway.port, HALF_A_REQUEST, deadline=10))
+    raw = await exchange(gateway.port, HALF_A_REQUEST, deadline=10)
+    response = parse_response(raw)
     assert response.status == 408
     assert response.headers["x-openstack-request-id"].startswith("req-")
     assert b'"code": 408' in response.body
@@ -49,7 +50,8 @@ async def test_an_idle_connection_is_closed_after_the_keepalive_timeout(
     )
     # Never a byte sent; and idle after one complete request.
     assert await exchange(gateway.port, b"", deadline=10) == b""
-    raw = await exchange(gateway.port, b"GET /limits HTTP/1.1\r\nHost: g\r\n\r\n", deadline=10)
+    request = b"GET /limits HTTP/1.1\r\nHost: g\r\n\r\n"
+    raw = await exchange(gateway.port, request, deadline=10)
     assert parse_response(raw).status == 401
 
 
