@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -36,7 +38,9 @@ from gateway.observability.readiness import (
     ConfigLoaded,
     KeysLoaded,
     Readiness,
+    ReadinessCheck,
     RedisReachable,
+    RevocationSynced,
     UpstreamReachable,
 )
 from gateway.ratelimit.endpoint import LimitsEndpoint
@@ -70,6 +74,10 @@ class Gateway:
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
+log = logging.getLogger("gateway.app")
+# How stale a mirrored counter may be on /metrics when no request comes.
+MIRROR_SYNC_SECONDS = 1.0
+
 
 def make_store(config: RateLimitConfig) -> LimitStore:
     if config.store == "redis":
@@ -94,14 +102,12 @@ def build_readiness(
     config: GatewayConfig,
     upstream: UpstreamClient,
     store: LimitStore,
-    key_count: Callable[[], int],
+    own: Sequence[ReadinessCheck],
 ) -> Readiness:
+    """The checks every process shares, and ``own``: what this process knows of
+    itself (a worker: its keys and revocations; the supervisor: its workers')."""
     readiness = Readiness(
-        [
-            ConfigLoaded(config),
-            KeysLoaded(key_count),
-            UpstreamReachable(upstream),
-        ],
+        [ConfigLoaded(config), *own, UpstreamReachable(upstream)],
         timeout=config.upstream.connect_timeout,
     )
     if isinstance(store, RedisStore):
@@ -109,12 +115,20 @@ def build_readiness(
     return readiness
 
 
+def worker_checks(verifier: TokenVerifier, revocations: RevocationStore) -> list[ReadinessCheck]:
+    """What only the process that serves can tell: its keys, its revocations."""
+    return [KeysLoaded(verifier.usable_key_count), RevocationSynced(revocations)]
+
+
 def build_app(
     config: GatewayConfig,
     *,
     store: LimitStore | None = None,
     feed: DecisionFeed | None = None,
+    client_limits: ClientLimits | None = None,
 ) -> web.Application:
+    """The gateway app. ``client_limits``: the serving socket's, kept across a
+    reload (they belong to the listener, which a reload keeps)."""
     upstream = UpstreamClient(config.upstream)
     owners = ImageOwners(upstream, config.upstream)
     revocations = make_revocation_store(config.revocation)
@@ -124,7 +138,7 @@ def build_app(
     routes = RouteTable()
     metrics = GatewayMetrics()
     boundary = HeaderBoundary(config.headers.forward)
-    client_limits = ClientLimits(
+    client_limits = client_limits or ClientLimits(
         header_read_timeout=config.listen.header_read_timeout,
         keepalive_timeout=config.listen.keepalive_timeout,
         max_connections=config.listen.max_connections,
@@ -162,7 +176,9 @@ def build_app(
     routes.register(
         app.router, Proxy(upstream).handle, {"limits:read": LimitsEndpoint(limiter).handle}
     )
-    readiness = build_readiness(config, upstream, limiter.store, verifier.usable_key_count)
+    readiness = build_readiness(
+        config, upstream, limiter.store, worker_checks(verifier, revocations)
+    )
     app[GATEWAY] = Gateway(
         config,
         upstream,
@@ -190,6 +206,15 @@ async def _not_ready(app: web.Application) -> None:
     app[GATEWAY].readiness.draining = True
 
 
+async def _sync_mirrors(metrics: GatewayMetrics) -> None:
+    while True:
+        await asyncio.sleep(MIRROR_SYNC_SECONDS)
+        try:
+            metrics.sync_mirrors()
+        except Exception:
+            log.exception("syncing counters to metrics failed")
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     await gateway.upstream.open()
@@ -199,7 +224,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await gateway.revocations.open()
     await gateway.verifier.open()
     gateway.limiter.start()
+    # Counts kept by the parts reach Prometheus even when no request comes.
+    mirrors = asyncio.get_running_loop().create_task(_sync_mirrors(gateway.metrics))
     yield
+    mirrors.cancel()
     await gateway.verifier.close()
     await gateway.revocations.close()
     await gateway.feed.close()

@@ -23,6 +23,8 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,7 +254,12 @@ def _known_expectations_only(message: Any) -> Any:
 
 
 class GatewayServer(web.Server):
-    """aiohttp's Server, making GatewayRequestHandlers, refusing past the cap."""
+    """aiohttp's Server, making GatewayRequestHandlers, refusing past the cap.
+
+    Requests go to the current app's handler, looked up per request, so that
+    a reload can put a new app behind the same listening socket: no
+    connection is refused or reset while the old app's requests finish.
+    """
 
     def __init__(self, plain: web.Server, limits: ClientLimits) -> None:
         make_request = plain.request_factory
@@ -260,14 +267,49 @@ class GatewayServer(web.Server):
         def request_factory(message: Any, *args: Any) -> web.BaseRequest:
             return make_request(_known_expectations_only(message), *args)
 
+        self._target: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] = (
+            plain.request_handler
+        )
+        self._in_flight: Counter[Any] = Counter()
+        self._idle = asyncio.Event()
         super().__init__(
-            plain.request_handler,
+            self._dispatch,
             request_factory=request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,
             **plain._kwargs,
         )
         self.limits = limits
+
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        target = self._target
+        self._in_flight[target] += 1
+        try:
+            return await target(request)
+        finally:
+            self._in_flight[target] -= 1
+            if not self._in_flight[target]:
+                del self._in_flight[target]
+                self._idle.set()
+
+    def switch(self, handler: Any) -> Any:
+        """Send every request from now on to ``handler``; return the one replaced."""
+        old, self._target = self._target, handler
+        return old
+
+    async def drained(self, handler: Any, grace: float) -> bool:
+        """Wait until no request is in ``handler``; False if ``grace`` seconds passed first."""
+        try:
+            async with asyncio.timeout(grace):
+                while self._in_flight[handler]:
+                    self._idle.clear()
+                    await self._idle.wait()
+        except TimeoutError:
+            return False
+        finally:
+            if not self._in_flight[handler]:
+                del self._in_flight[handler]
+        return True
 
     def __call__(self) -> Any:
         if len(self._connections) >= self.limits.max_connections:
@@ -284,4 +326,22 @@ class GatewayRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         return GatewayServer(await super()._make_server(), self.limits)
+
+    async def swap(self, app: web.Application, drain_timeout: float) -> None:
+        """Serve ``app`` from now on, on the same sockets; the old app finishes
+        its requests (up to ``drain_timeout``) and is then shut down."""
+        server = self.server
+        assert isinstance(server, GatewayServer), "set the runner up first"
+        # What AppRunner does for its app at set-up.
+        app._set_loop(asyncio.get_running_loop())
+        app.on_startup.freeze()
+        await app.startup()
+        app.freeze()
+        old_app, old_handler = self._app, server.switch(app._handle)
+        self._app = app
+        if not await server.drained(old_handler, drain_timeout):
+            log.warning("requests of the previous configuration still running after %gs;"
+                        " shutting it down anyway", drain_timeout)  # fmt: skip
+        await old_app.shutdown()
+        await old_app.cleanup()
 

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from gateway.authn.revocation import RedisRevocationStore, RevocationStore
 from gateway.config import GatewayConfig
 from gateway.http.upstream import UpstreamClient
 
@@ -55,6 +56,23 @@ class KeysLoaded:
     async def __call__(self) -> CheckResult:
         count = self._count()
         return CheckResult(count > 0, f"{count} verification key(s) loaded")
+
+
+class RevocationSynced:
+    """Revocations shared through Redis are current: a process that has lost
+    its subscription may be honouring a token revoked since."""
+
+    name = "revocation"
+
+    def __init__(self, store: RevocationStore) -> None:
+        self.store = store
+
+    async def __call__(self) -> CheckResult:
+        if not isinstance(self.store, RedisRevocationStore):
+            return CheckResult(True, "in-process list")
+        if self.store.synced.is_set():
+            return CheckResult(True, f"{len(self.store.revocations)} revocation(s), following")
+        return CheckResult(False, "not synced with Redis; resyncing")
 
 
 class UpstreamReachable:
