@@ -120,7 +120,9 @@ class GatewayRequestHandler(RequestHandler):
         self._header_deadline: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
+        queued = len(self._messages)
         super().data_received(data)
+        self._fail_body_in_progress(queued)
         # Waiting for a request (not handling one) and some of it came but
         # not all of its head: the head now has a deadline.
         waiting = self._waiter is not None and not self._messages
@@ -130,6 +132,18 @@ class GatewayRequestHandler(RequestHandler):
             self._header_deadline = self._loop.call_later(
                 self._limits.header_read_timeout, self._header_deadline_passed
             )
+
+    def _fail_body_in_progress(self, queued: int) -> None:
+        """A body whose framing broke while the chain reads it (a bad chunk
+        size): aiohttp queues the parse error as a next request and leaves
+        the reader waiting forever; hand the error to the reader instead."""
+        request = self._current_request
+        if request is None or len(self._messages) <= queued:
+            return
+        error = getattr(self._messages[-1][0], "exc", None)
+        if isinstance(error, http_exceptions.HttpProcessingError):
+            self._messages.pop()
+            request.content.set_exception(error)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_header_deadline()
