@@ -8,6 +8,7 @@ from pydantic import field_validator
 
 from gateway.config._base import _Section
 from gateway.http.header_boundary import fold, is_identity_like
+from gateway.http.hop_by_hop import ALWAYS_HOP_BY_HOP
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
@@ -28,4 +29,6 @@ class HeadersConfig(_Section):
                 raise ValueError(
                     f"{name!r} is an identity or credential header: only the gateway sets those"
                 )
+            if fold(name) in ALWAYS_HOP_BY_HOP:
+                raise ValueError(f"{name!r} is a hop-by-hop header: it is never forwarded")
         return [fold(name) for name in names]

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.http.hop_by_hop import end_to_end
+from gateway.http.hop_by_hop import ALWAYS_HOP_BY_HOP, connection_tokens
 
 # What a Glance v2 client (python-glanceclient, openstacksdk, curl users of
 # the API reference) sends end to end: content negotiation, the body's
@@ -89,6 +89,9 @@ class HeaderBoundary:
         refused = sorted(n for n in extra if is_identity_like(n))
         if refused:
             raise ValueError(f"identity headers can never be forwarded: {', '.join(refused)}")
+        hop_by_hop = sorted(extra & ALWAYS_HOP_BY_HOP)
+        if hop_by_hop:
+            raise ValueError(f"hop-by-hop headers are not forwarded: {', '.join(hop_by_hop)}")
         self.allowed = DEFAULT_FORWARDED | extra
         # Requests that carried at least one identity-like header; read by metrics.
         self.identity_headers_dropped = 0
@@ -100,11 +103,17 @@ class HeaderBoundary:
         (sorted, each once; credentials the gateway itself reads excluded)."""
         kept: CIMultiDict[str] = CIMultiDict()
         spoofed: set[str] = set()
-        for name, value in end_to_end(headers).items():
-            folded = fold(name)
-            if folded in self.allowed:
-                kept.add(name, value)
-            elif folded.startswith(IDENTITY_PREFIXES) and name.lower() not in _CREDENTIALS:
+        # Hop-by-hop names are never on the list (HeaderBoundary refuses
+        # them); those the client names in Connection are dropped too.
+        named = connection_tokens(headers.getall("Connection", ()))
+        allowed = self.allowed
+        for name, value in headers.items():
+            lower = name.lower()
+            folded = lower.replace("_", "-")
+            if folded in allowed:
+                if lower not in named:
+                    kept.add(name, value)
+            elif folded.startswith(IDENTITY_PREFIXES) and lower not in _CREDENTIALS:
                 # Names only, bounded: the value may be a credential.
                 spoofed.add(folded[:_MAX_LOGGED_NAME])
         if spoofed:

@@ -58,3 +58,16 @@ def test_defaults_hold_no_identity_header() -> None:
     with pytest.raises(ValueError, match="identity headers can never be forwarded"):
         HeaderBoundary(["x_user_id"])
     assert all(fold(name) == name for name in DEFAULT_FORWARDED)
+
+
+def test_a_listed_header_named_in_connection_is_dropped_as_hop_by_hop() -> None:
+    kept, _ = HeaderBoundary().forwardable(
+        CIMultiDict([("Connection", "close, Accept"), ("Accept", "*/*"), ("Range", "bytes=0-")])
+    )
+    assert list(kept.items()) == [("Range", "bytes=0-")]
+
+
+@pytest.mark.parametrize("name", ["Connection", "transfer_encoding", "Host", "Content-Length"])
+def test_config_refuses_to_forward_a_hop_by_hop_header(keys: Keys, name: str) -> None:
+    with pytest.raises(ConfigError, match=r"headers\.forward: .*hop-by-hop"):
+        parse_config(config_data("http://127.0.0.1:1", keys, headers={"forward": [name]}))
