@@ -1,19 +1,34 @@
-"""Throughput of the gateway next to HAProxy enforcing the same policy.
+"""What a request costs through the gateway, next to C proxies on the same cores.
 
-Our bar is a C proxy doing the same work on the same cores: HAProxy 2.6 with
-``jwt_verify`` (HS256), an expiry check, a role check, a per-project stick
-table, identity headers and a request id, in front of the same nginx that
-answers 204. Both run side by side in one run, alternating, so the machine's
-noise hits both; the ratio is what to read.
+One run, alternating rounds, against the same nginx upstream (204 to DELETE,
+a small image document to GET):
 
-The gateway is measured on the path a hot deployment sees most: a cached
-verified token and a global-admin caller (no owner look-up, which HAProxy
-could not do at all).
+- ``nginx``: nginx as a plain keep-alive reverse proxy, no policy at all;
+- ``haproxy``: HAProxy 2.6 with the equivalent policy, ``nbthread`` as many
+  as the gateway's workers: RS256 ``jwt_verify`` on every request, algorithm
+  pinned, expiry, role, a per-project stick-table rate, identity headers
+  (client ones stripped), Via and a request id;
+- ``aiohttp``: a bare aiohttp pass-through (bench/aiohttp_passthrough.py),
+  the floor for anything built on aiohttp;
+- ``gw-backend`` and ``gw-gateway``: the gateway as shipped
+  (config/gateway.yaml: Redis limiter and revocations, JSON logs, audit),
+  with ``owner_check: backend`` and ``gateway``. Only what must change to
+  run here is changed: addresses, the trusted key (the bench's RS256 key in
+  place of the example issuer and its JWKS), the rate-limit rule's value
+  (raised so that nothing is refused) and log and audit files.
 
-Needs Debian's nginx-light (or nginx), haproxy and wrk:
+wrk -t1 sends DELETE /v2/images/<random uuid> with one of 1000 RS256 tokens
+(one project, 1000 users, role cloudImages:admin: not a global admin, so
+``gw-gateway`` looks the owner up every time). For each round it prints
+req/s, p50 and p99, and the CPU time of the proxy's whole process tree
+(the parent included, from /proc) per request; Redis's CPU per request is
+shown beside the gateway's. Then the ratios, and each gateway worker's RSS
+at the start and end of the measured rounds.
 
-    apt-get install -y nginx-light haproxy wrk
-    python bench/gateway_vs_haproxy.py [--seconds 10] [--workers 2] [--connections 64]
+Needs Debian's nginx-light (or nginx), haproxy, wrk and redis-server:
+
+    apt-get install -y nginx-light haproxy wrk redis-server
+    python -m bench.gateway_vs_haproxy [--seconds 5] [--rounds 2] [--workers 2]
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,13 +46,24 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 REPO = Path(__file__).resolve().parent.parent
+ISSUER = "https://bench.identity.test"
+AUDIENCE = "image-api"
+PROJECT = "bench"
+TOKENS = 1000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def free_port() -> int:
@@ -45,11 +72,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes], deadline: float = 15.0) -> None:
+def wait_listening(port: int, process: subprocess.Popen[bytes], deadline: float = 20.0) -> None:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if process.poll() is not None:
-            raise SystemExit(f"process exited with {process.returncode} before listening")
+            raise SystemExit(f"{process.args!r} exited with {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
@@ -58,25 +85,62 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], deadline: float 
     raise SystemExit(f"nothing listens on {port} after {deadline}s")
 
 
-def nginx_conf(tmp: Path, port: int) -> Path:
-    path = tmp / "nginx.conf"
+# --- configurations -------------------------------------------------------------------------
+
+
+def nginx_upstream_conf(tmp: Path, port: int) -> Path:
+    document = f'{{"id": "x", "owner": "{PROJECT}", "visibility": "private"}}'
+    path = tmp / "upstream.conf"
     path.write_text(
         f"""daemon off;
 worker_processes 1;
-pid {tmp}/nginx.pid;
+pid {tmp}/upstream.pid;
 error_log stderr error;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
   keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{port}; location / {{ return 204; }} }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      default_type application/json;
+      if ($request_method = GET) {{ return 200 '{document}'; }}
+      return 204;
+    }}
+  }}
 }}
 """
     )
     return path
 
 
-def haproxy_conf(tmp: Path, port: int, upstream: int, threads: int) -> Path:
+def nginx_proxy_conf(tmp: Path, port: int, upstream: int, workers: int) -> Path:
+    path = tmp / "proxy.conf"
+    path.write_text(
+        f"""daemon off;
+worker_processes {workers};
+pid {tmp}/proxy.pid;
+error_log stderr error;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+    )
+    return path
+
+
+def haproxy_conf(tmp: Path, port: int, upstream: int, threads: int, public_pem: Path) -> Path:
     uuid_re = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     path = tmp / "haproxy.cfg"
     path.write_text(
@@ -97,8 +161,8 @@ frontend fe
   http-request set-var(txn.token) req.hdr(X-Auth-Token)
   http-request deny deny_status 401 unless {{ var(txn.token) -m found }}
   http-request set-var(txn.alg) var(txn.token),jwt_header_query('$.alg')
-  http-request deny deny_status 401 unless {{ var(txn.alg) -m str HS256 }}
-  acl signed var(txn.token),jwt_verify("HS256","{SECRET}") -m int 1
+  http-request deny deny_status 401 unless {{ var(txn.alg) -m str RS256 }}
+  acl signed var(txn.token),jwt_verify("RS256","{public_pem}") -m int 1
   http-request deny deny_status 401 unless signed
   http-request set-var(txn.now) date
   http-request set-var(txn.exp) var(txn.token),jwt_payload_query('$.exp','int')
@@ -126,52 +190,191 @@ backend be
     return path
 
 
-def gateway_conf(tmp: Path, port: int, upstream: int, workers: int) -> Path:
-    path = tmp / "gateway.yaml"
-    path.write_text(
-        f"""listen: {{host: 127.0.0.1, port: {port}, workers: {workers}}}
-upstream: {{url: "http://127.0.0.1:{upstream}"}}
-auth:
-  keys: [{{kid: bench, algorithm: HS256, secret: "{SECRET}"}}]
-rate_limit:
-  store: memory
-  rules: [{{name: deletes, methods: [DELETE], unit: day, value: 1000000000}}]
-logging: {{level: WARNING}}
-"""
-    )
+def gateway_conf(
+    tmp: Path,
+    name: str,
+    port: int,
+    upstream: int,
+    workers: int,
+    redis_url: str,
+    public_pem: Path,
+    admin_port: int,
+) -> Path:
+    """config/gateway.yaml, changed only where it must be to run here."""
+    data: dict[str, Any] = yaml.safe_load((REPO / "config" / "gateway.yaml").read_text())
+    data["listen"].update(host="127.0.0.1", port=port, workers=workers)
+    data["upstream"]["url"] = f"http://127.0.0.1:{upstream}"
+    issuer = data["auth"]["issuers"][0]
+    issuer.update(issuer=ISSUER, audience=AUDIENCE)
+    issuer["keys"] = [{"kid": "bench", "algorithm": "RS256", "public_key_file": str(public_pem)}]
+    issuer.pop("jwks")
+    data["authorization"]["policy_file"] = str(REPO / "config" / "policy.yaml")
+    data["authorization"]["owner_check"] = name.removeprefix("gw-")
+    data["revocation"]["redis"]["url"] = redis_url
+    data["rate_limit"]["redis"]["url"] = redis_url
+    for rule in data["rate_limit"]["rules"]:
+        rule["value"] = 1_000_000_000
+    data["admin"]["port"] = admin_port
+    data["audit"]["sink"] = str(tmp / f"{name}-audit.jsonl")
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
     return path
 
 
+def make_tokens(tmp: Path) -> tuple[Path, Path]:
+    """An RS256 key's public half, and a file of 1000 tokens it signed."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = tmp / "bench-public.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "project_id": PROJECT,
+              "roles": ["cloudImages:admin"], "iat": now, "exp": now + 3600}  # fmt: skip
+    tokens = [
+        jwt.encode({**claims, "sub": f"user-{i}"}, key, algorithm="RS256", headers={"kid": "bench"})
+        for i in range(TOKENS)
+    ]
+    token_file = tmp / "tokens.txt"
+    token_file.write_text("\n".join(tokens) + "\n")
+    return public, token_file
+
+
+WRK_SCRIPT = """
+local tokens = {}
+for line in io.lines("%s") do tokens[#tokens + 1] = line end
+local r = math.random
+-- init runs in the thread's own Lua state, where the requests are made.
+function init(args) math.randomseed(os.time() + math.floor(os.clock() * 1e6)) end
+local function uuid4()
+  return string.format("%%04x%%04x-%%04x-4%%03x-a%%03x-%%04x%%04x%%04x",
+    r(0, 65535), r(0, 65535), r(0, 65535), r(0, 4095), r(0, 4095),
+    r(0, 65535), r(0, 65535), r(0, 65535))
+end
+request = function()
+  return wrk.format("DELETE", "/v2/images/" .. uuid4(),
+    {["X-Auth-Token"] = tokens[r(#tokens)]})
+end
+"""
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+def process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/statm").read_text().split()
+    return int(fields[1]) * PAGE / 1e6
+
+
 @dataclass
-class Result:
+class Round:
     rps: float
     p50_ms: float
     p99_ms: float
+    requests: int
     non_2xx: int
+    cpu_us: float
+    redis_cpu_us: float
 
 
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, script: Path, seconds: int, connections: int) -> Result:
+def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+
+    def find(pattern: str) -> re.Match[str]:
+        match = re.search(pattern, out)
+        if match is None:
+            raise SystemExit(f"wrk printed no {pattern!r}:\n{out}")
+        return match
+
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    assert p50 is not None
-    assert p99 is not None
-    return Result(rps, _ms(*p50.groups()), _ms(*p99.groups()), int(bad.group(1)) if bad else 0)
+    return {
+        "rps": float(find(r"Requests/sec:\s+([\d.]+)").group(1)),
+        "p50": _ms(*find(r"50%\s+([\d.]+)(us|ms|s)").groups()),
+        "p99": _ms(*find(r"99%\s+([\d.]+)(us|ms|s)").groups()),
+        "requests": int(find(r"(\d+) requests in").group(1)),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+    }
 
 
-def check(url: str, token: str) -> None:
-    """Both proxies must enforce the policy before their speed means anything."""
+def measure(
+    url: str, root: int, redis_pid: int, script: Path, seconds: int, connections: int
+) -> Round:
+    pids = process_tree(root)
+    before, redis_before = cpu_seconds(pids), cpu_seconds([redis_pid])
+    result = run_wrk(url, script, seconds, connections)
+    spent, redis_spent = cpu_seconds(pids) - before, cpu_seconds([redis_pid]) - redis_before
+    requests = max(int(result["requests"]), 1)
+    return Round(
+        result["rps"], result["p50"], result["p99"], requests, int(result["non_2xx"]),
+        spent / requests * 1e6, redis_spent / requests * 1e6,
+    )  # fmt: skip
+
+
+def token_cache(admin_port: int) -> tuple[float, float]:
+    """The gateway's verified-token cache hits and misses so far, from /metrics."""
+    url = f"http://127.0.0.1:{admin_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    counts = dict.fromkeys(("hit", "miss"), 0.0)
+    sample = r'gateway_token_cache_lookups_total\{result="(\w+)"\} ([\d.e+]+)'
+    for match in re.finditer(sample, text):
+        counts[match.group(1)] = float(match.group(2))
+    return counts["hit"], counts["miss"]
+
+
+def warm_gateway(url: str, admin_port: int, script: Path, connections: int) -> None:
+    """Until each worker's token cache holds (almost) every token, as in a long run.
+
+    The cache is per worker and a connection lands on either, so it takes a
+    few runs; the measured rounds then report what hit rate they saw.
+    """
+    for _ in range(8):
+        _, missed = token_cache(admin_port)
+        served = run_wrk(url, script, 3, connections)["requests"]
+        if token_cache(admin_port)[1] - missed < 0.005 * served:
+            return
+
+
+def check_policy(url: str, token: str) -> None:
+    """A proxy enforcing the policy must pass a good token and refuse a bad one."""
 
     def status(headers: dict[str, str]) -> int:
         request = urllib.request.Request(url, method="DELETE", headers=headers)
@@ -186,73 +389,136 @@ def check(url: str, token: str) -> None:
     assert status({"X-Auth-Token": token[:-4] + "AAAA"}) == 401, url
 
 
+@contextmanager
+def started(commands: dict[str, tuple[list[str], int]], logs: Path) -> Iterator[dict[str, int]]:
+    """Start each command, wait for its port; yield their pids; stop them all."""
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, (command, port) in commands.items():
+            log = (logs / f"{name}.log").open("wb")
+            processes[name] = subprocess.Popen(
+                command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
+            )
+            wait_listening(port, processes[name])
+        yield {name: process.pid for name, process in processes.items()}
+    finally:
+        # The proxies first, so they never see their upstream vanish.
+        for process in reversed(processes.values()):
+            process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument(
-        "--workers", type=int, default=2, help="gateway processes = haproxy threads"
-    )
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--seconds", type=int, default=5, help="per round and target")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="gateway processes = threads")
+    parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    missing = [b for b in ("nginx", "haproxy", "wrk") if shutil.which(b) is None]
+    missing = [b for b in ("nginx", "haproxy", "wrk", "redis-server") if not shutil.which(b)]
     if missing:
         print(f"missing: {', '.join(missing)} (apt-get install nginx-light haproxy wrk)")
         return 2
 
-    now = int(time.time())
-    claims = {"sub": "root", "project_id": "bench", "roles": ["admin"], "exp": now + 3600}
-    token = jwt.encode(claims, SECRET, algorithm="HS256", headers={"kid": "bench"})
-    path = f"/v2/images/{uuid.uuid4()}"
-    ports = {name: free_port() for name in ("nginx", "haproxy", "gateway")}
-    processes: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory() as tmpdir:
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmpdir:
         tmp = Path(tmpdir)
+        public_pem, token_file = make_tokens(tmp)
+        token = token_file.read_text().splitlines()[0]
         script = tmp / "delete.lua"
-        script.write_text(f'wrk.method = "DELETE"\nwrk.headers["X-Auth-Token"] = "{token}"\n')
-        try:
-            commands = {
-                "nginx": ["nginx", "-p", str(tmp), "-e", "stderr",
-                          "-c", str(nginx_conf(tmp, ports["nginx"]))],
-                "haproxy": ["haproxy", "-f",
-                            str(haproxy_conf(tmp, ports["haproxy"], ports["nginx"], args.workers))],
-                "gateway": [sys.executable, "-m", "gateway", "run", "--config",
-                            str(gateway_conf(tmp, ports["gateway"], ports["nginx"], args.workers))],
-            }  # fmt: skip
-            for name, command in commands.items():
-                process = subprocess.Popen(command, cwd=REPO, env={**os.environ})
-                processes.append(process)
-                wait_listening(ports[name], process)
-            targets = {
-                name: f"http://127.0.0.1:{ports[name]}{path}" for name in ("haproxy", "gateway")
-            }
-            for url in targets.values():
-                check(url, token)
-                run_wrk(url, script, 2, args.connections)  # warm-up
-            results: dict[str, list[Result]] = {name: [] for name in targets}
+        script.write_text(WRK_SCRIPT % token_file)
+        names = ("upstream", "redis", "nginx", "haproxy", "aiohttp", "gw-backend", "gw-gateway")
+        ports = {name: free_port() for name in names}
+        redis_url = f"redis://127.0.0.1:{ports['redis']}/0"
+        up = ports["upstream"]
+        w = args.workers
+        commands = {
+            "upstream": (["nginx", "-p", str(tmp), "-e", "stderr",
+                          "-c", str(nginx_upstream_conf(tmp, up))], up),
+            "redis": (["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
+                       "--save", "", "--appendonly", "no"], ports["redis"]),
+            "nginx": (["nginx", "-p", str(tmp), "-e", "stderr",
+                       "-c", str(nginx_proxy_conf(tmp, ports["nginx"], up, w))], ports["nginx"]),
+            "haproxy": (["haproxy", "-f",
+                         str(haproxy_conf(tmp, ports["haproxy"], up, w, public_pem))],
+                        ports["haproxy"]),
+            "aiohttp": ([sys.executable, "-m", "bench.aiohttp_passthrough", str(ports["aiohttp"]),
+                         f"http://127.0.0.1:{up}", str(w)], ports["aiohttp"]),
+        }  # fmt: skip
+        admin_ports = {"gw-backend": free_port(), "gw-gateway": free_port()}
+        for name in ("gw-backend", "gw-gateway"):
+            conf = gateway_conf(
+                tmp, name, ports[name], up, w, redis_url, public_pem, admin_ports[name]
+            )
+            commands[name] = (
+                [sys.executable, "-m", "gateway", "run", "--config", str(conf)], ports[name]
+            )
+        targets = ["nginx", "haproxy", "aiohttp", "gw-backend", "gw-gateway"]
+        results: dict[str, list[Round]] = {name: [] for name in targets}
+        with started(commands, tmp) as pids:
+            urls = {n: f"http://127.0.0.1:{ports[n]}/v2/images/{uuid.uuid4()}" for n in targets}
+            for name in ("haproxy", "gw-backend", "gw-gateway"):
+                check_policy(urls[name], token)
+            for name in targets:
+                run_wrk(urls[name], script, 2, args.connections)
+            for name, admin_port in admin_ports.items():
+                warm_gateway(urls[name], admin_port, script, args.connections)
+            workers = {n: process_tree(pids[n])[1:] for n in admin_ports}
+            rss_start = {n: {p: rss_mb(p) for p in workers[n]} for n in workers}
+            cache_start = {n: token_cache(port) for n, port in admin_ports.items()}
             for _ in range(args.rounds):
-                for name, url in targets.items():
-                    results[name].append(run_wrk(url, script, args.seconds, args.connections))
-        finally:
-            # The proxies first, so they never see their upstream vanish.
-            for process in reversed(processes):
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=15)
-
-    print(
-        f"DELETE {path} through the full policy, {args.workers} gateway workers vs "
-        f"{args.workers} haproxy threads, wrk -t1 -c{args.connections}, "
-        f"{args.rounds} x {args.seconds}s each, alternating; cores: {os.cpu_count()}"
-    )
-    print(f"{'':10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
-    best = {}
-    for name, runs in results.items():
-        best[name] = max(r.rps for r in runs)
-        for r in runs:
-            print(f"{name:10}{r.rps:10.0f}{r.p50_ms:10.2f}{r.p99_ms:10.2f}{r.non_2xx:10d}")
-    print(f"gateway / haproxy throughput (best of each): {best['gateway'] / best['haproxy']:.2f}")
+                for name in targets:
+                    results[name].append(
+                        measure(urls[name], pids[name], pids["redis"], script,
+                                args.seconds, args.connections)
+                    )  # fmt: skip
+            rss_end = {n: {p: rss_mb(p) for p in workers[n]} for n in workers}
+            hit_rates = {}
+            for name, port in admin_ports.items():
+                (hits, misses), (hits0, misses0) = token_cache(port), cache_start[name]
+                hit_rates[name] = (hits - hits0) / max(hits - hits0 + misses - misses0, 1)
+        report(args, results, rss_start, rss_end, hit_rates)
     return 0
+
+
+def report(
+    args: argparse.Namespace,
+    results: dict[str, list[Round]],
+    rss_start: dict[str, dict[int, float]],
+    rss_end: dict[str, dict[int, float]],
+    hit_rates: dict[str, float],
+) -> None:
+    print(
+        f"DELETE /v2/images/<uuid>, {TOKENS} RS256 tokens, wrk -t1 -c{args.connections}, "
+        f"{args.rounds} alternating rounds x {args.seconds}s, {args.workers} workers/threads, "
+        f"cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'':12}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'CPU-us/req':>12}"
+          f"{'redis us':>10}")  # fmt: skip
+    for name, rounds in results.items():
+        for r in rounds:
+            redis = f"{r.redis_cpu_us:10.0f}" if name.startswith("gw-") else f"{'':10}"
+            print(f"{name:12}{r.rps:9.0f}{r.p50_ms:9.2f}{r.p99_ms:9.2f}{r.non_2xx:9d}"
+                  f"{r.cpu_us:12.0f}{redis}")  # fmt: skip
+    rps = {n: statistics.median(r.rps for r in rounds) for n, rounds in results.items()}
+    cpu = {n: statistics.median(r.cpu_us for r in rounds) for n, rounds in results.items()}
+    print("medians, as ratios to haproxy:")
+    for name in results:
+        times = cpu[name] / cpu["haproxy"]
+        print(f"  {name:12} {rps[name] / rps['haproxy']:5.2f}x req/s, "
+              f"{cpu[name]:5.0f} CPU-us/req ({times:4.1f}x haproxy's)")  # fmt: skip
+    for name, start in rss_start.items():
+        served = sum(r.requests for r in results[name])
+        lines = ", ".join(
+            f"{start[p]:.0f}->{rss_end[name][p]:.0f} MB ({(rss_end[name][p] / start[p] - 1):+.1%})"
+            for p in start
+        )
+        print(f"memory {name}: RSS per process over {served} requests: {lines}")
+    for name, rate in hit_rates.items():
+        print(f"token cache {name}: {rate:.1%} of measured look-ups hit (the rest verified RS256)")
 
 
 if __name__ == "__main__":

@@ -32,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.config import RedisConfig
 from gateway.ratelimit.redis_store import SLIDING_WINDOW_SCRIPT, RedisStore
-from gateway.ratelimit.store import Check
+from gateway.ratelimit.store import LimitCheck
 
 SUBJECTS = 1000
 LIMIT = 1_000_000
 PERIOD = 60.0
 
-Decide = Callable[[Check], Awaitable[bool]]
+Decide = Callable[[LimitCheck], Awaitable[bool]]
 
 
 def free_port() -> int:
@@ -78,7 +78,7 @@ async def run(decide: Decide, prefix: str, decisions: int, concurrency: int) -> 
         while next_index < decisions:
             i = next_index
             next_index += 1
-            await decide(Check(f"project:{prefix}{i % SUBJECTS}", "bench", LIMIT, PERIOD))
+            await decide(LimitCheck(f"project:{prefix}{i % SUBJECTS}", "bench", LIMIT, PERIOD))
 
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
@@ -91,10 +91,10 @@ async def main(decisions: int, concurrency: int, url: str) -> None:
     sha = await naive_client.script_load(SLIDING_WINDOW_SCRIPT)
     assert sha == hashlib.sha1(SLIDING_WINDOW_SCRIPT.encode()).hexdigest()
 
-    async def coalesced(check: Check) -> bool:
+    async def coalesced(check: LimitCheck) -> bool:
         return (await store.acquire([check])).allowed
 
-    async def naive(check: Check) -> bool:
+    async def naive(check: LimitCheck) -> bool:
         key = f"naive:window:{{{check.subject}}}:{check.rule}"
         reply = await naive_client.evalsha(
             sha, 1, key, "1", check.limit, int(check.period * 1e6), 1

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.ratelimit.memory import MemoryStore
-from gateway.ratelimit.store import Check
+from gateway.ratelimit.store import LimitCheck
 
 
 class Clock:
@@ -35,13 +35,15 @@ def filled(windows: int, clock: Clock) -> MemoryStore:
     # Half the windows by the second (idle a second later), half by the hour.
     for i in range(windows):
         period = 1.0 if i % 2 else 3600.0
-        store.decide_now((Check(f"project:p{i}", "r", 10, period),), count=True)
+        store.decide_now((LimitCheck(f"project:p{i}", "r", 10, period),), count=True)
     clock.now += 2.0
     return store
 
 
 def seconds_per_decision(store: MemoryStore, clock: Clock, decisions: int) -> float:
-    checks = [(Check(f"project:live{i % 1000}", "live", 1_000_000, 60.0),) for i in range(1000)]
+    checks = [
+        (LimitCheck(f"project:live{i % 1000}", "live", 1_000_000, 60.0),) for i in range(1000)
+    ]
     started = time.perf_counter()
     for i in range(decisions):
         clock.now += 1e-6

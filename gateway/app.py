@@ -9,7 +9,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.authn.revocation import RevocationStore, make_revocation_store
+from gateway.authn.revocation import (
+    RedisRevocationStore,
+    RevocationStore,
+    make_revocation_store,
+)
 from gateway.authn.tokens import TokenVerifier
 from gateway.authz.ownership import ImageOwners
 from gateway.authz.policy import Policy
@@ -17,7 +21,7 @@ from gateway.config import GatewayConfig, RateLimitConfig
 from gateway.http.header_boundary import HeaderBoundary
 from gateway.http.protocol import ClientLimits
 from gateway.http.proxy import Proxy
-from gateway.http.routes import RouteTable
+from gateway.http.routes import Handler, RouteTable
 from gateway.http.upstream import UpstreamClient
 from gateway.middleware.authentication import AuthenticationMiddleware
 from gateway.middleware.authorization import AuthorizationMiddleware
@@ -29,7 +33,7 @@ from gateway.middleware.rate_limit import RateLimitMiddleware
 from gateway.middleware.request_id import RequestIdMiddleware
 from gateway.middleware.routing import RoutingMiddleware
 from gateway.middleware.via import ViaMiddleware
-from gateway.observability.audit import AuditSink
+from gateway.observability.audit import AuditSink, DiscardingAuditSink
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.feed import DecisionFeed, LocalFeed
 from gateway.observability.metrics import GatewayMetrics
@@ -79,6 +83,16 @@ log = logging.getLogger("gateway.app")
 MIRROR_SYNC_SECONDS = 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """The chain run to see what it decides (``explain``): ``forward`` stands
+    in for the proxy, the limiter takes nothing, no audit record is written,
+    and the owner look-up may be skipped."""
+
+    forward: Handler
+    owner_lookup: bool = True
+
+
 def make_store(config: RateLimitConfig) -> LimitStore:
     if config.store == "redis":
         assert config.redis is not None
@@ -86,7 +100,7 @@ def make_store(config: RateLimitConfig) -> LimitStore:
     return MemoryStore()
 
 
-def make_limiter(config: RateLimitConfig, store: LimitStore) -> RateLimiter:
+def make_limiter(config: RateLimitConfig, store: LimitStore, *, counting: bool) -> RateLimiter:
     """The limiter, reading per-tenant overrides from Redis when limits live there."""
     overrides = None
     if isinstance(store, RedisStore):
@@ -95,7 +109,7 @@ def make_limiter(config: RateLimitConfig, store: LimitStore) -> RateLimiter:
             interval=store.config.overrides_refresh,
             timeout=store.config.timeout,
         )
-    return RateLimiter(config, store, overrides)
+    return RateLimiter(config, store, overrides, counting=counting)
 
 
 def build_readiness(
@@ -117,7 +131,10 @@ def build_readiness(
 
 def worker_checks(verifier: TokenVerifier, revocations: RevocationStore) -> list[ReadinessCheck]:
     """What only the process that serves can tell: its keys, its revocations."""
-    return [KeysLoaded(verifier.usable_key_count), RevocationSynced(revocations)]
+    checks: list[ReadinessCheck] = [KeysLoaded(verifier.usable_key_count)]
+    if isinstance(revocations, RedisRevocationStore):
+        checks.append(RevocationSynced(revocations))
+    return checks
 
 
 def build_app(
@@ -125,6 +142,7 @@ def build_app(
     *,
     store: LimitStore | None = None,
     feed: DecisionFeed | None = None,
+    dry_run: DryRun | None = None,
     client_limits: ClientLimits | None = None,
 ) -> web.Application:
     """The gateway app. ``client_limits``: the serving socket's, kept across a
@@ -134,7 +152,9 @@ def build_app(
     revocations = make_revocation_store(config.revocation)
     verifier = TokenVerifier(config.auth, revocations.revocations)
     policy = Policy(config.authorization)
-    limiter = make_limiter(config.rate_limit, store or make_store(config.rate_limit))
+    limiter = make_limiter(
+        config.rate_limit, store or make_store(config.rate_limit), counting=dry_run is None
+    )
     routes = RouteTable()
     metrics = GatewayMetrics()
     boundary = HeaderBoundary(config.headers.forward)
@@ -154,7 +174,7 @@ def build_app(
         boundary=boundary,
         client_limits=client_limits,
     )
-    audit = AuditSink(config.audit)
+    audit = AuditSink(config.audit) if dry_run is None else DiscardingAuditSink()
 
     app = web.Application(
         middlewares=[
@@ -166,16 +186,17 @@ def build_app(
             RoutingMiddleware(routes),
             AuthenticationMiddleware(verifier, config.auth.realm),
             RateLimitMiddleware(limiter),
-            AuthorizationMiddleware(policy, owners),
+            AuthorizationMiddleware(
+                policy, owners if dry_run is None or dry_run.owner_lookup else None
+            ),
         ],
         # aiohttp refuses header lines over 8190 bytes before any middleware
         # runs, with a bare text 400; leave room for the configured token size
         # so that an oversized token gets our 401 fault instead.
         handler_args={"max_field_size": max(16384, config.auth.max_token_bytes + 1024)},
     )
-    routes.register(
-        app.router, Proxy(upstream).handle, {"limits:read": LimitsEndpoint(limiter).handle}
-    )
+    forward = Proxy(upstream).handle if dry_run is None else dry_run.forward
+    routes.register(app.router, forward, {"limits:read": LimitsEndpoint(limiter).handle})
     readiness = build_readiness(
         config, upstream, limiter.store, worker_checks(verifier, revocations)
     )

@@ -2,8 +2,8 @@
 
 The gateway under test talks over real sockets to the stand-in store (or to
 a scripted upstream for fault cases) and, for the Redis limiter, to a
-redis-server that pytest-redis starts. A missing redis-server binary is an
-error, never a skip.
+redis-server on a free port (tests/servers.py, the suite's one way to start
+Redis). A missing redis-server binary is an error, never a skip.
 """
 
 from __future__ import annotations
@@ -23,14 +23,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from pytest_redis import factories
 
 from gateway.app import build_app
 from gateway.config import GatewayConfig, parse_config
 from gateway.demo_backend.image_store import create_standin_store_app
 from gateway.ratelimit.store import LimitStore
-
-redis_proc = factories.redis_proc()
+from tests.servers import RedisProcess
 
 HS_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 ISSUER = "https://idp.test"
@@ -139,11 +137,19 @@ def token(keys: Keys) -> TokenFactory:
     return TokenFactory(keys)
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """One redis-server for the whole session; each test gets it empty."""
+    server = RedisProcess(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def redis_url(redis_proc: Any) -> Iterator[str]:
-    url = f"redis://{redis_proc.host}:{redis_proc.port}/0"
-    yield url
-    redis.Redis.from_url(url).flushall()
+def redis_url(redis_server: RedisProcess) -> Iterator[str]:
+    yield redis_server.url
+    redis.Redis.from_url(redis_server.url).flushall()
 
 
 @pytest.fixture

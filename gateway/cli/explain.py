@@ -1,12 +1,16 @@
 """``image-gateway explain``: what the chain would decide for one request, and why.
 
-It builds the same gateway ``run`` builds (keys and JWKS loaded, revocations
-synced) and asks each step's own decision code, in chain order, stopping at
-the first refusal. Nothing is forwarded and nothing is counted: the rate
-limit step names the limits the request would count against without taking
-from them, and the image's owner is looked up read-only (a GET as the
-gateway's service identity, exactly as the authorization step does) unless
-``--no-owner-lookup`` is given.
+It runs the real chain: the app ``run`` builds (keys and JWKS loaded,
+revocations synced), served on a loopback port for this one request, as a
+dry run (gateway.app.DryRun). A recorder stands in for the proxy, the rate
+limiter names the limits the request would count against without taking
+from them, and no audit record is written. The image's owner is looked up
+read-only (a GET as the gateway's service identity, exactly as in
+production) unless ``--no-owner-lookup`` is given.
+
+The explanation is read off the request context the chain filled in: each
+step records what it decided, and a refusal came from the last step the
+request entered.
 """
 
 from __future__ import annotations
@@ -14,15 +18,25 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from gateway.app import GATEWAY, Gateway, build_app
-from gateway.authn.tokens import InvalidToken, VerifiedToken
-from gateway.config import ClaimPaths, GatewayConfig
-from gateway.http.faults import GatewayFault
-from gateway.http.routes import UUID_PATTERN, Route, RouteTable
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway.app import GATEWAY, DryRun, build_app
+from gateway.authn.tokens import TokenVerifier, VerifiedToken
+from gateway.config import GatewayConfig
+from gateway.http.proxy import upstream_request_headers, upstream_target
+from gateway.middleware.context import RequestContext, context_of
 
 # A step passes (True), refuses (False), or cannot decide offline (None).
 Outcome = bool | None
 _MARK = {True: "ok  ", False: "STOP", None: "??  "}
+# The chain's steps that may refuse, in chain order (gateway.app), by the
+# name each records on the request context; the explanation shows a step
+# that passed only if it is in SHOWN (a passed loop check says nothing).
+CHAIN = ("via", "route", "authentication", "rate limit", "authorization")
+SHOWN = CHAIN[1:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +70,31 @@ class Explanation:
         return "\n".join([*lines, f"{'result':<{width}}  {_MARK[self.outcome]}  {result}"])
 
 
-def _token_why(verified: VerifiedToken, claims: ClaimPaths) -> str:
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """What the proxy would have sent upstream."""
+
+    method: str
+    target: str
+    headers: CIMultiDict[str]
+
+
+class Recorder:
+    """Stands in for the proxy: keeps what would be forwarded, sends nothing."""
+
+    def __init__(self) -> None:
+        self.forwarded: Forwarded | None = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ctx = context_of(request)
+        self.forwarded = Forwarded(
+            request.method, upstream_target(ctx, request), upstream_request_headers(ctx)
+        )
+        return web.Response(status=204)
+
+
+def _token_why(verified: VerifiedToken, verifier: TokenVerifier) -> str:
+    claims = next(i for i in verifier.issuers if i.config.issuer == verified.issuer).config.claims
     key = verified.key
     kid = f"kid {key.kid}" if key.kid is not None else "no kid"
     identity = verified.identity
@@ -70,80 +108,104 @@ def _token_why(verified: VerifiedToken, claims: ClaimPaths) -> str:
     )
 
 
-async def _explain_with(
-    gateway: Gateway, token: str, method: str, path: str, owner_lookup: bool
+def _passed(step: str, ctx: RequestContext, verifier: TokenVerifier) -> tuple[Outcome, str]:
+    """What a step the request went through decided, and why."""
+    if step == "route":
+        assert ctx.route is not None
+        shown = ", ".join(f"{k}={v}" for k, v in ctx.params.items())
+        return True, f"{ctx.route.name} ({shown})"
+    if step == "authentication":
+        assert ctx.token is not None
+        return True, _token_why(ctx.token, verifier)
+    if step == "rate limit":
+        decision = ctx.rate_limit
+        if decision is None:
+            return True, "none"
+        counted = "; ".join(
+            f"{rule.name}: {check.limit}/{rule.unit} as {check.subject}"
+            for rule, check in zip(decision.rules, decision.checks, strict=True)
+        )
+        return True, f"counts against {counted} (not counted now)"
+    assert ctx.policy is not None
+    policy = ctx.policy
+    if policy.status is None:
+        return None, f"undecided: rule {policy.rule} = {policy.check}: {policy.reason}"
+    shadow = " (shadow mode: logged and counted, it goes through)" if policy.shadow else ""
+    status = "allowed" if policy.allowed else str(policy.status)
+    return True, f"{status}: rule {policy.rule} = {policy.check}: {policy.reason}{shadow}"
+
+
+def _refused(step: str, ctx: RequestContext) -> str:
+    fault = ctx.fault
+    assert fault is not None
+    policy = ctx.policy
+    if step == "authorization" and policy is not None:
+        return f"{fault.status}: rule {policy.rule} = {policy.check}: {policy.reason}"
+    what = f"{fault.message} {fault.details}" if fault.details else fault.message
+    if step == "authorization":
+        what = f"the owner look-up failed: {what}"
+    return f"{fault.status}: {what}"
+
+
+def explanation_of(
+    ctx: RequestContext, forwarded: Forwarded | None, verifier: TokenVerifier, upstream_url: str
 ) -> Explanation:
     out = Explanation()
-    matched = RouteTable().match(method, path)
-    if matched is None:
-        out.add("route", False, f"404: no route for {path}")
-        return out
-    if isinstance(matched, list):
-        out.add("route", False, f"405: {method} not allowed; Allow: {', '.join(matched)}")
-        return out
-    route, params = matched
-    bad = [name for name in route.uuid_params if not UUID_PATTERN.fullmatch(params[name])]
-    if not out.add("route", not bad, _route_why(route, params, bad)):
-        return out
-    # Canonical, as the chain has them: cache, audit and upstream see one spelling.
-    params = {k: v.lower() if k in route.uuid_params else v for k, v in params.items()}
-
-    try:
-        verified = await gateway.verifier.inspect(token)
-    except InvalidToken as exc:
-        out.add("authentication", False, f"401: {exc}")
-        return out
-    issuer = next(i for i in gateway.verifier.issuers if i.config.issuer == verified.issuer)
-    out.add("authentication", True, _token_why(verified, issuer.config.claims))
-
-    identity = verified.identity
-    rules = gateway.limiter.matching(method.upper(), path)
-    limiter = gateway.limiter
-    # The limit the limiter would enforce: a project's override included.
-    counted = "; ".join(
-        f"{r.name}: {limiter.limit_of(r, identity)}/{r.unit} as "
-        f"{limiter.subject(r, identity, 'client-ip')}"
-        for r in rules
-    )
-    out.add("rate limit", True, f"counts against {counted} (not counted now)" if rules else "none")
-
-    owners = gateway.owners if owner_lookup else None
-    try:
-        decision = await gateway.policy.decide(
-            route.name, identity, params.get("image_id", "").lower() or None, owners, "explain"
-        )
-    except GatewayFault as fault:
-        out.add("authorization", False, f"{fault.status}: the owner look-up failed: {fault}")
-        return out
-    outcome: Outcome = None if decision.status is None else decision.allowed or decision.shadow
-    status = "allowed" if decision.allowed else str(decision.status or "undecided")
-    shadow = " (shadow mode: logged and counted, it goes through)" if decision.shadow else ""
-    why = f"{status}: rule {decision.rule} = {decision.check}: {decision.reason}{shadow}"
-    out.add("authorization", outcome, why)
-    if out.outcome and route.upstream_path is None:
-        out.add("proxy", True, f"{route.method} answered by the gateway itself")
-    elif out.outcome and route.upstream_path is not None:
-        upstream = route.upstream_path.format(**{k: v.lower() for k, v in params.items()})
-        roles = ",".join(sorted(identity.roles))
-        target = f"{route.method} {gateway.config.upstream.url}{upstream}"
-        out.add("proxy", True, f"{target} as project {identity.project_id}, roles {roles}")
+    reached = CHAIN.index(ctx.step) if ctx.step in CHAIN else -1
+    if ctx.step not in CHAIN and ctx.fault is None:
+        # Past the deciding steps: at the recorder.
+        reached = len(CHAIN) - 1
+    refused_at = ctx.step if ctx.fault is not None else None
+    for step in CHAIN[: reached + 1]:
+        if step == refused_at:
+            policy = ctx.policy
+            if policy is not None and policy.status is None:
+                out.add(step, None, f"undecided: rule {policy.rule} = {policy.check}: "
+                        f"{policy.reason}")  # fmt: skip
+            else:
+                out.add(step, False, _refused(step, ctx))
+            return out
+        if step in SHOWN:
+            out.add(step, *_passed(step, ctx, verifier))
+    if ctx.fault is not None:
+        # Refused outside the deciding steps.
+        out.add(ctx.step or "gateway", False, _refused(ctx.step, ctx))
+    elif forwarded is not None:
+        roles = forwarded.headers.get("X-Roles", "")
+        project = forwarded.headers.get("X-Project-Id", "")
+        target = f"{forwarded.method} {upstream_url}{forwarded.target}"
+        out.add("proxy", True, f"{target} as project {project}, roles {roles}")
+    elif ctx.route is not None:
+        out.add("proxy", True, f"{ctx.route.method} answered by the gateway itself")
     return out
-
-
-def _route_why(route: Route, params: dict[str, str], bad: list[str]) -> str:
-    if bad:
-        return f"400: {bad[0]} {params[bad[0]][:64]!r} is not a UUID"
-    shown = ", ".join(f"{k}={v}" for k, v in params.items())
-    return f"{route.name} ({shown})"
 
 
 async def explain(
     config: GatewayConfig, token: str, method: str, path: str, *, owner_lookup: bool = True
 ) -> Explanation:
-    app = build_app(config)
-    app.freeze()
-    await app.startup()
+    recorder = Recorder()
+    app = build_app(config, dry_run=DryRun(recorder.handle, owner_lookup=owner_lookup))
+    seen: list[RequestContext] = []
+
+    async def keep_context(request: web.Request, response: web.StreamResponse) -> None:
+        seen.append(context_of(request))
+
+    app.on_response_prepare.append(keep_context)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
     try:
-        return await _explain_with(app[GATEWAY], token, method.upper(), path, owner_lookup)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        url = URL(f"http://{host}:{port}{path}", encoded=True)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method.upper(), url, headers={"X-Auth-Token": token}, allow_redirects=False
+            ) as response,
+        ):
+            await response.read()
+        gateway = app[GATEWAY]
+        return explanation_of(seen[0], recorder.forwarded, gateway.verifier, config.upstream.url)
     finally:
-        await app.cleanup()
+        await runner.cleanup()

@@ -21,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the gateway")
     run.add_argument("--config", required=True, type=Path, help="the YAML configuration")
+    run.add_argument(
+        "--workers", help="processes, or auto for one per core (default: listen.workers)"
+    )
 
     demo = commands.add_parser("demo", help="the gateway in front of a stand-in image store")
     demo.add_argument("--port", type=int, default=8080, help="the gateway's port (default 8080)")
@@ -129,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from gateway.runtime.server import run
 
-            return run(args.config)
+            return run(args.config, workers=args.workers)
         if args.command == "demo":
             from gateway.cli.demo import demo
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -64,6 +64,12 @@ class AuthorizationConfig(_Section):
     # after it. `policy_file` is a YAML file of more rules, read at start-up.
     policy_file: Path | None = None
     rules: dict[str, PolicyRule] = {}
+    # Who checks that the caller's project owns the image, where a rule asks:
+    # "gateway" looks the owner up in the backend (cached) before forwarding;
+    # "backend" forwards at once and leaves it to a backend that enforces
+    # ownership from the identity headers, as stock Glance does, passing on
+    # its 404 (an image the caller may not see) or 403 (one it may not change).
+    owner_check: Literal["gateway", "backend"] = "gateway"
 
     @model_validator(mode="before")
     @classmethod

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from typing import Any
 
 from pydantic import Field, field_validator
 
@@ -12,9 +14,23 @@ from gateway.config._base import PositiveFloat, PositiveInt, _Section
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
+def available_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_count(value: Any) -> Any:
+    """``auto`` is one worker per available core; anything else is validated as given."""
+    return available_cores() if value == "auto" else value
+
+
 class ListenConfig(_Section):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=0, le=65535)
+    # A number, or "auto": one per available core.
     workers: PositiveInt = 1
     # The event loop of each worker: uvloop, or asyncio's own when false.
     uvloop: bool = True
@@ -28,6 +44,11 @@ class ListenConfig(_Section):
     header_read_timeout: PositiveFloat = 15.0
     keepalive_timeout: PositiveFloat = 60.0
     max_connections: PositiveInt = 1000
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_workers(cls, value: Any) -> Any:
+        return worker_count(value)
 
 
 class ViaConfig(_Section):

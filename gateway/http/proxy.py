@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import quote
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
-from yarl import URL
 
 from gateway.authn.identity import identity_headers
+from gateway.http.client import RequestBodyError, StreamedBody, UpstreamError, UpstreamResponse
+from gateway.http.faults import GatewayFault
 from gateway.http.hop_by_hop import end_to_end
-from gateway.http.request_target import raw_query
 from gateway.http.upstream import UpstreamClient
 from gateway.middleware.context import RequestContext, append_header_value, context_of
 
@@ -34,8 +34,16 @@ def upstream_request_headers(ctx: RequestContext) -> CIMultiDict[str]:
     return headers
 
 
-class _UpstreamCutShort(Exception):
-    """The backend's body ended early, after our headers were sent."""
+def upstream_target(ctx: RequestContext, request: web.Request) -> str:
+    """The path and query the request goes to on the backend, encoded for the wire."""
+    assert ctx.route is not None
+    assert ctx.route.upstream_path is not None
+    target = ctx.route.upstream_path.format(
+        **{name: quote(value, safe="") for name, value in ctx.params.items()}
+    )
+    # Raw, as the client sent it: decoding and encoding again could change it.
+    query = request.rel_url.raw_query_string
+    return f"{target}?{query}" if query else target
 
 
 class Proxy:
@@ -44,40 +52,47 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
-        assert ctx.route is not None
-        assert ctx.route.upstream_path is not None
-        path = ctx.route.upstream_path.format(**ctx.params)
-        url = self.upstream.base_url + path
-        if query := raw_query(request):
-            url += "?" + query
+        ctx.step = "proxy"
+        target = upstream_target(ctx, request)
+        body = None
+        if request.body_exists:
+            body = StreamedBody(request.content.iter_any(), request.content_length)
+        expect_continue = request.headers.get("Expect", "").lower() == "100-continue"
+        headers = upstream_request_headers(ctx)
+        # Ours to speak to the backend, on our connection: see the client.
+        headers.popall("Expect", None)
         sent = time.monotonic()
         try:
-            async with self.upstream.session.request(
-                request.method,
-                # Already encoded: the client's query goes on byte for byte.
-                URL(url, encoded=True),
-                headers=upstream_request_headers(ctx),
-                data=request.content if request.body_exists else None,
-                allow_redirects=False,
-            ) as upstream_response:
-                ctx.upstream_status = upstream_response.status
-                ctx.upstream_seconds = time.monotonic() - sent
-                if upstream_response.status >= 400 and not self.upstream.config.pass_through_errors:
-                    raise await self.upstream.error_fault(upstream_response)
-                return await self._relay(request, upstream_response, ctx)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            upstream_response = await self.upstream.request(
+                request.method, target, headers, body, expect_continue=expect_continue
+            )
+        except UpstreamError as exc:
             ctx.upstream_seconds = time.monotonic() - sent
             log.warning(
                 "upstream %s %s failed: %r",
                 request.method,
-                path,
+                target,
                 exc,
                 extra={"request_id": ctx.request_id},
             )
             raise self.upstream.transport_fault(exc) from None
+        except RequestBodyError as exc:
+            ctx.upstream_seconds = time.monotonic() - sent
+            log.info("request body not received whole: %s", exc,
+                     extra={"request_id": ctx.request_id})  # fmt: skip
+            fault = GatewayFault(400, "The request body could not be read.", details=str(exc))
+            raise fault from None
+        try:
+            ctx.upstream_status = upstream_response.status
+            ctx.upstream_seconds = time.monotonic() - sent
+            if upstream_response.status >= 400 and not self.upstream.config.pass_through_errors:
+                raise await self.upstream.error_fault(upstream_response)
+            return await self._relay(request, upstream_response, ctx)
+        finally:
+            upstream_response.release()
 
     async def _relay(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, ctx: RequestContext
+        self, request: web.Request, upstream: UpstreamResponse, ctx: RequestContext
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=end_to_end(upstream.headers)
@@ -86,26 +101,16 @@ class Proxy:
             response.content_length = upstream.content_length
         try:
             await response.prepare(request)
-            while chunk := await self._read(upstream):
+            while chunk := await upstream.read_chunk():
                 await response.write(chunk)
             await response.write_eof()
         except ConnectionError:
             # The client hung up; nothing is wrong upstream. (aiohttp's
-            # ClientConnectionResetError is also a ConnectionError, which is
-            # why this is caught here and not left to the upstream handler.)
+            # ClientConnectionResetError is also a ConnectionError.)
             log.info("client went away mid-response", extra={"request_id": ctx.request_id})
-        except _UpstreamCutShort as exc:
+        except (UpstreamError, RequestBodyError) as exc:
             # Headers are gone already: all that is left is to cut the
             # connection so the client sees a truncated body, not a short one.
-            log.warning(
-                "upstream body cut short: %r", exc.__cause__, extra={"request_id": ctx.request_id}
-            )
+            log.warning("upstream body cut short: %r", exc, extra={"request_id": ctx.request_id})
             response.force_close()
         return response
-
-    @staticmethod
-    async def _read(upstream: aiohttp.ClientResponse) -> bytes:
-        try:
-            return await upstream.content.readany()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _UpstreamCutShort from exc

@@ -20,7 +20,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UUID_PATTERN = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
-_PARAMETER = re.compile(r"\{(\w+):([^}]+)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,20 +80,6 @@ class RouteTable:
                 resource = router.add_resource(path)
                 resource.add_route(route.method, handler)
                 self._by_resource[resource.canonical] = route
-
-    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | list[str] | None:
-        """Outside a request (``explain``): the route and its parameters, the
-        methods allowed on a known path, or None for an unknown path."""
-        allowed = []
-        for route in self.routes:
-            for template in route.paths:
-                found = re.fullmatch(_PARAMETER.sub(r"(?P<\1>\2)", template), path)
-                if found is None:
-                    continue
-                if route.method == method.upper():
-                    return route, found.groupdict()
-                allowed.append(route.method)
-        return sorted(set(allowed)) or None
 
     def route_of(self, request: web.Request) -> Route | None:
         info = request.match_info

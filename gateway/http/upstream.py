@@ -1,4 +1,4 @@
-"""The image backend: one pooled client session per process, and its faults.
+"""The image backend: one lean keep-alive client per process, and its faults.
 
 Transport failures (refused, reset, timed out) become 503 for the client, or
 502/504 when the operator asks for them to be passed. Errors the backend
@@ -13,28 +13,33 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 from multidict import CIMultiDict
 
 from gateway.config import UpstreamConfig
+from gateway.http.client import (
+    HttpClient,
+    RequestBody,
+    UpstreamError,
+    UpstreamResponse,
+)
 from gateway.http.faults import GatewayFault
 
 _HIDDEN_HTML = re.compile(r"<(head|title|h1|script|style)\b.*?</\1\s*>", re.I | re.S)
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 _MAX_MESSAGE = 500
+# An image document or member record is a few KB; a body past this is not one.
+_MAX_JSON_BYTES = 1 << 20
 
 # Fault causes, by what went wrong underneath; metrics count them by kind.
 UPSTREAM_CAUSE_PREFIX = "upstream_"
 
 
 def transport_error_kind(exc: BaseException) -> str:
+    if isinstance(exc, UpstreamError):
+        return exc.kind
     if isinstance(exc, TimeoutError):
         return "timeout"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "connect"
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        return "disconnected"
     return "protocol"
 
 
@@ -66,38 +71,39 @@ def _json_message(data: Any) -> str | None:
 
 
 class UpstreamClient:
+    """The image backend, on one lean keep-alive client for the whole gateway."""
+
     def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
         self.base_url = config.url
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("the upstream session is opened on app start-up")
-        return self._session
+        self.http = HttpClient(
+            config.url,
+            max_connections=config.max_connections,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            keepalive_timeout=config.keepalive_timeout,
+        )
 
     async def open(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self.config.max_connections,
-            keepalive_timeout=self.config.keepalive_timeout,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=self.config.connect_timeout,
-                sock_read=self.config.read_timeout,
-            ),
-            # The client's own headers are what we forward; add nothing.
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        # Connections are made on first use; nothing to do before.
+        pass
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self.http.close()
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: RequestBody | None = None,
+        *,
+        expect_continue: bool = False,
+    ) -> UpstreamResponse:
+        """One request; the caller releases the response when done with it."""
+        return await self.http.request(
+            method, target, headers, body, expect_continue=expect_continue
+        )
 
     def unavailable(self, details: str, kind: str) -> GatewayFault:
         status = 503
@@ -116,9 +122,12 @@ class UpstreamClient:
             return self.unavailable("The image service timed out.", kind)
         return self.unavailable(f"The image service failed ({type(exc).__name__}).", kind)
 
-    async def error_fault(self, response: aiohttp.ClientResponse) -> GatewayFault:
+    async def error_fault(self, response: UpstreamResponse) -> GatewayFault:
         """Read a backend error (bounded) and turn it into our fault."""
-        body = await response.content.read(self.config.max_error_body_bytes)
+        try:
+            body = await response.read(self.config.max_error_body_bytes)
+        except UpstreamError:
+            body = b""  # the status says enough
         message = upstream_message(body, response.headers.get("Content-Type", ""))
         status = response.status
         if status in (502, 504) and not self.config.pass_gateway_errors:
@@ -134,13 +143,19 @@ class UpstreamClient:
     ) -> tuple[int, Any]:
         """GET a small JSON document; transport failures become faults."""
         try:
-            async with self.session.get(self.base_url + path, headers=headers) as response:
+            async with await self.http.request("GET", path, headers) as response:
                 if response.status >= 400:
                     return response.status, None
-                return response.status, await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                body = await response.read(_MAX_JSON_BYTES)
+            return response.status, json.loads(body)
+        except UpstreamError as exc:
             raise self.transport_fault(exc) from None
         except ValueError:
             raise self.unavailable(
                 "The image service answered with invalid JSON.", "invalid_response"
             ) from None
+
+    async def probe(self) -> int:
+        """The status the backend answers ``GET /`` with (any answer: it is up)."""
+        async with await self.http.request("GET", "/", {}) as response:
+            return response.status

@@ -42,9 +42,11 @@ class AuthenticationMiddleware(Middleware):
         if ctx.route is None:
             # Not a proxied operation: nothing to authenticate.
             return await handler(request)
+        ctx.step = "authentication"
         token = self._credential(request)
         try:
-            ctx.identity = await self.verifier.verify(token)
+            ctx.token = await self.verifier.inspect(token)
+            ctx.identity = ctx.token.identity
         except InvalidToken as exc:
             log.info("token refused: %s", exc, extra={"request_id": ctx.request_id})
             raise GatewayFault(

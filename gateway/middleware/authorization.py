@@ -22,7 +22,9 @@ log = logging.getLogger("gateway.authorization")
 
 
 class AuthorizationMiddleware(Middleware):
-    def __init__(self, policy: Policy, owners: ImageOwners) -> None:
+    def __init__(self, policy: Policy, owners: ImageOwners | None) -> None:
+        # ``owners`` is None only in a dry run that skips the owner look-up:
+        # a rule that needs the owner is then undecided, and refuses.
         self.policy = policy
         self.owners = owners
 
@@ -32,18 +34,19 @@ class AuthorizationMiddleware(Middleware):
         if route is None or identity is None or route.any_caller:
             # An any_caller route reads only the caller's own state.
             return await handler(request)
+        ctx.step = "authorization"
         image_id = ctx.params.get("image_id")
         decision = await self.policy.decide(
             route.name, identity, image_id, self.owners, ctx.request_id
         )
+        ctx.policy = decision
         if not decision.allowed:
             extra = {"request_id": ctx.request_id}
             if not decision.shadow:
-                log.info("refused %d by rule %s: %s", decision.status, decision.rule,
+                log.info("refused %s by rule %s: %s", decision.status, decision.rule,
                          decision.reason, extra=extra)  # fmt: skip
                 raise GatewayFault(decision.status or 403, decision.message)
-            self.policy.shadow_refusals[decision.rule] += 1
-            log.warning("shadow rule %s would refuse %d: %s; letting it through",
+            log.warning("shadow rule %s would refuse %s: %s; letting it through",
                         decision.rule, decision.status, decision.reason, extra=extra)  # fmt: skip
         if image_id is None:
             return await handler(request)
@@ -51,5 +54,5 @@ class AuthorizationMiddleware(Middleware):
             return await handler(request)
         finally:
             # A deleted or vanished image must not keep its cached owner.
-            if ctx.upstream_status in (204, 404):
+            if ctx.upstream_status in (204, 404) and self.owners is not None:
                 self.owners.forget(image_id)

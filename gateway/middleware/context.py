@@ -15,9 +15,11 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.authn.identity import Identity
+from gateway.authn.tokens import VerifiedToken
+from gateway.authz.policy import PolicyDecision
 from gateway.http.faults import GatewayFault
 from gateway.http.routes import Route
-from gateway.ratelimit.limiter import Decision
+from gateway.ratelimit.limiter import LimitDecision
 
 ResponseHook = Callable[[web.StreamResponse], None]
 
@@ -32,6 +34,13 @@ class RequestContext:
     route: Route | None = None
     params: dict[str, str] = field(default_factory=dict)
     identity: Identity | None = None
+    # The verified token the identity came from, and the policy's decision:
+    # what ``explain`` reports of the authentication and authorization steps.
+    token: VerifiedToken | None = None
+    policy: PolicyDecision | None = None
+    # The last step of the chain the request entered: a fault raised on the
+    # way in came from there.
+    step: str = ""
     # The client's headers minus hop-by-hop, credentials and identity
     # headers: the only client headers the proxy may forward.
     forward_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
@@ -41,7 +50,7 @@ class RequestContext:
     # What the observability middleware reports once the request is done:
     # the limiter's verdict, the fault the chain answered with, and how long
     # the backend took to answer (seconds, headers received).
-    rate_limit: Decision | None = None
+    rate_limit: LimitDecision | None = None
     fault: GatewayFault | None = None
     upstream_seconds: float | None = None
     before_send: list[ResponseHook] = field(default_factory=list)

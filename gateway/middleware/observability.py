@@ -30,12 +30,19 @@ from gateway.observability.records import (
 
 access_log = logging.getLogger("gateway.access")
 
+# Mirrored counts (token cache, limiter, ...) reach the metrics within this
+# long of a request, not on every request: each sync of a mirror that moved
+# is a write to the multiprocess metrics files. A scrape of this process
+# syncs them at once (GatewayMetrics), so /metrics of one worker is exact.
+MIRROR_SYNC_SECONDS = 0.5
+
 
 class ObservabilityMiddleware(Middleware):
     def __init__(self, metrics: GatewayMetrics, feed: DecisionFeed, audit: AuditSink) -> None:
         self.metrics = metrics
         self.feed = feed
         self.audit = audit
+        self._sync_pending = False
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         ctx = context_of(request)
@@ -95,4 +102,10 @@ class ObservabilityMiddleware(Middleware):
             metrics.ratelimit_decisions.labels(outcome=record.limiter).inc()
         if record.upstream_error is not None:
             metrics.record_upstream_error(record.upstream_error)
-        metrics.sync_mirrors()
+        if not self._sync_pending:
+            self._sync_pending = True
+            asyncio.get_running_loop().call_later(MIRROR_SYNC_SECONDS, self._sync_mirrors)
+
+    def _sync_mirrors(self) -> None:
+        self._sync_pending = False
+        self.metrics.sync_mirrors()

@@ -15,10 +15,15 @@ from gateway.http.faults import GatewayFault
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
 from gateway.middleware.context import context_of
-from gateway.ratelimit.limiter import LimitState, RateLimiter
+from gateway.ratelimit.limiter import (
+    LIMITER_UNAVAILABLE,
+    EnforcedLimit,
+    LimiterUnavailable,
+    RateLimiter,
+)
 
 
-def ratelimit_headers(limits: tuple[LimitState, ...]) -> dict[str, str]:
+def ratelimit_headers(limits: tuple[EnforcedLimit, ...]) -> dict[str, str]:
     """``RateLimit`` and ``RateLimit-Policy`` (draft-ietf-httpapi-ratelimit-headers).
 
     The policy header lists every limit; ``RateLimit`` reports the one
@@ -47,6 +52,16 @@ def request_client_ip(limiter: RateLimiter, request: web.Request) -> str:
         ) from None
 
 
+def unavailable_fault() -> GatewayFault:
+    """Failing closed: the limiter cannot decide, so nothing goes through."""
+    return GatewayFault(
+        503,
+        "The service is temporarily unavailable.",
+        details="Rate limiting cannot be checked right now.",
+        cause=LIMITER_UNAVAILABLE,
+    )
+
+
 class RateLimitMiddleware(Middleware):
     def __init__(self, limiter: RateLimiter) -> None:
         self.limiter = limiter
@@ -57,13 +72,17 @@ class RateLimitMiddleware(Middleware):
         ctx = context_of(request)
         if ctx.route is None or ctx.identity is None or not ctx.route.rate_limited:
             return await handler(request)
-        decision = await self.limiter.decide(
-            request.method,
-            request.path,
-            ctx.identity,
-            request_client_ip(self.limiter, request),
-            ctx.request_id,
-        )
+        ctx.step = "rate limit"
+        try:
+            decision = await self.limiter.decide(
+                request.method,
+                request.path,
+                ctx.identity,
+                request_client_ip(self.limiter, request),
+                ctx.request_id,
+            )
+        except LimiterUnavailable:
+            raise unavailable_fault() from None
         ctx.rate_limit = decision
         if decision is None:
             return await handler(request)

@@ -15,6 +15,8 @@ class RoutingMiddleware(Middleware):
         self.table = table
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        ctx = context_of(request)
+        ctx.step = "route"
         error = request.match_info.http_exception
         if isinstance(error, web.HTTPMethodNotAllowed):
             allowed = ", ".join(sorted(error.allowed_methods))
@@ -28,7 +30,6 @@ class RoutingMiddleware(Middleware):
             raise GatewayFault(404, "The resource could not be found.")
         route = self.table.route_of(request)
         if route is not None:
-            ctx = context_of(request)
             ctx.route = route
             for name in route.uuid_params:
                 value = request.match_info[name]

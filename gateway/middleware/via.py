@@ -39,6 +39,8 @@ class ViaMiddleware(Middleware):
         self.entry = f"1.1 {config.pseudonym} (image-gateway/{__version__})"
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        ctx = context_of(request)
+        ctx.step = "via"
         try:
             hops = received_by(request.headers.getall("Via", []))
         except ValueError:
@@ -53,7 +55,6 @@ class ViaMiddleware(Middleware):
             )
         if len(hops) >= MAX_HOPS:
             raise GatewayFault(400, "Too many hops in Via.")
-        ctx = context_of(request)
         ctx.upstream_headers["Via"] = self.entry
 
         def append_via(response: web.StreamResponse) -> None:

@@ -52,3 +52,16 @@ class AuditSink:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class DiscardingAuditSink(AuditSink):
+    """A dry run's sink: what did not happen leaves no trail."""
+
+    def __init__(self) -> None:
+        super().__init__(AuditConfig())
+
+    def open(self) -> None:
+        pass
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        pass

@@ -10,11 +10,13 @@ process serving ``/metrics`` sums them with a MultiProcessCollector.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -79,9 +81,23 @@ class CounterMirror:
         self._seen = now
 
 
+class _SyncMirrors(Collector):
+    """Registered first, so that a scrape of this process's registry syncs the
+    mirrors before any counter is read: /metrics is exact, however the
+    workers' own syncing is paced."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        self._metrics.sync_mirrors()
+        return ()
+
+
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.registry.register(_SyncMirrors(self))
         counter, histogram = self._counter, self._histogram
         self.requests = counter(
             "gateway_requests",
@@ -169,6 +185,11 @@ class GatewayMetrics:
             "reason",
         )
         self._mirrors: list[CounterMirror] = []
+        # Labelled children by label values: prometheus_client's labels()
+        # validates and locks on every call, a measurable part of a request.
+        self._request_series: dict[
+            tuple[str, str, int, str], tuple[Counter, Histogram, Histogram]
+        ] = {}
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         return Counter(name, documentation, labels, registry=self.registry)
@@ -202,9 +223,18 @@ class GatewayMetrics:
         seconds: float,
         upstream_seconds: float | None,
     ) -> None:
-        route_label = route or NO_ROUTE
-        method = method_label(method)
-        self.requests.labels(route_label, method, str(status), decision).inc()
-        self.request_duration.labels(route_label, method).observe(seconds)
+        key = (route or NO_ROUTE, method, status, decision)
+        series = self._request_series.get(key)
+        if series is None:
+            route_label, method_name = key[0], method_label(method)
+            series = (
+                self.requests.labels(route_label, method_name, str(status), decision),
+                self.request_duration.labels(route_label, method_name),
+                self.upstream_duration.labels(route_label, method_name),
+            )
+            self._request_series[key] = series
+        requests, duration, upstream_duration = series
+        requests.inc()
+        duration.observe(seconds)
         if upstream_seconds is not None:
-            self.upstream_duration.labels(route_label, method).observe(upstream_seconds)
+            upstream_duration.observe(upstream_seconds)

@@ -12,18 +12,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from gateway.authn.revocation import RedisRevocationStore, RevocationStore
+from gateway.authn.revocation import RedisRevocationStore
 from gateway.config import GatewayConfig
+from gateway.http.client import UpstreamError
 from gateway.http.upstream import UpstreamClient
 
 
 @dataclass(frozen=True, slots=True)
-class CheckResult:
+class ReadinessResult:
     ok: bool
     detail: str
 
@@ -31,7 +31,7 @@ class CheckResult:
 class ReadinessCheck(Protocol):
     name: str
 
-    async def __call__(self) -> CheckResult: ...
+    async def __call__(self) -> ReadinessResult: ...
 
 
 class ConfigLoaded:
@@ -40,11 +40,13 @@ class ConfigLoaded:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
 
-    async def __call__(self) -> CheckResult:
+    async def __call__(self) -> ReadinessResult:
         # A config that failed validation never gets this far: being here
         # is the proof; the detail says which one is running.
         rules = len(self.config.rate_limit.rules)
-        return CheckResult(True, f"upstream {self.config.upstream.url}, {rules} rate-limit rule(s)")
+        return ReadinessResult(
+            True, f"upstream {self.config.upstream.url}, {rules} rate-limit rule(s)"
+        )
 
 
 class KeysLoaded:
@@ -53,9 +55,9 @@ class KeysLoaded:
     def __init__(self, count: Callable[[], int]) -> None:
         self._count = count
 
-    async def __call__(self) -> CheckResult:
+    async def __call__(self) -> ReadinessResult:
         count = self._count()
-        return CheckResult(count > 0, f"{count} verification key(s) loaded")
+        return ReadinessResult(count > 0, f"{count} verification key(s) loaded")
 
 
 class RevocationSynced:
@@ -64,15 +66,13 @@ class RevocationSynced:
 
     name = "revocation"
 
-    def __init__(self, store: RevocationStore) -> None:
+    def __init__(self, store: RedisRevocationStore) -> None:
         self.store = store
 
-    async def __call__(self) -> CheckResult:
-        if not isinstance(self.store, RedisRevocationStore):
-            return CheckResult(True, "in-process list")
+    async def __call__(self) -> ReadinessResult:
         if self.store.synced.is_set():
-            return CheckResult(True, f"{len(self.store.revocations)} revocation(s), following")
-        return CheckResult(False, "not synced with Redis; resyncing")
+            return ReadinessResult(True, f"{len(self.store.revocations)} revocation(s), following")
+        return ReadinessResult(False, "not synced with Redis; resyncing")
 
 
 class UpstreamReachable:
@@ -81,15 +81,14 @@ class UpstreamReachable:
     def __init__(self, upstream: UpstreamClient) -> None:
         self.upstream = upstream
 
-    async def __call__(self) -> CheckResult:
+    async def __call__(self) -> ReadinessResult:
         # Any HTTP answer means the backend is up; Glance answers its root
         # with the version list.
         try:
-            async with self.upstream.session.get(self.upstream.base_url + "/") as response:
-                ok = response.status < 500
-                return CheckResult(ok, f"GET / answered {response.status}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return CheckResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+            status = await self.upstream.probe()
+        except UpstreamError as exc:
+            return ReadinessResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return ReadinessResult(status < 500, f"GET / answered {status}")
 
 
 class RedisReachable:
@@ -98,12 +97,12 @@ class RedisReachable:
     def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self.client = client
 
-    async def __call__(self) -> CheckResult:
+    async def __call__(self) -> ReadinessResult:
         try:
             await self.client.ping()
         except (RedisError, OSError, TimeoutError) as exc:
-            return CheckResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
-        return CheckResult(True, "PING answered")
+            return ReadinessResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return ReadinessResult(True, "PING answered")
 
 
 class Readiness:
@@ -115,12 +114,12 @@ class Readiness:
     def add(self, check: ReadinessCheck) -> None:
         self.checks.append(check)
 
-    async def _run(self, check: ReadinessCheck) -> CheckResult:
+    async def _run(self, check: ReadinessCheck) -> ReadinessResult:
         try:
             async with asyncio.timeout(self.timeout):
                 return await check()
         except TimeoutError:
-            return CheckResult(False, f"no answer within {self.timeout:g}s")
+            return ReadinessResult(False, f"no answer within {self.timeout:g}s")
 
     async def report(self) -> dict[str, Any]:
         results = await asyncio.gather(*(self._run(check) for check in self.checks))

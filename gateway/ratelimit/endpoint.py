@@ -21,8 +21,8 @@ from aiohttp import web
 
 from gateway.http.faults import GatewayFault
 from gateway.middleware.context import context_of
-from gateway.middleware.rate_limit import request_client_ip
-from gateway.ratelimit.limiter import LimitState, RateLimiter
+from gateway.middleware.rate_limit import request_client_ip, unavailable_fault
+from gateway.ratelimit.limiter import EnforcedLimit, LimiterUnavailable, RateLimiter
 
 _JSON_RANGES = frozenset({"*/*", "application/*", "application/json"})
 
@@ -46,7 +46,7 @@ def accepts_json(accept: str | None) -> bool:
     return False
 
 
-def _rate_entry(state: LimitState, now: datetime) -> dict[str, Any]:
+def _rate_entry(state: EnforcedLimit, now: datetime) -> dict[str, Any]:
     rule, result = state.rule, state.result
     wait = math.ceil(result.retry_after) if result.remaining == 0 else 0
     next_available = (now + timedelta(seconds=wait)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -80,9 +80,12 @@ class LimitsEndpoint:
                 "The limits are only available as application/json.",
             )
         assert ctx.identity is not None
-        standing = await self.limiter.standing(
-            ctx.identity, request_client_ip(self.limiter, request), ctx.request_id
-        )
+        try:
+            standing = await self.limiter.standing(
+                ctx.identity, request_client_ip(self.limiter, request), ctx.request_id
+            )
+        except LimiterUnavailable:
+            raise unavailable_fault() from None
         now = datetime.now(UTC)
         body = {"limits": {"rate": [_rate_entry(s, now) for s in standing.limits], "absolute": {}}}
         return web.json_response(body)

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 
 from gateway.authn.identity import Identity
 from gateway.config import RateLimitConfig, RateLimitRule
-from gateway.http.faults import GatewayFault
 from gateway.ratelimit.breaker import CircuitBreaker
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.overrides import OverrideRefresher
 from gateway.ratelimit.store import (
-    Check,
-    CheckResult,
+    LimitCheck,
+    LimitCheckResult,
     LimitStore,
     StoreFault,
     StoreUnavailable,
@@ -35,32 +34,36 @@ from gateway.ratelimit.store import (
 
 log = logging.getLogger("gateway.ratelimit")
 
-# The fault cause of a refusal because the store could not answer (fail closed).
+# What a refusal because the store could not answer (fail closed) is recorded as.
 LIMITER_UNAVAILABLE = "ratelimit_unavailable"
 # A Redis outage under load would otherwise log once per request.
 _LOG_EVERY_SECONDS = 10.0
 _DEFAULT_PROBE_INTERVAL = 0.25
 
 
+class LimiterUnavailable(Exception):
+    """The store cannot decide and the limiter is configured to fail closed."""
+
+
 @dataclass(frozen=True, slots=True)
-class LimitState:
+class EnforcedLimit:
     """Where a caller stands against one enforced rule."""
 
     rule: RateLimitRule
     # The rule's value, or the caller's project's override of it.
     limit: int
-    result: CheckResult
+    result: LimitCheckResult
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class LimitDecision:
     # Every rule decided, shadow ones too, and what was asked of the store
     # for each (subject, effective limit), in the order of verdict.results.
     rules: tuple[RateLimitRule, ...]
-    checks: tuple[Check, ...]
+    checks: tuple[LimitCheck, ...]
     verdict: Verdict
     # Enforced rules only: shadow rules never show to the caller.
-    limits: tuple[LimitState, ...]
+    limits: tuple[EnforcedLimit, ...]
     refused: tuple[RateLimitRule, ...]
 
     @property
@@ -82,8 +85,12 @@ class RateLimiter:
         config: RateLimitConfig,
         store: LimitStore,
         overrides: OverrideRefresher | None = None,
+        *,
+        counting: bool = True,
     ) -> None:
         self.config = config
+        # False for a dry run (explain): decide as usual, take nothing.
+        self.counting = counting
         self.store = store
         self.overrides = overrides
         self._rules = [(rule, re.compile(rule.path)) for rule in config.rules]
@@ -125,9 +132,9 @@ class RateLimiter:
 
     def _checks(
         self, rules: Sequence[RateLimitRule], identity: Identity, client_ip: str
-    ) -> list[Check]:
+    ) -> list[LimitCheck]:
         return [
-            Check(
+            LimitCheck(
                 self.subject(rule, identity, client_ip),
                 rule.name,
                 self.limit_of(rule, identity),
@@ -139,12 +146,12 @@ class RateLimiter:
 
     async def decide(
         self, method: str, path: str, identity: Identity, client_ip: str, request_id: str
-    ) -> Decision | None:
+    ) -> LimitDecision | None:
         rules = self.matching(method, path)
         if not rules:
             return None
         checks = self._checks(rules, identity, client_ip)
-        verdict = await self._ask(checks, request_id, count=True)
+        verdict = await self._ask(checks, request_id, count=self.counting)
         would_refuse = [
             rule for rule, result in zip(rules, verdict.results, strict=True) if result.retry_after
         ]
@@ -162,7 +169,7 @@ class RateLimiter:
         refused = tuple(rule for rule in would_refuse if not rule.shadow)
         return self._decision(rules, checks, verdict, refused)
 
-    async def standing(self, identity: Identity, client_ip: str, request_id: str) -> Decision:
+    async def standing(self, identity: Identity, client_ip: str, request_id: str) -> LimitDecision:
         """Where the caller stands against every enforced rule, counting nothing."""
         rules = [rule for rule, _ in self._rules if not rule.shadow]
         checks = self._checks(rules, identity, client_ip)
@@ -175,18 +182,18 @@ class RateLimiter:
     @staticmethod
     def _decision(
         rules: Sequence[RateLimitRule],
-        checks: Sequence[Check],
+        checks: Sequence[LimitCheck],
         verdict: Verdict,
         refused: tuple[RateLimitRule, ...],
-    ) -> Decision:
+    ) -> LimitDecision:
         limits = tuple(
-            LimitState(rule, check.limit, result)
+            EnforcedLimit(rule, check.limit, result)
             for rule, check, result in zip(rules, checks, verdict.results, strict=True)
             if not rule.shadow
         )
-        return Decision(tuple(rules), tuple(checks), verdict, limits, refused)
+        return LimitDecision(tuple(rules), tuple(checks), verdict, limits, refused)
 
-    async def _ask(self, checks: Sequence[Check], request_id: str, *, count: bool) -> Verdict:
+    async def _ask(self, checks: Sequence[LimitCheck], request_id: str, *, count: bool) -> Verdict:
         try:
             if self.breaker.is_open:
                 raise StoreUnavailable("circuit open after a failure; probing")
@@ -207,12 +214,7 @@ class RateLimiter:
             self._log_failure(exc, request_id)
             if self.config.failure_mode == "closed":
                 self.fail_closed_events += 1
-                raise GatewayFault(
-                    503,
-                    "The service is temporarily unavailable.",
-                    details="Rate limiting cannot be checked right now.",
-                    cause=LIMITER_UNAVAILABLE,
-                ) from None
+                raise LimiterUnavailable(str(exc)) from None
             self.fail_open_events += 1
             return self._fallback.decide_now(checks, count=count)
 

@@ -11,7 +11,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gateway.ratelimit.store import Check, CheckResult, Verdict
+from gateway.ratelimit.store import LimitCheck, LimitCheckResult, Verdict
 
 # Idle logs are dropped a few at a time on each decision, so that an
 # unbounded set of callers cannot grow memory without bound and no decision
@@ -43,13 +43,13 @@ class MemoryStore:
     def __len__(self) -> int:
         return sum(len(logs) for logs in self._logs.values())
 
-    async def acquire(self, checks: Sequence[Check]) -> Verdict:
+    async def acquire(self, checks: Sequence[LimitCheck]) -> Verdict:
         return self.decide_now(checks, count=True)
 
-    async def peek(self, checks: Sequence[Check]) -> Verdict:
+    async def peek(self, checks: Sequence[LimitCheck]) -> Verdict:
         return self.decide_now(checks, count=False)
 
-    def decide_now(self, checks: Sequence[Check], *, count: bool) -> Verdict:
+    def decide_now(self, checks: Sequence[LimitCheck], *, count: bool) -> Verdict:
         now = self._clock()
         self._expire_some(now)
         logs = [self._log(check, now) for check in checks]
@@ -64,10 +64,12 @@ class MemoryStore:
                 log.times.append(now)
             reset = log.times[0] + check.period - now if log.times else 0.0
             remaining = max(0, check.limit - len(log.times))
-            results.append(CheckResult(remaining=remaining, reset_after=reset, retry_after=wait))
+            results.append(
+                LimitCheckResult(remaining=remaining, reset_after=reset, retry_after=wait)
+            )
         return Verdict(allowed=allowed, results=tuple(results), retry_after=retry_after)
 
-    def _log(self, check: Check, now: float) -> _Log:
+    def _log(self, check: LimitCheck, now: float) -> _Log:
         logs = self._logs.get(check.period)
         if logs is None:
             logs = self._logs[check.period] = OrderedDict()
@@ -81,7 +83,7 @@ class MemoryStore:
         return log
 
     @staticmethod
-    def _wait(check: Check, log: _Log, now: float) -> float:
+    def _wait(check: LimitCheck, log: _Log, now: float) -> float:
         excess = len(log.times) - check.limit
         if excess < 0:
             return 0.0

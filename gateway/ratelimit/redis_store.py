@@ -30,7 +30,13 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.config import RedisConfig
 from gateway.ratelimit.redis_connect import REDIS_FAILURES, RedisClient, connect, is_cluster
-from gateway.ratelimit.store import Check, CheckResult, StoreFault, StoreUnavailable, Verdict
+from gateway.ratelimit.store import (
+    LimitCheck,
+    LimitCheckResult,
+    StoreFault,
+    StoreUnavailable,
+    Verdict,
+)
 
 log = logging.getLogger("gateway.ratelimit")
 
@@ -55,11 +61,11 @@ class _Pending:
     future: asyncio.Future[list[Any]]
 
 
-def _group_result(reply: list[Any]) -> tuple[bool, float, list[CheckResult], list[bytes]]:
+def _group_result(reply: list[Any]) -> tuple[bool, float, list[LimitCheckResult], list[bytes]]:
     results, members = [], []
     for i in range(2, len(reply), _FIELDS_PER_CHECK):
         remaining, reset, wait, member = reply[i : i + _FIELDS_PER_CHECK]
-        results.append(CheckResult(int(remaining), int(reset) / 1e6, int(wait) / 1e6))
+        results.append(LimitCheckResult(int(remaining), int(reset) / 1e6, int(wait) / 1e6))
         members.append(member)
     return reply[0] == 1, int(reply[1]) / 1e6, results, members
 
@@ -81,13 +87,13 @@ class RedisStore:
         self._flush_scheduled = False
         self._in_flight: set[asyncio.Task[None]] = set()
 
-    def key(self, check: Check) -> str:
+    def key(self, check: LimitCheck) -> str:
         # The braces are a Redis Cluster hash tag: a subject's keys share a
         # slot. "window", not the GCRA store's "rl", so that keys left by a
         # gateway of the previous version are ignored, not a WRONGTYPE error.
         return f"{self.config.key_prefix}:window:{{{check.subject}}}:{check.rule}"
 
-    def _calls(self, checks: Sequence[Check], count: bool) -> list[_Call]:
+    def _calls(self, checks: Sequence[LimitCheck], count: bool) -> list[_Call]:
         groups = (
             [
                 list(g)
@@ -106,13 +112,13 @@ class RedisStore:
             calls.append(_Call([self.key(c) for c in group], args))
         return calls
 
-    async def acquire(self, checks: Sequence[Check]) -> Verdict:
+    async def acquire(self, checks: Sequence[LimitCheck]) -> Verdict:
         return await self._decide(checks, count=True)
 
-    async def peek(self, checks: Sequence[Check]) -> Verdict:
+    async def peek(self, checks: Sequence[LimitCheck]) -> Verdict:
         return await self._decide(checks, count=False)
 
-    async def _decide(self, checks: Sequence[Check], *, count: bool) -> Verdict:
+    async def _decide(self, checks: Sequence[LimitCheck], *, count: bool) -> Verdict:
         calls = self._calls(checks, count)
         loop = asyncio.get_running_loop()
         pending = _Pending(calls, loop.create_future())
@@ -123,12 +129,14 @@ class RedisStore:
         replies = await pending.future
         return self._verdict(checks, calls, replies)
 
-    def _verdict(self, checks: Sequence[Check], calls: list[_Call], replies: list[Any]) -> Verdict:
+    def _verdict(
+        self, checks: Sequence[LimitCheck], calls: list[_Call], replies: list[Any]
+    ) -> Verdict:
         if len(calls) == 1:
             # One slot, one atomic script: its results are already in order.
             allowed, retry_after, results, _ = _group_result(replies[0])
             return Verdict(allowed=allowed, results=tuple(results), retry_after=retry_after)
-        by_key: dict[str, CheckResult] = {}
+        by_key: dict[str, LimitCheckResult] = {}
         admitted: list[tuple[str, bytes]] = []
         allowed, retry_after = True, 0.0
         for call, reply in zip(calls, replies, strict=True):
@@ -141,7 +149,9 @@ class RedisStore:
             self._spawn(self._take_back(admitted))
             taken = {k for k, _ in admitted}
             by_key = {
-                k: CheckResult(r.remaining + 1, r.reset_after, r.retry_after) if k in taken else r
+                k: LimitCheckResult(r.remaining + 1, r.reset_after, r.retry_after)
+                if k in taken
+                else r
                 for k, r in by_key.items()
             }
         ordered = tuple(by_key[self.key(c)] for c in checks)

@@ -20,7 +20,7 @@ from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
-class Check:
+class LimitCheck:
     # Who is counted ("project:p1", "global") and by which rule; the store
     # makes the key.
     subject: str
@@ -31,7 +31,7 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
-class CheckResult:
+class LimitCheckResult:
     remaining: int
     # Seconds until the oldest counted request leaves the window, that is
     # until ``remaining`` next grows; 0 when nothing is counted.
@@ -43,7 +43,7 @@ class CheckResult:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     allowed: bool
-    results: tuple[CheckResult, ...]
+    results: tuple[LimitCheckResult, ...]
     # Seconds until every refusing enforced check would admit; 0 when allowed.
     retry_after: float
 
@@ -57,11 +57,11 @@ class StoreFault(Exception):
 
 
 class LimitStore(Protocol):
-    async def acquire(self, checks: Sequence[Check]) -> Verdict:
+    async def acquire(self, checks: Sequence[LimitCheck]) -> Verdict:
         """Decide and, when allowed, count the request against every check."""
         ...
 
-    async def peek(self, checks: Sequence[Check]) -> Verdict:
+    async def peek(self, checks: Sequence[LimitCheck]) -> Verdict:
         """Decide as ``acquire`` would, counting nothing."""
         ...
 

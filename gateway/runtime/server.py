@@ -33,7 +33,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from gateway.admin.app import AdminSources, build_admin_app, local_sources
 from gateway.app import GATEWAY, build_app, build_readiness, make_store, worker_checks
-from gateway.config import GatewayConfig, load_config
+from gateway.config import ConfigError, GatewayConfig, ListenConfig, load_config
 from gateway.http.protocol import ClientLimits, GatewayRunner
 from gateway.http.upstream import UpstreamClient
 from gateway.observability.decisions import DecisionLog
@@ -45,7 +45,7 @@ from gateway.observability.metrics import (
     exposition_registry,
     multiprocess_dir,
 )
-from gateway.observability.readiness import CheckResult, Readiness, ReadinessCheck
+from gateway.observability.readiness import Readiness, ReadinessCheck, ReadinessResult
 from gateway.runtime.lifecycle import die_with_parent, hand_over, read_config, take_over
 from gateway.runtime.worker_status import WorkersReady, report_forever
 
@@ -225,10 +225,10 @@ class WorkersAlive:
     def __init__(self, workers: _Workers) -> None:
         self.workers = workers
 
-    async def __call__(self) -> CheckResult:
+    async def __call__(self) -> ReadinessResult:
         alive = sum(1 for p in self.workers.processes if p.is_alive())
         total = len(self.workers.processes)
-        return CheckResult(alive == total, f"{alive} of {total} worker(s) alive")
+        return ReadinessResult(alive == total, f"{alive} of {total} worker(s) alive")
 
 
 # A worker that dies is started again, as systemd's Restart= would, after
@@ -410,18 +410,26 @@ class _SupervisorParts:
         await self.store.close()
 
 
-def run(config_path: Path) -> int:
+def run(config_path: Path, *, workers: str | None = None) -> int:
+    """Serve until a signal; ``workers`` (a number or auto) overrides listen.workers."""
     config = load_config(config_path)
+    if workers is not None:
+        try:
+            listen = ListenConfig.model_validate({**config.listen.model_dump(), "workers": workers})
+        except ValueError:
+            raise ConfigError(f"--workers: a positive number or auto, not {workers!r}") from None
+        config = config.model_copy(update={"listen": listen})
     configure_logging(config.logging.level, config.logging.format)
-    workers = config.listen.workers
     log.info(
         "image-gateway on %s:%d, %d worker(s), upstream %s",
         config.listen.host,
         config.listen.port,
-        workers,
+        config.listen.workers,
         config.upstream.url,
     )
-    if workers == 1:
+    if config.listen.workers == 1:
         serve(config, config_path=config_path)
         return 0
-    return asyncio.run(_supervise(config, config_path))
+    # The parent on uvloop too: it relays the feed and serves /metrics.
+    with asyncio.Runner(loop_factory=event_loop_factory(config)) as runner:
+        return runner.run(_supervise(config, config_path))

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.observability.readiness import CheckResult, Readiness
+from gateway.observability.readiness import Readiness, ReadinessResult
 
 log = logging.getLogger("gateway.server")
 
@@ -53,7 +53,7 @@ class WorkersReady:
         self.directory = directory
         self.pids = pids
 
-    async def __call__(self) -> CheckResult:
+    async def __call__(self) -> ReadinessResult:
         problems = []
         pids = self.pids()
         for pid in pids:
@@ -68,5 +68,5 @@ class WorkersReady:
                 if not check["ok"]:
                     problems.append(f"pid {pid} {name}: {check['detail']}")
         if problems:
-            return CheckResult(False, "; ".join(problems))
-        return CheckResult(True, f"{len(pids)} worker(s): keys loaded, revocations current")
+            return ReadinessResult(False, "; ".join(problems))
+        return ReadinessResult(True, f"{len(pids)} worker(s): keys loaded, revocations current")

@@ -71,7 +71,7 @@ async def test_upstream_down_is_not_ready_and_says_so(make_observed: ObservedFac
     status, body = await readyz(observed.admin)
     assert status == 503
     assert body["checks"]["upstream"]["ok"] is False
-    assert "ClientConnectorError" in body["checks"]["upstream"]["detail"]
+    assert "ConnectError" in body["checks"]["upstream"]["detail"]
     assert body["checks"]["config"]["ok"] is True
 
 

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from gateway.cli.explain import Explanation, explain
 from gateway.config import parse_config
 from gateway.demo_backend.image_store import IMAGES, RECEIVED, add_image
-from tests.conftest import Keys, TokenFactory, config_data
+from tests.conftest import GatewayFactory, Keys, TokenFactory, config_data
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,11 +61,14 @@ async def test_each_refusal_names_its_step(
 ) -> None:
     hidden = add_image(store_app, owner="project-b")
     cases = {
-        ("GET", f"/v2/images/{hidden.id}", token()): ("route", "405: GET not allowed"),
-        ("DELETE", "/v2/flavors/1", token()): ("route", "404: no route"),
-        ("DELETE", "/v2/images/not-a-uuid", token()): ("route", "400: image_id"),
+        ("GET", f"/v2/images/{hidden.id}", token()): (
+            "route", "405: Method GET is not allowed on this resource. Allowed: DELETE."),
+        ("DELETE", "/v2/flavors/1", token()): ("route", "404: The resource could not be found."),
+        ("DELETE", "/v2/images/not-a-uuid", token()): (
+            "route", "400: Invalid image_id: must be a UUID. Expected 8-4-4-4-12"),
         ("DELETE", f"/v2/images/{hidden.id}", token(ttl=-60)): (
-            "authentication", "401: The token has expired."),
+            "authentication", "401: The request you have made requires authentication. "
+            "The token has expired."),
         ("DELETE", f"/v2/images/{hidden.id}", token(roles=["cloudImages:observer"])): (
             "authorization", "403: rule image:delete"),
         ("DELETE", f"/v2/images/{hidden.id}", token()): (
@@ -112,7 +115,10 @@ def test_cli_prints_the_steps_and_exits_by_the_outcome(
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert forged.returncode == 1
-    assert "authentication  STOP  401: The token is malformed." in forged.stdout
+    assert (
+        "authentication  STOP  401: The request you have made requires authentication. "
+        "The token is malformed." in forged.stdout
+    )
     assert "not-a-token" not in forged.stdout + forged.stderr
     member = ["--token", token(), "DELETE", f"/images/{image}"]
     undecided = subprocess.run(
@@ -137,7 +143,8 @@ async def test_a_hostile_token_is_a_refusal_not_an_error(
 ) -> None:
     result = await explain_for(hostile, "DELETE", f"/v2/images/{uuid.uuid4()}")
     assert result.outcome is False
-    assert step(result, "authentication").startswith("401: The token")
+    assert step(result, "authentication").startswith("401: ")
+    assert "The token" in step(result, "authentication")
 
 
 async def test_an_image_id_with_a_trailing_newline_is_not_a_uuid(
@@ -145,3 +152,31 @@ async def test_an_image_id_with_a_trailing_newline_is_not_a_uuid(
 ) -> None:
     result = await explain_for(token(), "DELETE", f"/v2/images/{uuid.uuid4()}\n")
     assert result.outcome is False
+
+
+async def test_explain_counts_nothing_and_sees_what_the_gateway_counted(
+    keys: Keys,
+    store_server: TestServer,
+    redis_url: str,
+    token: TokenFactory,
+    make_gateway: GatewayFactory,
+) -> None:
+    upstream = str(store_server.make_url("")).rstrip("/")
+    one_a_minute = {
+        "store": "redis",
+        "redis": {"url": redis_url},
+        "rules": [{"name": "deletes", "unit": "minute", "value": 1}],
+    }
+    config = parse_config(config_data(upstream, keys, rate_limit=one_a_minute))
+    tok = token(roles=["admin"])
+    path = f"/v2/images/{uuid.uuid4()}"
+    for _ in range(3):
+        assert (await explain(config, tok, "DELETE", path)).outcome is True
+    # The same chain, counting: its one allowed request is still there.
+    gateway = await make_gateway(upstream, rate_limit=one_a_minute)
+    first = await gateway.delete(path, headers={"X-Auth-Token": tok})
+    assert first.status == 404, "the one request a minute went through to the store"
+    over = await explain(config, tok, "DELETE", path)
+    assert over.outcome is False
+    assert over.steps[-1].name == "rate limit"
+    assert over.steps[-1].why.startswith("413: This request was rate-limited. Over limit deletes.")

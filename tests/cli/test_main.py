@@ -186,3 +186,13 @@ async def test_demo_end_to_end() -> None:
         if proc.returncode is None:
             proc.terminate()
         await asyncio.wait_for(proc.communicate(), timeout=10)
+
+
+# --- run --workers ------------------------------------------------------------------------
+
+
+def test_run_refuses_a_bad_worker_count_before_starting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "--config", str(DEMO_YAML), "--workers", "many"]) == 2
+    assert "--workers: a positive number or auto, not 'many'" in capsys.readouterr().err

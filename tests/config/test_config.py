@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -415,3 +416,11 @@ def test_dev_signing_key_refuses_material_of_the_other_kind(
     data["auth"]["dev_signing_key"] = dev_key
     with pytest.raises(ConfigError, match=f"auth.dev_signing_key: {message}"):
         parse_config(data)
+
+
+def test_workers_auto_is_one_per_available_core(keys: Keys) -> None:
+    data = config_data("http://127.0.0.1:9292", keys, listen={"workers": "auto"})
+    assert parse_config(data).listen.workers == len(os.sched_getaffinity(0))
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**data, "listen": {"workers": "most"}})
+    assert_names(str(caught.value), "listen.workers")

@@ -9,7 +9,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestServer
+from yarl import URL
 
+from gateway.app import GATEWAY
+from gateway.demo_backend.image_store import RECEIVED, add_image
 from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
 from tests.test_app import OUR_VIA, assert_fault, assert_request_id
 
@@ -17,6 +22,14 @@ from tests.test_app import OUR_VIA, assert_fault, assert_request_id
 def admin(token: TokenFactory) -> str:
     """A global admin's token: no owner look-up, straight to the backend."""
     return token("operations", "root", ["admin"])
+
+
+async def admin_delete(
+    make_gateway: GatewayFactory, url: str, token: TokenFactory, **sections: Any
+) -> ClientResponse:
+    """One admin DELETE of a random image through a gateway in front of ``url``."""
+    client = await make_gateway(url, **sections)
+    return await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)})
 
 
 async def test_upstream_500_html_is_rewritten_to_api_fault(
@@ -29,10 +42,7 @@ async def test_upstream_500_html_is_rewritten_to_api_fault(
         b"<html><head><title>500 Internal Server Error</title></head><body>"
         b"<h1>500 Internal Server Error</h1>The store &amp; its disk failed.<br /></body></html>"
     )
-    client = await make_gateway(url)
-    response = await client.delete(
-        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
-    )
+    response = await admin_delete(make_gateway, url, token)
     body = await assert_fault(response, 500, "apiFault")
     assert body["message"] == "The store & its disk failed."
     # The error crossed our hop, so the response records it.
@@ -45,10 +55,7 @@ async def test_upstream_json_error_message_is_kept(
     upstream, url = scripted
     upstream.status = 409
     upstream.body = b'{"conflictingRequest": {"code": 409, "message": "Image is in use."}}'
-    client = await make_gateway(url)
-    response = await client.delete(
-        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
-    )
+    response = await admin_delete(make_gateway, url, token)
     body = await assert_fault(response, 409, "conflictingRequest")
     assert body["message"] == "Image is in use."
 
@@ -60,10 +67,7 @@ async def test_pass_through_errors_keeps_the_upstream_body(
     upstream.status = 409
     upstream.content_type = "text/plain"
     upstream.body = b"busy"
-    client = await make_gateway(url, upstream={"pass_through_errors": True})
-    response = await client.delete(
-        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
-    )
+    response = await admin_delete(make_gateway, url, token, upstream={"pass_through_errors": True})
     assert response.status == 409
     assert await response.text() == "busy"
     assert_request_id(response)
@@ -185,3 +189,33 @@ async def test_upstream_body_cut_short_truncates_the_client_response(
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_query_is_forwarded_as_the_client_encoded_it(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    upstream, url = scripted
+    client = await make_gateway(url)
+    image = uuid.uuid4()
+    response = await client.delete(
+        URL(f"/v2/images/{image}?name=a%20b&path=%2Fx%3Fy", encoded=True),
+        headers={"X-Auth-Token": admin(token)},
+    )
+    assert response.status == 204
+    assert upstream.received[-1].raw_path == f"/v2/images/{image}?name=a%20b&path=%2Fx%3Fy"
+
+
+async def test_lookups_and_forwarding_share_one_kept_connection(
+    make_gateway: GatewayFactory, store_server: TestServer, token: TokenFactory
+) -> None:
+    """Owner GET, then DELETE, for several requests: all on one upstream connection."""
+    client = await make_gateway(str(store_server.make_url("")).rstrip("/"))
+    store_app = store_server.app
+    images = [add_image(store_app, owner="project-a") for _ in range(3)]
+    for image in images:
+        response = await client.delete(f"/v2/images/{image.id}", headers={"X-Auth-Token": token()})
+        assert response.status == 204
+    http = client.app[GATEWAY].upstream.http
+    assert http.open_connections == http.idle_connections == 1
+    methods = [r.method for r in store_app[RECEIVED] if r.path.startswith("/v2/images/")]
+    assert methods == ["GET", "DELETE"] * 3

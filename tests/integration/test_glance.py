@@ -18,6 +18,7 @@ import pytest
 import yaml
 from aiohttp import ClientResponse
 
+from gateway.app import GATEWAY
 from tests.conftest import Client, GatewayFactory, Keys, TokenFactory, config_data
 from tests.integration.glance import ADMIN, REPO, Caller, Glance
 from tests.test_app import assert_fault
@@ -144,3 +145,32 @@ def test_explain_against_glance_forwards_nothing(
     assert "project project-a owns the image" in alice.stdout
     assert f"proxy           ok    DELETE {glance.url}/v2/images/{image}" in alice.stdout
     assert asyncio.run(glance.exists(image))
+
+
+@pytest.mark.parametrize("owner_check", ["gateway", "backend"])
+@pytest.mark.parametrize(
+    ("visibility", "status", "fault"),
+    [("private", 404, "itemNotFound"), ("public", 403, "forbidden")],
+)
+async def test_another_projects_image_in_each_owner_check_mode(
+    make_gateway: GatewayFactory,
+    glance: Glance,
+    token: TokenFactory,
+    owner_check: str,
+    visibility: str,
+    status: int,
+    fault: str,
+) -> None:
+    """Whoever checks the owner, Glance's visibility rule decides 404 or 403."""
+    authorization = {"policy_file": str(GLANCE_POLICY), "owner_check": owner_check}
+    gateway = await make_gateway(glance.url, authorization=authorization)
+    # Only an admin may make an image public in Glance; it is project operations'.
+    image = await glance.create_image(ADMIN, visibility=visibility)
+    response = await delete(gateway, token, BOB, image)
+    await assert_fault(response, status, fault)
+    assert await glance.exists(image)
+    looked_up = len(gateway.app[GATEWAY].owners.cache)
+    assert looked_up == (1 if owner_check == "gateway" else 0)
+    own = await glance.create_image(BOB)
+    assert (await delete(gateway, token, BOB, own)).status == 204
+    assert not await glance.exists(own)

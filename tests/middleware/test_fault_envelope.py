@@ -15,7 +15,7 @@ from gateway.http.protocol import ClientLimits
 from gateway.middleware.context import run_before_send
 from gateway.middleware.fault_envelope import FaultEnvelopeMiddleware
 from gateway.middleware.request_id import RequestIdMiddleware
-from gateway.ratelimit.store import Check, Verdict
+from gateway.ratelimit.store import LimitCheck, Verdict
 from gateway.runtime.server import start_site
 from tests.conftest import GatewayFactory, TokenFactory
 from tests.test_app import assert_fault
@@ -24,10 +24,10 @@ from tests.test_app import assert_fault
 class BrokenStore:
     """A store with a bug in it, plugged in through the store interface."""
 
-    async def acquire(self, checks: Sequence[Check]) -> Verdict:
+    async def acquire(self, checks: Sequence[LimitCheck]) -> Verdict:
         raise ZeroDivisionError("secret internal detail")
 
-    async def peek(self, checks: Sequence[Check]) -> Verdict:
+    async def peek(self, checks: Sequence[LimitCheck]) -> Verdict:
         raise ZeroDivisionError("secret internal detail")
 
     async def ping(self) -> None:

@@ -8,11 +8,9 @@ subprocesses. A missing binary fails the test, it never skips it.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,32 +22,9 @@ import redis
 import yaml
 
 from tests.conftest import GatewayFactory, TokenFactory, free_port
+from tests.servers import STARTUP_DEADLINE, RedisProcess, binary, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-STARTUP_DEADLINE = 15.0
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed; scripts/test installs it (apt: redis-server)")
-    return path
-
-
-def wait_until(condition: Callable[[], bool], deadline: float, what: str) -> None:
-    """Poll ``condition`` until it holds, failing after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def _answers(port: int) -> bool:
-    try:
-        return bool(redis.Redis(port=port, socket_timeout=0.2).ping())
-    except redis.RedisError:
-        return False
 
 
 def free_cluster_port() -> int:
@@ -64,39 +39,6 @@ def free_cluster_port() -> int:
             except OSError:
                 continue
         return port
-
-
-@dataclass
-class RedisProcess:
-    """One redis-server this test owns: it can be killed and started again."""
-
-    port: int
-    workdir: Path
-    extra: tuple[str, ...] = ()
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir), *self.extra],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_until(lambda: _answers(self.port), STARTUP_DEADLINE, f"redis on {self.port}")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.ratelimit.memory import MemoryStore
-from gateway.ratelimit.store import Check, Verdict
+from gateway.ratelimit.store import LimitCheck, Verdict
 
 
 class Clock:
@@ -24,8 +24,8 @@ LIMIT, PERIOD = 10, 60.0
 
 def check(
     subject: str = "project:p1", rule: str = "deletes", limit: int = LIMIT, period: float = PERIOD
-) -> Check:
-    return Check(subject=subject, rule=rule, limit=limit, period=period)
+) -> LimitCheck:
+    return LimitCheck(subject=subject, rule=rule, limit=limit, period=period)
 
 
 @pytest.fixture
@@ -38,11 +38,11 @@ def store(clock: Clock) -> MemoryStore:
     return MemoryStore(clock=clock)
 
 
-def take(store: MemoryStore, *checks: Check) -> Verdict:
+def take(store: MemoryStore, *checks: LimitCheck) -> Verdict:
     return store.decide_now(checks or (check(),), count=True)
 
 
-def admitted(store: MemoryStore, attempts: int, *checks: Check) -> int:
+def admitted(store: MemoryStore, attempts: int, *checks: LimitCheck) -> int:
     return sum(take(store, *checks).allowed for _ in range(attempts))
 
 

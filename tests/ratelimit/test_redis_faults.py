@@ -18,7 +18,8 @@ import redis
 
 from gateway.app import GATEWAY
 from tests.conftest import Client, GatewayFactory, ScriptedUpstream, TokenFactory, free_port
-from tests.ratelimit.conftest import COUNTED_KEY, RedisProcess
+from tests.ratelimit.conftest import COUNTED_KEY
+from tests.servers import RedisProcess
 
 # No request may take longer than this, Redis dead or alive.
 HANG = 2.0

@@ -1,4 +1,4 @@
-"""RedisStore against a real redis-server (pytest-redis): exact across processes.
+"""RedisStore against a real redis-server (tests/servers.py): exact across processes.
 
 Time is Redis's own (the script reads TIME), so the limits here use periods of
 an hour or a day: no admission leaves its window while a test runs.
@@ -17,7 +17,7 @@ import redis
 from gateway.config import RedisConfig
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.redis_store import RedisStore
-from gateway.ratelimit.store import Check, StoreUnavailable, Verdict
+from gateway.ratelimit.store import LimitCheck, StoreUnavailable, Verdict
 from tests.conftest import free_port
 
 HOUR = 3600.0
@@ -50,8 +50,8 @@ async def make_store(redis_url: str) -> AsyncIterator[StoreFactory]:
 
 def check(
     subject: str = "project:p1", rule: str = "deletes", limit: int = 5, period: float = HOUR
-) -> Check:
-    return Check(subject=subject, rule=rule, limit=limit, period=period)
+) -> LimitCheck:
+    return LimitCheck(subject=subject, rule=rule, limit=limit, period=period)
 
 
 def command_calls(client: redis.Redis, command: str) -> int:
@@ -285,7 +285,7 @@ async def test_reset_after_never_exceeds_the_period(make_store: StoreFactory) ->
     assert verdict.results[0].reset_after <= period + 0.002
 
 
-SEQUENCE: Sequence[Sequence[Check]] = [
+SEQUENCE: Sequence[Sequence[LimitCheck]] = [
     [check(rule="a", limit=3)],
     [check(rule="a", limit=3), check(rule="b", limit=5, period=DAY)],
     [check(rule="b", limit=5, period=DAY)],

@@ -10,14 +10,8 @@ import pytest
 import redis
 
 from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
-from tests.ratelimit.conftest import (
-    COUNTED_KEY,
-    STARTUP_DEADLINE,
-    RedisProcess,
-    binary,
-    two_deletes_at_one_per_minute,
-    wait_until,
-)
+from tests.ratelimit.conftest import COUNTED_KEY, two_deletes_at_one_per_minute
+from tests.servers import STARTUP_DEADLINE, RedisProcess, binary, wait_until
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from gateway.config import RedisConfig
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.redis_store import RedisStore
-from gateway.ratelimit.store import Check, LimitStore
+from gateway.ratelimit.store import LimitCheck, LimitStore
 from tests.ratelimit.conftest import Cluster
 
 
@@ -35,8 +35,8 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[LimitStore]:
     await limit_store.close()
 
 
-def check(rule: str = "r", limit: int = 5, period: float = 60, **kw: Any) -> Check:
-    return Check(kw.pop("subject", "project:p1"), rule, limit, period, **kw)
+def check(rule: str = "r", limit: int = 5, period: float = 60, **kw: Any) -> LimitCheck:
+    return LimitCheck(kw.pop("subject", "project:p1"), rule, limit, period, **kw)
 
 
 async def test_admits_exactly_the_limit_of_a_concurrent_burst(store: LimitStore) -> None:

@@ -15,13 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
-from tests.ratelimit.conftest import (
-    COUNTED_KEY,
-    STARTUP_DEADLINE,
-    RedisProcess,
-    two_deletes_at_one_per_minute,
-    wait_until,
-)
+from tests.ratelimit.conftest import COUNTED_KEY, two_deletes_at_one_per_minute
+from tests.servers import STARTUP_DEADLINE, RedisProcess, wait_until
 
 
 def _name(common_name: str) -> x509.Name:

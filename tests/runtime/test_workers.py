@@ -299,3 +299,84 @@ async def test_a_worker_that_dies_is_replaced(
 async def _replaced(children: Awaitable[set[int] | None], victim: int) -> set[int] | None:
     pids = await children
     return pids if pids is not None and victim not in pids else None
+
+
+UNDER_LOAD = 400
+CONCURRENT = 50
+
+
+async def test_every_audit_record_is_written_and_fed_under_load(
+    backend: str, keys: Keys, token: TokenFactory, tmp_path: Path
+) -> None:
+    """Concurrent deletes on kept connections, two workers: nothing the operator sees is lost.
+
+    The workers batch what they feed the dashboard and metrics are summed at
+    scrape time; every record still reaches the audit file, /metrics and the
+    dashboard, once.
+    """
+    port, admin_port = free_port(), free_port()
+    audit = tmp_path / "audit.jsonl"
+    config = config_data(
+        backend,
+        keys,
+        listen={"host": "127.0.0.1", "port": port, "workers": 2, "shutdown_timeout": 2},
+        admin={"port": admin_port},
+        audit={"sink": str(audit)},
+        logging={"level": "WARNING"},
+    )
+    parent = await run_gateway(config, tmp_path)
+    proxy, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
+    admin_token = token(roles=["admin"])
+    try:
+        async with aiohttp.ClientSession() as client:
+
+            async def both_workers_answer() -> bool:
+                # A new connection each time, so either worker may take it.
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    await client.get(f"{proxy}/probe", headers={"Connection": "close"})
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    response = await client.get(f"{admin}/api/decisions?limit=500")
+                    return len({d["pid"] for d in (await response.json())["decisions"]}) == 2
+                return False
+
+            await until(both_workers_answer, "both workers to answer")
+            queue: asyncio.Queue[str] = asyncio.Queue()
+            for _ in range(UNDER_LOAD):
+                queue.put_nowait(str(uuid.uuid4()))
+
+            async def deleter() -> list[str]:
+                ids = []
+                while not queue.empty():
+                    image = queue.get_nowait()
+                    response = await client.delete(
+                        f"{proxy}/v2/images/{image}", headers={"X-Auth-Token": admin_token}
+                    )
+                    assert response.status == 204
+                    ids.append(response.headers["X-OpenStack-Request-Id"])
+                return ids
+
+            sent = [i for ids in await asyncio.gather(*(deleter() for _ in range(CONCURRENT)))
+                    for i in ids]  # fmt: skip
+            assert len(set(sent)) == UNDER_LOAD
+
+            async def all_fed() -> list[dict[str, Any]]:
+                response = await client.get(f"{admin}/api/audit?limit={UNDER_LOAD + 100}")
+                trail = list((await response.json())["audit"])
+                return trail if len(trail) >= UNDER_LOAD else []
+
+            trail = await until(all_fed, "every delete in the dashboard's audit trail")
+            assert sorted(r["request_id"] for r in trail) == sorted(sent)
+
+            async def counted() -> float:
+                text = await (await client.get(f"{admin}/metrics")).text()
+                total = sample_value(text, "gateway_requests_total", route="image:delete")
+                return total if total >= UNDER_LOAD else 0
+
+            assert await until(counted, "every delete in /metrics") == UNDER_LOAD
+    finally:
+        if parent.returncode is None:
+            parent.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(parent.wait(), DEADLINE_SECONDS) == 0
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert sorted(r["request_id"] for r in records) == sorted(sent)
+    assert len({r["pid"] for r in records}) == 2

@@ -104,5 +104,5 @@ async def test_a_token_value_in_a_look_up_url_is_one_quoted_segment(
         await upstream.close()
     [head] = raw_backend.heads
     assert request_line(head) == (
-        f"GET /v2/images/{image}/members/a%2F..%2F..%2Fb%3Fc=%23d HTTP/1.1".encode()
+        f"GET /v2/images/{image}/members/a%2F..%2F..%2Fb%3Fc%3D%23d HTTP/1.1".encode()
     )

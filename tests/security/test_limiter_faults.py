@@ -17,9 +17,10 @@ from gateway.app import GATEWAY
 from gateway.cli.main import main
 from gateway.config import MAX_LIMIT, ConfigError, parse_config
 from tests import conftest as shared
-from tests.ratelimit.conftest import RedisProcess, write_config
+from tests.ratelimit.conftest import write_config
 from tests.ratelimit.test_redis_faults import Load
 from tests.security.conftest import until
+from tests.servers import RedisProcess
 from tests.test_app import assert_fault
 
 RULE = {"name": "deletes", "path": "^/(v2/)?images/", "unit": "minute", "value": 1000}

@@ -1,0 +1,63 @@
+"""Log lines logged in one loop turn share one write; none is lost or reordered."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+
+from gateway.observability.logs import JsonFormatter, LoopBatchedHandler
+
+
+class CountingStream(io.StringIO):
+    """A text stream that counts the writes made to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def make_logger(stream: CountingStream) -> tuple[logging.Logger, LoopBatchedHandler]:
+    handler = LoopBatchedHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(f"test.batched.{id(stream)}")
+    logger.propagate = False
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    return logger, handler
+
+
+def messages(stream: CountingStream) -> list[str]:
+    return [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+
+
+async def test_lines_of_one_loop_turn_are_one_write_in_order() -> None:
+    stream = CountingStream()
+    logger, _ = make_logger(stream)
+    for i in range(50):
+        logger.info("line %d", i)
+    assert stream.getvalue() == ""  # not yet: at the end of this turn
+    await asyncio.sleep(0)  # let the loop turn end
+    assert messages(stream) == [f"line {i}" for i in range(50)]
+    assert stream.writes == 1
+
+
+def test_lines_off_a_loop_are_written_at_once_after_what_is_pending() -> None:
+    stream = CountingStream()
+    logger, handler = make_logger(stream)
+
+    async def on_a_loop_that_then_closes() -> None:
+        logger.info("from the loop")
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(on_a_loop_that_then_closes())
+    loop.close()
+    logger.info("from no loop")
+    assert messages(stream) == ["from the loop", "from no loop"]
+    handler.flush()
+    assert messages(stream) == ["from the loop", "from no loop"]

@@ -1,0 +1,76 @@
+"""Real servers the tests start: redis-server processes on free ports.
+
+This is the one way the suite starts Redis: the shared server of
+tests/conftest.py, and the ones a test owns (to kill, restart, or build a
+cluster or Sentinel from). A missing binary fails the test; it never skips.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+STARTUP_DEADLINE = 15.0
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; scripts/test installs it (apt: redis-server)")
+    return path
+
+
+def wait_until(condition: Callable[[], bool], deadline: float, what: str) -> None:
+    """Poll ``condition`` until it holds, failing after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=0.2).ping())
+    except redis.RedisError:
+        return False
+
+
+@dataclass
+class RedisProcess:
+    """One redis-server this test owns: it can be killed and started again."""
+
+    port: int
+    workdir: Path
+    extra: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.workdir), *self.extra],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(lambda: _answers(self.port), STARTUP_DEADLINE, f"redis on {self.port}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait()
