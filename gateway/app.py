@@ -21,6 +21,7 @@ from gateway.config import GatewayConfig, RateLimitConfig
 from gateway.http.header_boundary import HeaderBoundary
 from gateway.http.protocol import ClientLimits
 from gateway.http.proxy import Proxy
+from gateway.http.public_links import PublicLinks
 from gateway.http.routes import Handler, RouteTable
 from gateway.http.upstream import UpstreamClient
 from gateway.middleware.authentication import AuthenticationMiddleware
@@ -155,7 +156,7 @@ def build_app(
     limiter = make_limiter(
         config.rate_limit, store or make_store(config.rate_limit), counting=dry_run is None
     )
-    routes = RouteTable()
+    routes = RouteTable(enabled=config.routes.enabled)
     metrics = GatewayMetrics()
     boundary = HeaderBoundary(config.headers.forward)
     client_limits = client_limits or ClientLimits(
@@ -183,7 +184,7 @@ def build_app(
             FaultEnvelopeMiddleware(),
             ViaMiddleware(config.via),
             HeaderHygieneMiddleware(boundary),
-            RoutingMiddleware(routes),
+            RoutingMiddleware(routes, config.routes),
             AuthenticationMiddleware(verifier, config.auth.realm),
             RateLimitMiddleware(limiter),
             AuthorizationMiddleware(
@@ -195,7 +196,11 @@ def build_app(
         # so that an oversized token gets our 401 fault instead.
         handler_args={"max_field_size": max(16384, config.auth.max_token_bytes + 1024)},
     )
-    forward = Proxy(upstream).handle if dry_run is None else dry_run.forward
+    links = PublicLinks(
+        config.listen.public_url, config.upstream.url, config.rate_limit.trusted_proxies
+    )
+    proxy = Proxy(upstream, links, config.upstream.role_mapping)
+    forward = proxy.handle if dry_run is None else dry_run.forward
     routes.register(app.router, forward, {"limits:read": LimitsEndpoint(limiter).handle})
     readiness = build_readiness(
         config, upstream, limiter.store, worker_checks(verifier, revocations)

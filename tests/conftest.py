@@ -81,7 +81,7 @@ def config_data(upstream_url: str, keys: Keys, **sections: Any) -> dict[str, Any
         },
         "authorization": {
             "admin_roles": ["admin"],
-            "routes": {"image:delete": {"roles": ["cloudImages:admin"]}},
+            "routes": {"delete_image": {"roles": ["cloudImages:admin"]}},
         },
         "rate_limit": {
             "rules": [
@@ -175,10 +175,13 @@ class ScriptedUpstream:
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
     received: list[web.Request] = field(default_factory=list)
+    # The body of each request received, in order.
+    bodies: list[bytes] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append(request)
+        self.bodies.append(await request.read())
         if self.hang:
             await self.release.wait()
         return web.Response(

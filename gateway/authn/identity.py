@@ -8,6 +8,7 @@ request unless it is on the allow-list, so only ours arrive.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from multidict import CIMultiDict
@@ -41,14 +42,27 @@ OPTIONAL_HEADERS = {
 }
 
 
-def identity_headers(identity: Identity, request_id: str) -> CIMultiDict[str]:
+def backend_roles(roles: frozenset[str], mapping: Mapping[str, Sequence[str]]) -> list[str]:
+    """The token's roles as the backend knows them: each mapped role replaced
+    by its backend roles, the others kept; sorted, without repeats."""
+    mapped: set[str] = set()
+    for role in roles:
+        mapped.update(mapping.get(role, (role,)))
+    return sorted(mapped)
+
+
+def identity_headers(
+    identity: Identity,
+    request_id: str,
+    role_mapping: Mapping[str, Sequence[str]] | None = None,
+) -> CIMultiDict[str]:
     headers = CIMultiDict(
         {
             "X-Identity-Status": "Confirmed",
             "X-Project-Id": identity.project_id,
             "X-Tenant-Id": identity.project_id,
             "X-User-Id": identity.user_id,
-            "X-Roles": ",".join(sorted(identity.roles)),
+            "X-Roles": ",".join(backend_roles(identity.roles, role_mapping or {})),
             "X-OpenStack-Request-Id": request_id,
         }
     )

@@ -10,7 +10,8 @@ Secrets stay out of the file: any string value may be ``${NAME}`` or
 One module a concern: ``listen`` (listen, via), ``upstream``, ``keys`` (key
 material), ``auth`` (issuers, JWKS, claims), ``authorization`` (policy),
 ``redis`` (the topology ``rate_limit`` and ``revocation`` share),
-``rate_limit``, ``revocation``, ``observability`` (logging, admin, audit),
+``rate_limit``, ``revocation``, ``routes`` (which operations are served),
+``observability`` (logging, admin, audit),
 ``gateway`` (the whole file and its cross-section checks) and ``loader``
 (YAML, ``${NAME}`` and error reporting). Every public name is also here.
 """
@@ -40,6 +41,7 @@ from gateway.config.observability import (
 from gateway.config.rate_limit import MAX_LIMIT, UNIT_SECONDS, RateLimitConfig, RateLimitRule
 from gateway.config.redis import RedisConfig, host_port, sentinel_parts
 from gateway.config.revocation import RevocationConfig
+from gateway.config.routes import RoutesConfig
 from gateway.config.upstream import ServiceIdentity, UpstreamConfig
 
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "RedisConfig",
     "RevocationConfig",
     "RouteRoles",
+    "RoutesConfig",
     "ServiceIdentity",
     "UpstreamConfig",
     "VerificationKey",

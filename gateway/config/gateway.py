@@ -12,6 +12,7 @@ from gateway.config.listen import ListenConfig, ViaConfig
 from gateway.config.observability import AdminConfig, AuditConfig, LoggingConfig
 from gateway.config.rate_limit import RateLimitConfig
 from gateway.config.revocation import RevocationConfig
+from gateway.config.routes import RoutesConfig
 from gateway.config.upstream import UpstreamConfig
 
 
@@ -20,6 +21,7 @@ class GatewayConfig(_Section):
     via: ViaConfig = ViaConfig()
     headers: HeadersConfig = HeadersConfig()
     upstream: UpstreamConfig
+    routes: RoutesConfig = RoutesConfig()
     auth: AuthConfig
     authorization: AuthorizationConfig = AuthorizationConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()

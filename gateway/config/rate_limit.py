@@ -10,6 +10,7 @@ from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 
 from gateway.config._base import _Section
 from gateway.config.redis import RedisConfig
+from gateway.http.routes import check_route_names
 
 UNIT_SECONDS: Mapping[str, int] = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 # The sliding-window log keeps one entry per admitted request in the window,
@@ -22,6 +23,9 @@ class RateLimitRule(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
     path: str = ".*"
     methods: list[str] = ["*"]
+    # Route names (get_images, upload_image, delete_image, ...): the rule
+    # counts only these routes' calls, besides matching path and methods.
+    routes: list[str] = []
     unit: Literal["second", "minute", "hour", "day"]
     value: int = Field(gt=0, le=MAX_LIMIT)
     # global: every caller together, refused with 503 as Repose does.
@@ -36,6 +40,12 @@ class RateLimitRule(_Section):
             re.compile(value)
         except re.error as exc:
             raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _known_routes(cls, value: list[str]) -> list[str]:
+        check_route_names(value)
         return value
 
     @field_validator("methods")

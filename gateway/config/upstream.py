@@ -29,6 +29,23 @@ class UpstreamConfig(_Section):
     service_identity: ServiceIdentity = ServiceIdentity()
     owner_cache_ttl: float = Field(default=30.0, ge=0)
     owner_cache_size: PositiveInt = 10000
+    # Token roles as the backend should see them in X-Roles: each role named
+    # here is replaced by its list (stock Glance knows admin, member and
+    # reader, not cloudImages:*); a role not named passes unchanged.
+    role_mapping: dict[str, list[str]] = {}
+
+    @field_validator("role_mapping")
+    @classmethod
+    def _lower_case(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        # Roles are compared in lower case, as Glance compares them.
+        mapping: dict[str, list[str]] = {}
+        for role, backend_roles in value.items():
+            if role.lower() in mapping:
+                raise ValueError(f"role {role!r} is mapped twice (roles ignore case)")
+            if any("," in r or not r.strip() for r in backend_roles):
+                raise ValueError(f"role {role!r}: a backend role is empty or holds a comma")
+            mapping[role.lower()] = [r.lower() for r in backend_roles]
+        return mapping
 
     @field_validator("url")
     @classmethod

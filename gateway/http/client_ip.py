@@ -19,7 +19,7 @@ class BadForwardedFor(ValueError):
     """An X-Forwarded-For hop from a trusted proxy that is not an IP address."""
 
 
-def _trusted(address: str, proxies: Sequence[IPNetwork]) -> bool:
+def is_trusted_proxy(address: str, proxies: Sequence[IPNetwork]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -28,7 +28,7 @@ def _trusted(address: str, proxies: Sequence[IPNetwork]) -> bool:
 
 
 def client_ip(peer: str, forwarded_for: Sequence[str], proxies: Sequence[IPNetwork]) -> str:
-    if not proxies or not _trusted(peer, proxies):
+    if not proxies or not is_trusted_proxy(peer, proxies):
         return peer
     hops = [hop.strip() for line in forwarded_for for hop in line.split(",")]
     client = peer
@@ -38,7 +38,7 @@ def client_ip(peer: str, forwarded_for: Sequence[str], proxies: Sequence[IPNetwo
         except ValueError:
             message = f"X-Forwarded-For hop {hop[:64]!r} is not an IP address"
             raise BadForwardedFor(message) from None
-        if not _trusted(client, proxies):
+        if not is_trusted_proxy(client, proxies):
             return client
     # Every hop is a proxy of ours: the left-most is as close as we get.
     return client

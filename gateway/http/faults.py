@@ -24,6 +24,7 @@ FAULT_NAMES: Mapping[int, str] = {
     406: "notAcceptable",
     409: "conflictingRequest",
     413: "overLimit",
+    415: "badMediaType",
     429: "overLimit",
     500: "apiFault",
     502: "serviceUnavailable",

@@ -25,7 +25,8 @@ from gateway.http.hop_by_hop import ALWAYS_HOP_BY_HOP, connection_tokens
 # What a Glance v2 client (python-glanceclient, openstacksdk, curl users of
 # the API reference) sends end to end: content negotiation, the body's
 # description, conditional and ranged requests (image download honours
-# Range), and the multi-store upload target.
+# Range), the multi-store upload target and the declared size of uploaded
+# image data (glanceclient and openstacksdk send it; Glance reads it).
 DEFAULT_FORWARDED = frozenset(
     {
         "accept",
@@ -44,6 +45,7 @@ DEFAULT_FORWARDED = frozenset(
         "range",
         "user-agent",
         "x-image-meta-store",
+        "x-openstack-image-size",
     }
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
 from aiohttp import web
@@ -13,19 +14,32 @@ from gateway.authn.identity import identity_headers
 from gateway.http.client import RequestBodyError, StreamedBody, UpstreamError, UpstreamResponse
 from gateway.http.faults import GatewayFault
 from gateway.http.hop_by_hop import end_to_end
+from gateway.http.public_links import FORWARDING_HEADERS, PublicLinks
 from gateway.http.upstream import UpstreamClient
 from gateway.middleware.context import RequestContext, append_header_value, context_of
 
 log = logging.getLogger("gateway.http.proxy")
 
 _APPENDED = frozenset({"via"})
+# A version document is a few hundred bytes; more is not one.
+MAX_DISCOVERY_BYTES = 1 << 20
 
 
-def upstream_request_headers(ctx: RequestContext) -> CIMultiDict[str]:
-    """The client's cleaned headers, then ours: identity, request id, Via."""
-    assert ctx.identity is not None
+def upstream_request_headers(
+    ctx: RequestContext,
+    role_mapping: Mapping[str, Sequence[str]] | None = None,
+    forwarded: Mapping[str, str] | None = None,
+) -> CIMultiDict[str]:
+    """The client's cleaned headers, then ours: identity, request id, Via, X-Forwarded-*."""
     headers = CIMultiDict(ctx.forward_headers)
-    headers.update(identity_headers(ctx.identity, ctx.request_id))
+    for name in FORWARDING_HEADERS:
+        headers.popall(name, None)
+    if ctx.identity is not None:
+        headers.update(identity_headers(ctx.identity, ctx.request_id, role_mapping))
+    else:
+        # Version discovery: no caller to speak for, only the request id.
+        headers["X-OpenStack-Request-Id"] = ctx.request_id
+    headers.update(forwarded or {})
     for name, value in ctx.upstream_headers.items():
         if name.lower() in _APPENDED:
             append_header_value(headers, name, value)
@@ -47,18 +61,27 @@ def upstream_target(ctx: RequestContext, request: web.Request) -> str:
 
 
 class Proxy:
-    def __init__(self, upstream: UpstreamClient) -> None:
+    def __init__(
+        self,
+        upstream: UpstreamClient,
+        links: PublicLinks,
+        role_mapping: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.upstream = upstream
+        self.links = links
+        self.role_mapping = role_mapping or {}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
         ctx.step = "proxy"
         target = upstream_target(ctx, request)
-        body = None
-        if request.body_exists:
+        body: bytes | StreamedBody | None = ctx.body
+        if body is None and request.body_exists:
             body = StreamedBody(request.content.iter_any(), request.content_length)
         expect_continue = request.headers.get("Expect", "").lower() == "100-continue"
-        headers = upstream_request_headers(ctx)
+        headers = upstream_request_headers(
+            ctx, self.role_mapping, self.links.forwarded_headers(request)
+        )
         # Ours to speak to the backend, on our connection: see the client.
         headers.popall("Expect", None)
         sent = time.monotonic()
@@ -94,8 +117,15 @@ class Proxy:
     async def _relay(
         self, request: web.Request, upstream: UpstreamResponse, ctx: RequestContext
     ) -> web.StreamResponse:
+        headers = end_to_end(upstream.headers)
+        base = self.links.base(request)
+        if "Location" in headers:
+            headers["Location"] = self.links.rewrite(headers["Location"], base)
+        assert ctx.route is not None
+        if ctx.route.discovery:
+            return await self._relay_document(upstream, headers, base)
         response = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason, headers=end_to_end(upstream.headers)
+            status=upstream.status, reason=upstream.reason, headers=headers
         )
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
@@ -114,3 +144,20 @@ class Proxy:
             log.warning("upstream body cut short: %r", exc, extra={"request_id": ctx.request_id})
             response.force_close()
         return response
+
+    async def _relay_document(
+        self, upstream: UpstreamResponse, headers: CIMultiDict[str], base: str
+    ) -> web.Response:
+        """A version document, read whole (it is small) to rewrite its links."""
+        try:
+            body = await upstream.read(MAX_DISCOVERY_BYTES + 1)
+        except UpstreamError as exc:
+            raise self.upstream.transport_fault(exc) from None
+        if len(body) > MAX_DISCOVERY_BYTES:
+            raise self.upstream.unavailable(
+                "The image service's version document is too large.", "invalid_response"
+            )
+        body = self.links.rewrite_document(body, base) or body
+        return web.Response(
+            status=upstream.status, reason=upstream.reason, headers=headers, body=body
+        )

@@ -27,6 +27,8 @@ from gateway.http.faults import GatewayFault
 _HIDDEN_HTML = re.compile(r"<(head|title|h1|script|style)\b.*?</\1\s*>", re.I | re.S)
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
+# webob's plain-text error bodies start with the status line: "403 Forbidden".
+_STATUS_LINE = re.compile(r"^\s*[1-5]\d\d [A-Za-z][A-Za-z '\-]*(?:\r?\n|$)")
 _MAX_MESSAGE = 500
 # An image document or member record is a few KB; a body past this is not one.
 _MAX_JSON_BYTES = 1 << 20
@@ -44,7 +46,12 @@ def transport_error_kind(exc: BaseException) -> str:
 
 
 def upstream_message(body: bytes, content_type: str) -> str:
-    """The human message inside a backend error body, whatever its format."""
+    """The human message inside a backend error body, whatever its format.
+
+    Glance (webob) wraps its messages in HTML (``<br />``) even inside JSON,
+    and starts its plain-text bodies with the status line (``403 Forbidden``):
+    both are taken off, so the client reads Glance's sentence alone.
+    """
     text = body.decode("utf-8", "replace")
     if "json" in content_type:
         try:
@@ -53,7 +60,8 @@ def upstream_message(body: bytes, content_type: str) -> str:
             data = None
         message = _json_message(data)
         if message:
-            return message[:_MAX_MESSAGE]
+            text = message
+    text = _STATUS_LINE.sub("", text, count=1)
     text = _TAG.sub(" ", _HIDDEN_HTML.sub(" ", text))
     return _SPACE.sub(" ", html.unescape(text)).strip()[:_MAX_MESSAGE]
 

@@ -39,8 +39,9 @@ class AuthenticationMiddleware(Middleware):
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         ctx = context_of(request)
-        if ctx.route is None:
-            # Not a proxied operation: nothing to authenticate.
+        if ctx.route is None or not ctx.route.authenticated:
+            # Not a proxied operation, or version discovery, which Glance
+            # (and keystoneauth, which asks it first) expects without a token.
             return await handler(request)
         ctx.step = "authentication"
         token = self._credential(request)

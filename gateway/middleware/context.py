@@ -46,6 +46,9 @@ class RequestContext:
     forward_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
     # Headers the chain adds to the upstream request (request id, Via).
     upstream_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    # A JSON body the routing step read and checked; image data is never
+    # read here but streamed by the proxy.
+    body: bytes | None = None
     upstream_status: int | None = None
     # What the observability middleware reports once the request is done:
     # the limiter's verdict, the fault the chain answered with, and how long

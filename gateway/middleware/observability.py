@@ -3,7 +3,7 @@
 It sits right inside the request id and outside the fault envelope, so it
 sees every answer as the client does, faults included. From the
 RequestContext the chain filled in it writes one access log line, an audit
-record for every delete decision, the metrics, and the decision the
+record for every image API decision, the metrics, and the decision the
 dashboard shows.
 """
 
@@ -21,7 +21,6 @@ from gateway.observability.audit import AuditSink
 from gateway.observability.feed import DecisionFeed
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.records import (
-    AUDITED_ROUTE,
     CLIENT_CLOSED,
     AccessRecord,
     access_record,
@@ -82,7 +81,7 @@ class ObservabilityMiddleware(Middleware):
             extra={"request_id": record.request_id, "fields": fields},
         )
         self.feed.publish("decision", fields)
-        if record.route == AUDITED_ROUTE:
+        if ctx.route is not None and ctx.route.audited:
             audit = audit_record(record)
             self.audit.write(audit)
             self.feed.publish("audit", audit)

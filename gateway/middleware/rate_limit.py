@@ -80,6 +80,7 @@ class RateLimitMiddleware(Middleware):
                 ctx.identity,
                 request_client_ip(self.limiter, request),
                 ctx.request_id,
+                ctx.route.name,
             )
         except LimiterUnavailable:
             raise unavailable_fault() from None

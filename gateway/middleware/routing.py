@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.config import RoutesConfig
 from gateway.http.faults import GatewayFault
-from gateway.http.routes import UUID_PATTERN, Handler, RouteTable
+from gateway.http.request_body import check_declared_size, check_media_type, read_json_body
+from gateway.http.routes import UUID_PATTERN, Body, Handler, RouteTable
 from gateway.middleware.base import Middleware
 from gateway.middleware.context import context_of
 
 
 class RoutingMiddleware(Middleware):
-    def __init__(self, table: RouteTable) -> None:
+    def __init__(self, table: RouteTable, config: RoutesConfig) -> None:
         self.table = table
+        self.config = config
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         ctx = context_of(request)
@@ -31,15 +34,19 @@ class RoutingMiddleware(Middleware):
         route = self.table.route_of(request)
         if route is not None:
             ctx.route = route
-            for name in route.uuid_params:
-                value = request.match_info[name]
-                if not UUID_PATTERN.fullmatch(value):
-                    raise GatewayFault(
-                        400,
-                        f"Invalid {name}: must be a UUID.",
-                        details="Expected 8-4-4-4-12 hexadecimal digits.",
-                    )
-                ctx.params[name] = value.lower()
-            if not route.accepts_body and request.body_exists:
-                raise GatewayFault(400, "This operation does not accept a request body.")
+            for name, value in request.match_info.items():
+                if name in route.uuid_params:
+                    if not UUID_PATTERN.fullmatch(value):
+                        raise GatewayFault(
+                            400,
+                            f"Invalid {name}: must be a UUID.",
+                            details="Expected 8-4-4-4-12 hexadecimal digits.",
+                        )
+                    value = value.lower()
+                ctx.params[name] = value
+            check_media_type(route, request)
+            if route.body is Body.BINARY:
+                check_declared_size(request, self.config.max_image_bytes)
+            elif route.accepts_body and request.body_exists:
+                ctx.body = await read_json_body(route, request, self.config.max_json_body_bytes)
         return await handler(request)

@@ -1,4 +1,4 @@
-"""The delete audit trail's own sink: stderr, or a file every worker appends to.
+"""The audit trail's own sink: stderr, or a file every worker appends to.
 
 Each record is one JSON line written with a single ``write`` on a file
 opened with O_APPEND, so the lines of several workers never interleave.
@@ -32,7 +32,7 @@ class AuditSink:
 
     def write(self, record: Mapping[str, Any]) -> None:
         at = datetime.fromtimestamp(float(record["time"]), UTC).isoformat(timespec="milliseconds")
-        entry = {"audit": "image.delete", "at": at, **record}
+        entry = {"audit": f"image.{record.get('route')}", "at": at, **record}
         line = json.dumps(entry, separators=(",", ":")) + "\n"
         if self._fd is None:
             sys.stderr.write(line)

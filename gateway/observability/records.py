@@ -1,4 +1,4 @@
-"""What one finished request was: the access record, and the audit record of a delete.
+"""What one finished request was: the access record, and the audit record of an image API call.
 
 Both are built from the RequestContext the chain filled in, never from the
 request's headers, so the token cannot end up in either.
@@ -15,8 +15,8 @@ from gateway.http.upstream import UPSTREAM_CAUSE_PREFIX
 from gateway.middleware.context import RequestContext
 from gateway.ratelimit.limiter import LIMITER_UNAVAILABLE
 
-# The route whose every decision is audited.
-AUDITED_ROUTE = "image:delete"
+# The route whose successful calls are "deleted" in the audit trail.
+DELETE_ROUTE = "delete_image"
 
 # nginx's "client closed request": the client went away before the answer.
 CLIENT_CLOSED = 499
@@ -165,22 +165,26 @@ def access_record(
     )
 
 
-def delete_outcome(record: AccessRecord) -> str:
+def audit_outcome(record: AccessRecord) -> str:
     if record.decision == "forwarded":
-        return "deleted" if 200 <= record.status < 300 else "refused_by_backend"
+        if not 200 <= record.status < 300:
+            return "refused_by_backend"
+        return "deleted" if record.route == DELETE_ROUTE else "succeeded"
     return record.decision
 
 
 def audit_record(record: AccessRecord) -> dict[str, Any]:
-    """Who tried to delete which image, and what came of it."""
+    """Who tried which operation on which image, and what came of it."""
     return {
         "time": record.time,
+        "route": record.route,
+        "method": record.method,
         "request_id": record.request_id,
         "global_request_id": record.global_request_id,
         "user": record.user,
         "project": record.project,
         "image_id": record.image_id,
-        "outcome": delete_outcome(record),
+        "outcome": audit_outcome(record),
         "status": record.status,
         "upstream_status": record.upstream_status,
         "reason": record.reason,

@@ -108,11 +108,15 @@ class RateLimiter:
         self.rejections: Counter[str] = Counter()
         self.shadow_rejections: Counter[str] = Counter()
 
-    def matching(self, method: str, path: str) -> tuple[RateLimitRule, ...]:
+    def matching(
+        self, method: str, path: str, route: str | None = None
+    ) -> tuple[RateLimitRule, ...]:
         return tuple(
             rule
             for rule, pattern in self._rules
-            if ("*" in rule.methods or method in rule.methods) and pattern.search(path)
+            if ("*" in rule.methods or method in rule.methods)
+            and (not rule.routes or route in rule.routes)
+            and pattern.search(path)
         )
 
     @staticmethod
@@ -145,9 +149,15 @@ class RateLimiter:
         ]
 
     async def decide(
-        self, method: str, path: str, identity: Identity, client_ip: str, request_id: str
+        self,
+        method: str,
+        path: str,
+        identity: Identity,
+        client_ip: str,
+        request_id: str,
+        route: str | None = None,
     ) -> LimitDecision | None:
-        rules = self.matching(method, path)
+        rules = self.matching(method, path, route)
         if not rules:
             return None
         checks = self._checks(rules, identity, client_ip)

@@ -22,11 +22,11 @@ from tests.conftest import Client, GatewayFactory, Keys, TokenFactory, config_da
 REPO = Path(__file__).resolve().parents[2]
 
 RACKSPACE = {
-    "image:delete": "role:admin or (role:cloudImages:admin and project_id:%(owner)s)",
+    "delete_image": "role:admin or (role:cloudImages:admin and project_id:%(owner)s)",
 }
 GLANCE = {
     "context_is_admin": "role:admin",
-    "image:delete": "rule:context_is_admin or (role:member and project_id:%(owner)s)",
+    "delete_image": "rule:context_is_admin or (role:member and project_id:%(owner)s)",
 }
 
 
@@ -54,7 +54,7 @@ def test_both_reference_policies(
     own: bool,
     other: bool,
 ) -> None:
-    rule = compile_rules(rules)["image:delete"]
+    rule = compile_rules(rules)["delete_image"]
     assert rule.evaluate(subject(*who)) is before_owner, "decided on roles alone, or unknown"
     assert rule.evaluate(subject(*who, owner="p1")) is own
     assert rule.evaluate(subject(*who, owner="p2")) is other
@@ -70,15 +70,15 @@ def test_not_and_constants() -> None:
 @pytest.mark.parametrize(
     ("rules", "message"),
     [
-        ({"image:delete": "role:admin or"}, "rule 'image:delete': the rule ends too early"),
-        ({"image:delete": "role:admin and and role:x"}, "rule 'image:delete': unknown check 'and'"),
-        ({"image:delete": "(role:admin"}, "rule 'image:delete'"),
-        ({"image:delete": "role:admin)"}, "unexpected ')'"),
-        ({"image:delete": "rule:missing"}, "refers to rule:missing, which is not defined"),
-        ({"image:delete": "rule:a", "a": "rule:image:delete"}, "cycle"),
-        ({"image:delete": "__import__('os')"}, "unknown check"),
-        ({"image:delete": "project_id:%(owner)s.__class__"}, "unknown check"),
-        ({"image:delete": ""}, "the rule is empty"),
+        ({"delete_image": "role:admin or"}, "rule 'delete_image': the rule ends too early"),
+        ({"delete_image": "role:admin and and role:x"}, "rule 'delete_image': unknown check 'and'"),
+        ({"delete_image": "(role:admin"}, "rule 'delete_image'"),
+        ({"delete_image": "role:admin)"}, "unexpected ')'"),
+        ({"delete_image": "rule:missing"}, "refers to rule:missing, which is not defined"),
+        ({"delete_image": "rule:a", "a": "rule:delete_image"}, "cycle"),
+        ({"delete_image": "__import__('os')"}, "unknown check"),
+        ({"delete_image": "project_id:%(owner)s.__class__"}, "unknown check"),
+        ({"delete_image": ""}, "the rule is empty"),
     ],
 )
 def test_malformed_rules_name_the_rule(rules: dict[str, str], message: str) -> None:
@@ -103,13 +103,13 @@ def write_config(tmp_path: Path, keys: Keys, **authorization: Any) -> Path:
     ("policy", "message"),
     [
         (
-            "image:delete: 'role:admin or or'\n",
-            "authorization: rule 'image:delete': unknown check 'or'",
+            "delete_image: 'role:admin or or'\n",
+            "authorization: rule 'delete_image': unknown check 'or'",
         ),
-        ("image:delete: 'rule:nope'\n", "authorization: rule 'image:delete': refers to rule:nope"),
+        ("delete_image: 'rule:nope'\n", "authorization: rule 'delete_image': refers to rule:nope"),
         ("- a list\n", "must map rule names to rules"),
-        ("image:delete: [unclosed\n", "is not valid YAML"),
-        ("image:delete: {check: '@', shadow: maybe}\n", "authorization.rules.image:delete.shadow"),
+        ("delete_image: [unclosed\n", "is not valid YAML"),
+        ("delete_image: {check: '@', shadow: maybe}\n", "authorization.rules.delete_image.shadow"),
         ("image:delte: '@'\n", "rule 'image:delte' is named like a route, but none is"),
     ],
 )
@@ -127,10 +127,10 @@ def test_check_config_reports_a_missing_policy_file_and_a_rule_defined_twice(
 ) -> None:
     assert main(["check-config", str(write_config(tmp_path, keys, policy_file="nope.yaml"))]) == 2
     assert "cannot read policy_file" in capsys.readouterr().err
-    (tmp_path / "policy.yaml").write_text("image:delete: '@'\n")
-    both = write_config(tmp_path, keys, policy_file="policy.yaml", rules={"image:delete": "!"})
+    (tmp_path / "policy.yaml").write_text("delete_image: '@'\n")
+    both = write_config(tmp_path, keys, policy_file="policy.yaml", rules={"delete_image": "!"})
     assert main(["check-config", str(both)]) == 2
-    assert "rule 'image:delete' is in both policy_file and rules" in capsys.readouterr().err
+    assert "rule 'delete_image' is in both policy_file and rules" in capsys.readouterr().err
 
 
 def test_check_config_accepts_the_glance_policy_file(
@@ -152,7 +152,7 @@ def rule_gateway(make_gateway: GatewayFactory, store_server: TestServer) -> Rule
     async def make(**rule: Any) -> Client:
         return await make_gateway(
             str(store_server.make_url("")).rstrip("/"),
-            authorization={"rules": {"image:delete": rule}},
+            authorization={"rules": {"delete_image": rule}},
         )
 
     return make
@@ -166,7 +166,7 @@ async def delete(client: Client, image_id: str, tok: str) -> int:
 async def test_rackspace_rule_from_config_keeps_404_vs_403(
     rule_gateway: RuleGateway, store_app: web.Application, token: TokenFactory
 ) -> None:
-    client = await rule_gateway(check=RACKSPACE["image:delete"])
+    client = await rule_gateway(check=RACKSPACE["delete_image"])
     mine = add_image(store_app, owner="project-a")
     private = add_image(store_app, owner="project-b")
     public = add_image(store_app, owner="project-b", visibility="public")
@@ -183,19 +183,19 @@ async def test_shadow_rule_logs_and_counts_and_lets_it_through(
     token: TokenFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    client = await rule_gateway(check=RACKSPACE["image:delete"], shadow=True)
+    client = await rule_gateway(check=RACKSPACE["delete_image"], shadow=True)
     assert client.app is not None
     policy = client.app[GATEWAY].policy
     image = add_image(store_app, owner="project-a")
     with caplog.at_level(logging.WARNING, logger="gateway.authorization"):
         assert await delete(client, image.id, token(roles=["cloudImages:observer"])) == 204
     assert image.id not in store_app[IMAGES]
-    assert policy.shadow_refusals["image:delete"] == 1
-    (record,) = [r for r in caplog.records if "shadow rule image:delete" in r.getMessage()]
+    assert policy.shadow_refusals["delete_image"] == 1
+    (record,) = [r for r in caplog.records if "shadow rule delete_image" in r.getMessage()]
     assert "would refuse 403" in record.getMessage()
     allowed = add_image(store_app, owner="project-a")
     assert await delete(client, allowed.id, token()) == 204
-    assert policy.shadow_refusals["image:delete"] == 1, "an allowed request is not counted"
+    assert policy.shadow_refusals["delete_image"] == 1, "an allowed request is not counted"
     assert [r.method for r in store_app[RECEIVED]].count("DELETE") == 2
 
 
@@ -212,14 +212,14 @@ def test_shipped_policies_are_the_reference_policies(policy: str, expected: dict
     reference = compile_rules(expected)
     for who in [("admin",), ("member", "reader"), ("cloudimages:admin",), ("reader",)]:
         for owner in (None, "p1", "p2"):
-            assert rules["image:delete"].evaluate(subject(*who, owner=owner)) is reference[
-                "image:delete"
+            assert rules["delete_image"].evaluate(subject(*who, owner=owner)) is reference[
+                "delete_image"
             ].evaluate(subject(*who, owner=owner))
 
 
 def test_a_rule_given_twice_in_the_policy_file_is_refused(
     tmp_path: Path, keys: Keys, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "policy.yaml").write_text("image:delete: '@'\nimage:delete: '!'\n")
+    (tmp_path / "policy.yaml").write_text("delete_image: '@'\ndelete_image: '!'\n")
     assert main(["check-config", str(write_config(tmp_path, keys, policy_file="policy.yaml"))]) == 2
-    assert "key 'image:delete' is given twice" in capsys.readouterr().err
+    assert "key 'delete_image' is given twice" in capsys.readouterr().err

@@ -61,8 +61,9 @@ async def test_each_refusal_names_its_step(
 ) -> None:
     hidden = add_image(store_app, owner="project-b")
     cases = {
-        ("GET", f"/v2/images/{hidden.id}", token()): (
-            "route", "405: Method GET is not allowed on this resource. Allowed: DELETE."),
+        ("PUT", f"/v2/images/{hidden.id}", token()): (
+            "route",
+            "405: Method PUT is not allowed on this resource. Allowed: DELETE, GET, PATCH."),
         ("DELETE", "/v2/flavors/1", token()): ("route", "404: The resource could not be found."),
         ("DELETE", "/v2/images/not-a-uuid", token()): (
             "route", "400: Invalid image_id: must be a UUID. Expected 8-4-4-4-12"),
@@ -70,9 +71,9 @@ async def test_each_refusal_names_its_step(
             "authentication", "401: The request you have made requires authentication. "
             "The token has expired."),
         ("DELETE", f"/v2/images/{hidden.id}", token(roles=["cloudImages:observer"])): (
-            "authorization", "403: rule image:delete"),
+            "authorization", "403: rule delete_image"),
         ("DELETE", f"/v2/images/{hidden.id}", token()): (
-            "authorization", "404: rule image:delete"),
+            "authorization", "404: rule delete_image"),
     }  # fmt: skip
     for (method, path, tok), (name, why) in cases.items():
         result = await explain_for(tok, method, path)

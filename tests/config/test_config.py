@@ -55,7 +55,7 @@ def test_shipped_demo_config_loads() -> None:
     assert config.rate_limit.store == "memory"
     assert [r.name for r in config.rate_limit.rules] == ["image-deletes"]
     assert config.rate_limit.rules[0].period_seconds == 60
-    assert set(config.authorization.routes) == {"image:delete"}
+    assert set(config.authorization.routes) == {"delete_image"}
 
 
 def test_shipped_demo_config_takes_its_secret_from_the_environment() -> None:

@@ -138,7 +138,7 @@ def test_explain_against_glance_forwards_nothing(
 
     bob = explain(BOB)
     assert bob.returncode == 1, bob.stderr
-    assert "authorization   STOP  404: rule image:delete" in bob.stdout
+    assert "authorization   STOP  404: rule delete_image" in bob.stdout
     assert "belongs to project project-a, visibility private" in bob.stdout
     alice = explain(ALICE)
     assert alice.returncode == 0, alice.stderr

@@ -50,7 +50,7 @@ async def test_one_json_access_line_per_request_with_the_outcome(
     assert str(first["time"]).endswith("+00:00")
     for name, value in {
         "method": "DELETE",
-        "route": "image:delete",
+        "route": "delete_image",
         "image_id": image.id,
         "project": "project-a",
         "user": "alice",

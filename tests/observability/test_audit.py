@@ -50,7 +50,7 @@ async def test_every_delete_decision_is_audited_to_the_file_sink(
         "deleted",
     ]
     deleted = records[3]
-    assert deleted["audit"] == "image.delete"
+    assert deleted["audit"] == "image.delete_image"
     assert (deleted["user"], deleted["project"], deleted["image_id"]) == (
         "alice",
         "project-a",

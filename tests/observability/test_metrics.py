@@ -16,7 +16,7 @@ from tests.conftest import ScriptedUpstream, TokenFactory, free_port
 from tests.observed import ObservedFactory, delete_new_image, sample_value
 from tests.test_app import delete
 
-DELETE_ROUTE = {"route": "image:delete", "method": "DELETE"}
+DELETE_ROUTE = {"route": "delete_image", "method": "DELETE"}
 
 
 async def test_requests_are_counted_by_route_method_status_and_decision(

@@ -16,14 +16,14 @@ __all__ = ["make_observed", "observe_standin"]
 async def test_shadow_policy_refusals_are_exported_by_rule(
     observe_standin: ObservedFactory, store_app: web.Application, token: TokenFactory
 ) -> None:
-    rule = {"check": RACKSPACE["image:delete"], "shadow": True}
-    observed = await observe_standin(authorization={"rules": {"image:delete": rule}})
+    rule = {"check": RACKSPACE["delete_image"], "shadow": True}
+    observed = await observe_standin(authorization={"rules": {"delete_image": rule}})
     observer = token(roles=["cloudImages:observer"])
     assert (await delete_new_image(observed, store_app, observer)).status == 204
     assert (await delete_new_image(observed, store_app, observer)).status == 204
     assert (await delete_new_image(observed, store_app, token())).status == 204
     name = "gateway_policy_shadow_refusals_total"
-    assert await observed.sample(name, rule="image:delete") == 2
+    assert await observed.sample(name, rule="delete_image") == 2
 
 
 async def test_revocation_resyncs_and_failures_are_exported(

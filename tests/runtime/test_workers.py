@@ -118,13 +118,13 @@ async def test_every_worker_is_counted_as_one_gateway(
 
             async def counted() -> float:
                 text = await (await client.get(f"{admin}/metrics")).text()
-                total = sample_value(text, "gateway_requests_total", route="image:delete")
+                total = sample_value(text, "gateway_requests_total", route="delete_image")
                 return total if total >= DELETES else 0
 
             assert await until(counted, f"{DELETES} deletes in /metrics") == DELETES
 
             async def deletes_seen() -> list[dict[str, Any]]:
-                found = [d for d in await decisions() if d["route"] == "image:delete"]
+                found = [d for d in await decisions() if d["route"] == "delete_image"]
                 return found if len(found) >= DELETES else []
 
             seen = await until(deletes_seen, "every delete on the dashboard")
@@ -369,7 +369,7 @@ async def test_every_audit_record_is_written_and_fed_under_load(
 
             async def counted() -> float:
                 text = await (await client.get(f"{admin}/metrics")).text()
-                total = sample_value(text, "gateway_requests_total", route="image:delete")
+                total = sample_value(text, "gateway_requests_total", route="delete_image")
                 return total if total >= UNDER_LOAD else 0
 
             assert await until(counted, "every delete in /metrics") == UNDER_LOAD

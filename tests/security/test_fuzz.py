@@ -25,8 +25,10 @@ from tests.security.conftest import LiveGateway, RawBackend, exchange, parse_res
 SEED = int(os.environ.get("FUZZ_SEED", "20261130"))
 REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "5000"))
 CONCURRENCY = 16
-# What the gateway may answer a client's mistakes with; 5xx is never the client's.
-EXPECTED = {200, 204, 400, 401, 403, 404, 405, 406, 408, 413, 417, 429, 508}
+# The backend here answers every request well, so nothing may be a 5xx but
+# the one a client earns: 508, a Via that already names the gateway (a loop).
+# A client's other mistakes are 4xx.
+EXPECTED_5XX = {508}
 RSS_GROWTH_LIMIT = 40 * 1024 * 1024
 
 ServeGateway = Callable[..., Awaitable[LiveGateway]]
@@ -139,7 +141,7 @@ async def test_fuzzed_requests_never_get_a_5xx_a_traceback_or_a_hang(
             return
         status = parse_response(raw).status
         statuses[status] += 1
-        assert status in EXPECTED, (status, data[:300], raw[:300])
+        assert 200 <= status < 500 or status in EXPECTED_5XX, (status, data[:300], raw[:300])
         assert b"Traceback" not in raw
 
     async def send_all(batch: list[bytes]) -> None:

@@ -1,0 +1,84 @@
+"""Links the backend writes about itself, pointed at the gateway instead.
+
+Glance builds the ``href`` of its version documents and its ``Location``
+headers from the Host it was asked on, which behind the gateway is the
+backend's own address: a client that followed one would go around the
+gateway, or nowhere. Every such link is rewritten to the gateway's public
+base URL (``listen.public_url``, else the scheme and Host of the request).
+The ``X-Forwarded-*`` headers let a backend that reads them (oslo's
+``http_proxy_to_wsgi``) build the right links itself; the rewrite then finds
+nothing to change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from gateway.http.client_ip import IPNetwork, is_trusted_proxy
+
+# Client headers about the path a request took: ours to write, never the
+# client's to pass on (a backend that trusts them builds links from them).
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
+
+
+class PublicLinks:
+    def __init__(
+        self, public_url: str | None, upstream_url: str, trusted_proxies: Sequence[IPNetwork]
+    ) -> None:
+        self.public_url = public_url
+        self.upstream_url = upstream_url.rstrip("/")
+        self.trusted_proxies = trusted_proxies
+
+    def base(self, request: web.Request) -> str:
+        """The gateway's address as this client reached it."""
+        if self.public_url is not None:
+            return self.public_url
+        return f"{request.scheme}://{request.host}"
+
+    def rewrite(self, url: str, base: str) -> str:
+        """A URL at the backend's address, moved to ``base``; any other unchanged."""
+        upstream = self.upstream_url
+        if url == upstream or url.startswith(upstream + "/"):
+            return base + url[len(upstream) :]
+        return url
+
+    def rewrite_document(self, body: bytes, base: str) -> bytes | None:
+        """A JSON document with every ``href`` rewritten; None if it is not JSON."""
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return json.dumps(self._walk(document, base)).encode()
+
+    def _walk(self, value: Any, base: str) -> Any:
+        if isinstance(value, dict):
+            return {
+                key: self.rewrite(item, base)
+                if key == "href" and isinstance(item, str)
+                else self._walk(item, base)
+                for key, item in value.items()
+            }
+        if isinstance(value, list):
+            return [self._walk(item, base) for item in value]
+        return value
+
+    def forwarded_headers(self, request: web.Request) -> dict[str, str]:
+        """X-Forwarded-For/-Proto/-Host for the backend, as the client reached us.
+
+        The client's own X-Forwarded-For is kept only from a trusted proxy,
+        as the rate limiter believes it.
+        """
+        peer = request.remote or ""
+        chain = [peer]
+        if is_trusted_proxy(peer, self.trusted_proxies):
+            chain = [*request.headers.getall("X-Forwarded-For", []), peer]
+        proto, _, host = self.base(request).partition("://")
+        return {
+            "X-Forwarded-For": ", ".join(chain),
+            "X-Forwarded-Proto": proto,
+            "X-Forwarded-Host": host.split("/", 1)[0],
+        }
