@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway.authn.authenticator import Authenticator
+from gateway.authn.keystone_tokens import KeystoneTokens
 from gateway.authn.revocation import (
     RedisRevocationStore,
     RevocationStore,
@@ -42,6 +44,7 @@ from gateway.observability.mirrors import mirror_counts
 from gateway.observability.readiness import (
     ConfigLoaded,
     KeysLoaded,
+    KeystoneReachable,
     Readiness,
     ReadinessCheck,
     RedisReachable,
@@ -64,6 +67,8 @@ class Gateway:
     upstream: UpstreamClient
     owners: ImageOwners
     verifier: TokenVerifier
+    # Opaque OpenStack tokens, when auth.keystone is configured.
+    keystone: KeystoneTokens | None
     limiter: RateLimiter
     metrics: GatewayMetrics
     # Where decisions go for the dashboard: this process's log, or the
@@ -118,6 +123,7 @@ def build_readiness(
     upstream: UpstreamClient,
     store: LimitStore,
     own: Sequence[ReadinessCheck],
+    keystone: KeystoneTokens | None = None,
 ) -> Readiness:
     """The checks every process shares, and ``own``: what this process knows of
     itself (a worker: its keys and revocations; the supervisor: its workers')."""
@@ -125,6 +131,8 @@ def build_readiness(
         [ConfigLoaded(config), *own, UpstreamReachable(upstream)],
         timeout=config.upstream.connect_timeout,
     )
+    if keystone is not None:
+        readiness.add(KeystoneReachable(keystone.client))
     if isinstance(store, RedisStore):
         readiness.add(RedisReachable(store.client))
     return readiness
@@ -132,7 +140,10 @@ def build_readiness(
 
 def worker_checks(verifier: TokenVerifier, revocations: RevocationStore) -> list[ReadinessCheck]:
     """What only the process that serves can tell: its keys, its revocations."""
-    checks: list[ReadinessCheck] = [KeysLoaded(verifier.usable_key_count)]
+    checks: list[ReadinessCheck] = []
+    if verifier.issuers:
+        # Keys only when some issuer signs tokens (not Keystone alone).
+        checks.append(KeysLoaded(verifier.usable_key_count))
     if isinstance(revocations, RedisRevocationStore):
         checks.append(RevocationSynced(revocations))
     return checks
@@ -152,6 +163,13 @@ def build_app(
     owners = ImageOwners(upstream, config.upstream)
     revocations = make_revocation_store(config.revocation)
     verifier = TokenVerifier(config.auth, revocations.revocations)
+    keystone = None
+    if config.auth.keystone is not None:
+        keystone = KeystoneTokens(
+            config.auth.keystone,
+            revocations.revocations,
+            max_token_bytes=config.auth.max_token_bytes,
+        )
     policy = Policy(config.authorization)
     limiter = make_limiter(
         config.rate_limit, store or make_store(config.rate_limit), counting=dry_run is None
@@ -168,6 +186,7 @@ def build_app(
     mirror_counts(
         metrics,
         verifier=verifier,
+        keystone=keystone,
         limiter=limiter,
         policy=policy,
         revocations=revocations,
@@ -185,7 +204,7 @@ def build_app(
             ViaMiddleware(config.via),
             HeaderHygieneMiddleware(boundary),
             RoutingMiddleware(routes, config.routes),
-            AuthenticationMiddleware(verifier, config.auth.realm),
+            AuthenticationMiddleware(Authenticator(verifier, keystone), config.auth.realm),
             RateLimitMiddleware(limiter),
             AuthorizationMiddleware(
                 policy, owners if dry_run is None or dry_run.owner_lookup else None
@@ -203,13 +222,14 @@ def build_app(
     forward = proxy.handle if dry_run is None else dry_run.forward
     routes.register(app.router, forward, {"limits:read": LimitsEndpoint(limiter).handle})
     readiness = build_readiness(
-        config, upstream, limiter.store, worker_checks(verifier, revocations)
+        config, upstream, limiter.store, worker_checks(verifier, revocations), keystone
     )
     app[GATEWAY] = Gateway(
         config,
         upstream,
         owners,
         verifier,
+        keystone,
         limiter,
         metrics,
         feed,
@@ -249,11 +269,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     # Keys and revocations are current before the first request is served.
     await gateway.revocations.open()
     await gateway.verifier.open()
+    if gateway.keystone is not None:
+        await gateway.keystone.open()
     gateway.limiter.start()
     # Counts kept by the parts reach Prometheus even when no request comes.
     mirrors = asyncio.get_running_loop().create_task(_sync_mirrors(gateway.metrics))
     yield
     mirrors.cancel()
+    if gateway.keystone is not None:
+        await gateway.keystone.close()
     await gateway.verifier.close()
     await gateway.revocations.close()
     await gateway.feed.close()

@@ -59,7 +59,7 @@ def build_admin_app(config: AdminConfig, sources: AdminSources) -> web.Applicati
     if config.token is not None:
         middlewares.append(AdminTokenMiddleware(config.token.get_secret_value()))
     app = web.Application(middlewares=middlewares)
-    dashboard = Dashboard(sources.decisions, sources.readiness)
+    dashboard = Dashboard(sources.decisions, sources.readiness, sources.registry)
     pages = (
         Page("overview", "Overview", dashboard.overview, ("overview",)),
         Page("limits", "Rate limits", dashboard.limits, ("limits",)),

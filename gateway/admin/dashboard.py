@@ -16,7 +16,9 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
+from gateway.admin.keystone_stats import keystone_stats
 from gateway.http.faults import GatewayFault
 from gateway.http.routes import Handler
 from gateway.observability.decisions import DecisionLog
@@ -33,12 +35,16 @@ Context = dict[str, Any]
 class Dashboard:
     decisions: DecisionLog
     readiness: Readiness
+    registry: CollectorRegistry
 
     async def overview(self, request: web.Request) -> Context:
+        health = await self.readiness.report()
         return {
             "overview": self.decisions.overview(),
-            "health": await self.readiness.report(),
+            "health": health,
             "recent": self.decisions.search(limit=10),
+            # Only a gateway that trusts Keystone has a Keystone check.
+            "keystone": keystone_stats(self.registry) if "keystone" in health["checks"] else None,
         }
 
     async def limits(self, request: web.Request) -> Context:

@@ -28,18 +28,46 @@ class Identity:
     project_domain_id: str | None = None
     user_name: str | None = None
     user_domain_id: str | None = None
+    # Known for Keystone tokens (keystonemiddleware sends them too).
+    project_domain_name: str | None = None
+    user_domain_name: str | None = None
+    is_admin_project: bool | None = None
+    # The service token's identity, when a service called on a user's behalf.
+    service: Identity | None = None
 
     def has_any_role(self, roles: frozenset[str]) -> bool:
         return not self.roles.isdisjoint(roles)
 
 
 # Identity fields keystonemiddleware sends when it knows them, by header.
-OPTIONAL_HEADERS = {
+OPTIONAL_HEADERS: dict[str, str] = {
     "project_name": "X-Project-Name",
     "project_domain_id": "X-Project-Domain-Id",
     "user_name": "X-User-Name",
     "user_domain_id": "X-User-Domain-Id",
 }
+
+
+# What only a Keystone token tells, by header.
+KEYSTONE_HEADERS: dict[str, str] = {
+    "project_domain_name": "X-Project-Domain-Name",
+    "user_domain_name": "X-User-Domain-Name",
+}
+_FIELD_HEADERS = OPTIONAL_HEADERS | KEYSTONE_HEADERS
+
+
+def _service_headers(service: Identity) -> dict[str, str]:
+    headers = {
+        "X-Service-Identity-Status": "Confirmed",
+        "X-Service-Project-Id": service.project_id,
+        "X-Service-User-Id": service.user_id,
+        "X-Service-Roles": ",".join(sorted(service.roles)),
+    }
+    for field, header in _FIELD_HEADERS.items():
+        value = getattr(service, field)
+        if value is not None:
+            headers[header.replace("X-", "X-Service-", 1)] = value
+    return headers
 
 
 def backend_roles(roles: frozenset[str], mapping: Mapping[str, Sequence[str]]) -> list[str]:
@@ -66,8 +94,12 @@ def identity_headers(
             "X-OpenStack-Request-Id": request_id,
         }
     )
-    for field, header in OPTIONAL_HEADERS.items():
+    for field, header in _FIELD_HEADERS.items():
         value = getattr(identity, field)
         if value is not None:
             headers[header] = value
+    if identity.is_admin_project is not None:
+        headers["X-Is-Admin-Project"] = str(identity.is_admin_project)
+    if identity.service is not None:
+        headers.update(_service_headers(identity.service))
     return headers

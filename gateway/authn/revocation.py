@@ -31,7 +31,8 @@ from gateway.config import RedisConfig, RevocationConfig
 
 log = logging.getLogger("gateway.authn.revocation")
 
-Kind = Literal["jti", "user", "project"]
+# "token": a Keystone token, by its keyed hash (it has no jti).
+Kind = Literal["jti", "token", "user", "project"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
@@ -96,19 +97,20 @@ class RevocationList:
         self,
         *,
         jti: str | None,
+        token: str | None = None,
         user: str,
         project: str,
         issued_at: float | None,
         now: float,
     ) -> str | None:
         """Why the token is revoked, or None. A token without iat is older than any revocation."""
-        for kind, subject in (("jti", jti), ("user", user), ("project", project)):
+        for kind, subject in (("jti", jti), ("token", token), ("user", user), ("project", project)):
             if subject is None:
                 continue
             entry = self._entries.get((kind, subject))  # type: ignore[arg-type]
             if entry is None or entry.expires_at <= now:
                 continue
-            if kind == "jti" or issued_at is None or issued_at <= entry.revoked_at:
+            if kind in ("jti", "token") or issued_at is None or issued_at <= entry.revoked_at:
                 return f"its {kind} was revoked"
         return None
 

@@ -72,13 +72,13 @@ def claim_at(claims: Mapping[str, Any], path: str) -> Any:
 # Identity values become header values upstream: no control characters (a
 # header cannot carry them), and no comma in a role, which X-Roles would split
 # into two roles for the backend while the gateway saw one.
-_HEADER_SAFE = re.compile(r"\A[^\x00-\x1f\x7f]+\Z")
+HEADER_SAFE = re.compile(r"\A[^\x00-\x1f\x7f]+\Z")
 # Project and user ids become rate-limit keys, audit fields, header values
 # and URL path segments (the membership look-up): Keystone's hex ids, UUIDs,
 # names and e-mail addresses fit; "/", "%", "?", "#", ",", spaces and a
 # leading "." (".." is a path step) do not.
 SUBJECT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._~@:+=-]{0,254}")
-_ROLE = re.compile(r"\A[^\x00-\x1f\x7f,]+\Z")
+ROLE_NAME = re.compile(r"\A[^\x00-\x1f\x7f,]+\Z")
 
 
 def identity_from_claims(claims: Mapping[str, Any], paths: ClaimPaths) -> Identity:
@@ -100,13 +100,13 @@ def identity_from_claims(claims: Mapping[str, Any], paths: ClaimPaths) -> Identi
         roles = roles.replace(",", " ").split()
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidToken("The token's roles are not a list of strings.")
-    if not all(_ROLE.match(r) for r in roles):
+    if not all(ROLE_NAME.match(r) for r in roles):
         raise InvalidToken("A role in the token is empty or holds a comma or control character.")
-    optional = {}
+    optional: dict[str, Any] = {}
     for field in OPTIONAL_HEADERS:
         path = getattr(paths, field)
         value = None if path is None else claim_at(claims, path)
-        if value is not None and not (isinstance(value, str) and _HEADER_SAFE.match(value)):
+        if value is not None and not (isinstance(value, str) and HEADER_SAFE.match(value)):
             raise InvalidToken(f"The token's {path} claim is not a plain string.")
         optional[field] = value
     return Identity(

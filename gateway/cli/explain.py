@@ -24,6 +24,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.app import GATEWAY, DryRun, build_app
+from gateway.authn.keystone_token import KeystoneToken
 from gateway.authn.tokens import TokenVerifier, VerifiedToken
 from gateway.config import GatewayConfig
 from gateway.http.proxy import upstream_request_headers, upstream_target
@@ -93,6 +94,16 @@ class Recorder:
         return web.Response(status=204)
 
 
+def _keystone_token_why(verified: KeystoneToken) -> str:
+    identity = verified.identity
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(verified.expires_at))
+    return (
+        f"Keystone token; project {identity.project_id} ({identity.project_name}), "
+        f"user {identity.user_id} ({identity.user_name}), "
+        f"roles [{', '.join(sorted(identity.roles))}]; expires {expires}; not revoked"
+    )
+
+
 def _token_why(verified: VerifiedToken, verifier: TokenVerifier) -> str:
     claims = next(i for i in verifier.issuers if i.config.issuer == verified.issuer).config.claims
     key = verified.key
@@ -116,6 +127,8 @@ def _passed(step: str, ctx: RequestContext, verifier: TokenVerifier) -> tuple[Ou
         return True, f"{ctx.route.name} ({shown})"
     if step == "authentication":
         assert ctx.token is not None
+        if isinstance(ctx.token, KeystoneToken):
+            return True, _keystone_token_why(ctx.token)
         return True, _token_why(ctx.token, verifier)
     if step == "rate limit":
         decision = ctx.rate_limit

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway import __version__
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.ratelimit.commands import add_limits_commands, run_limits_command
 
 
@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--config", required=True, type=Path)
     whom = revoke.add_mutually_exclusive_group(required=True)
     whom.add_argument("--jti", help="the token's jti claim")
+    whom.add_argument(
+        "--token",
+        help="a Keystone token (kept as its keyed hash; needs auth.keystone.shared_cache)",
+    )
     whom.add_argument("--user", help="every token of this user issued until now")
     whom.add_argument("--project", help="every token of this project issued until now")
     revoke.add_argument(
@@ -89,6 +93,20 @@ def _explain(args: argparse.Namespace) -> int:
     return {True: 0, False: 1, None: 3}[result.outcome]
 
 
+def _keystone_token_hash(config: GatewayConfig, token: str) -> str:
+    """The keyed hash every gateway sharing the Keystone cache secret checks tokens by."""
+    from gateway.authn.sealed_entries import TokenSealer
+
+    keystone = config.auth.keystone
+    if keystone is None or keystone.shared_cache is None:
+        raise ValueError(
+            "--token revokes a Keystone token by its keyed hash, whose key is"
+            " auth.keystone.shared_cache.secret: configure it"
+        )
+    secret = keystone.shared_cache.secret.get_secret_value().encode()
+    return TokenSealer(secret).digest(token.strip()).hex()
+
+
 def _revoke(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -104,6 +122,8 @@ def _revoke(args: argparse.Namespace) -> int:
         )
     kind = next(k for k in KINDS if getattr(args, k) is not None)
     subject = getattr(args, kind)
+    if kind == "token":
+        subject = _keystone_token_hash(config, subject)
     expires_at = None if args.expires_at is None else args.expires_at + config.auth.leeway
     revocation = revocation_for(
         kind, subject, config.revocation, expires_at=expires_at, ttl=args.ttl
@@ -122,7 +142,8 @@ def _revoke(args: argparse.Namespace) -> int:
         print(f"image-gateway: the revocation was not written: {exc}", file=sys.stderr)
         return 1
     until = revocation.expires_at - revocation.revoked_at
-    print(f"revoked {kind} {subject} for {until:.0f} s")
+    shown = "(hash) " + subject[:16] if kind == "token" else subject
+    print(f"revoked {kind} {shown} for {until:.0f} s")
     return 0
 
 

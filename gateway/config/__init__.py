@@ -8,7 +8,8 @@ Secrets stay out of the file: any string value may be ``${NAME}`` or
 ``${NAME:-default}``, read from the environment at load time.
 
 One module a concern: ``listen`` (listen, via), ``upstream``, ``keys`` (key
-material), ``auth`` (issuers, JWKS, claims), ``authorization`` (policy),
+material), ``auth`` (issuers, JWKS, claims), ``keystone`` (Keystone v3
+validation), ``authorization`` (policy),
 ``redis`` (the topology ``rate_limit`` and ``revocation`` share),
 ``rate_limit``, ``revocation``, ``routes`` (which operations are served),
 ``observability`` (logging, admin, audit),
@@ -29,6 +30,12 @@ from gateway.config.keys import (
     DevSigningKey,
     JwtPublicKey,
     VerificationKey,
+)
+from gateway.config.keystone import (
+    ApplicationCredential,
+    KeystoneConfig,
+    PasswordCredential,
+    SharedTokenCache,
 )
 from gateway.config.listen import ListenConfig, ViaConfig
 from gateway.config.loader import ConfigError, load_config, parse_config
@@ -53,6 +60,7 @@ __all__ = [
     "UNIT_SECONDS",
     "AdminConfig",
     "Algorithm",
+    "ApplicationCredential",
     "AuditConfig",
     "AuthConfig",
     "AuthorizationConfig",
@@ -64,8 +72,10 @@ __all__ = [
     "IssuerConfig",
     "JwksConfig",
     "JwtPublicKey",
+    "KeystoneConfig",
     "ListenConfig",
     "LoggingConfig",
+    "PasswordCredential",
     "PolicyRule",
     "PositiveFloat",
     "PositiveInt",
@@ -76,6 +86,7 @@ __all__ = [
     "RouteRoles",
     "RoutesConfig",
     "ServiceIdentity",
+    "SharedTokenCache",
     "UpstreamConfig",
     "VerificationKey",
     "ViaConfig",

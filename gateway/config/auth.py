@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.config._base import PositiveFloat, PositiveInt, _http_url, _Section
 from gateway.config.keys import HMAC_ALGORITHMS, Algorithm, DevSigningKey, VerificationKey
+from gateway.config.keystone import KeystoneConfig
 
 
 class ClaimPaths(_Section):
@@ -107,6 +108,8 @@ class AuthConfig(_Section):
     max_token_bytes: PositiveInt = 8192
     token_cache_size: int = Field(default=10000, ge=0)
     dev_signing_key: DevSigningKey | None = None
+    # Opaque OpenStack tokens, validated at Keystone v3 (beside any JWT issuer).
+    keystone: KeystoneConfig | None = None
 
     _exp_always_required = field_validator("required_claims")(_with_exp)
 
@@ -127,8 +130,10 @@ class AuthConfig(_Section):
 
     @model_validator(mode="after")
     def _issuers_distinct(self) -> Self:
-        if not self.keys and self.jwks is None and not self.issuers:
-            raise ValueError("trust at least one issuer: give keys or jwks, or list issuers")
+        if not self.keys and self.jwks is None and not self.issuers and self.keystone is None:
+            raise ValueError(
+                "trust at least one issuer: give keys or jwks, list issuers, or give keystone"
+            )
         top_level_named = self.issuer is not None or self.audience is not None
         if top_level_named and not self.keys and self.jwks is None:
             raise ValueError("issuer and audience at the top level need keys or jwks there")

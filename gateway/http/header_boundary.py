@@ -127,4 +127,4 @@ _MAX_LOGGED_NAME = 64
 
 # Sent by every legitimate client and read by the authentication step; not a
 # spoofing attempt (their look-alikes, X_Auth_Token say, are).
-_CREDENTIALS = frozenset({"x-auth-token", "authorization"})
+_CREDENTIALS = frozenset({"x-auth-token", "authorization", "x-service-token"})

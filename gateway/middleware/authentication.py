@@ -1,7 +1,7 @@
 """6. Authentication: the caller's token, from X-Auth-Token or a Bearer header.
 
 Malformed credentials are 400 and unusable ones 401, as RFC 6750 §3.1 has
-it (invalid_request vs invalid_token).
+it (invalid_request vs invalid_token). Keystone unable to answer is 503.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import re
 
 from aiohttp import web
 
-from gateway.authn.tokens import InvalidToken, TokenVerifier
+from gateway.authn.authenticator import Authenticator
+from gateway.authn.keystone_client import KeystoneUnavailable
+from gateway.authn.tokens import InvalidToken
 from gateway.http.faults import GatewayFault
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
@@ -24,7 +26,7 @@ _B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 
 
 class AuthenticationMiddleware(Middleware):
-    def __init__(self, verifier: TokenVerifier, realm: str) -> None:
+    def __init__(self, verifier: Authenticator, realm: str) -> None:
         # auth.realm is validated with the configuration (quotable as is).
         self.verifier = verifier
         self.realm = realm
@@ -45,9 +47,18 @@ class AuthenticationMiddleware(Middleware):
             return await handler(request)
         ctx.step = "authentication"
         token = self._credential(request)
+        service_token = request.headers.get("X-Service-Token")
         try:
             ctx.token = await self.verifier.inspect(token)
-            ctx.identity = ctx.token.identity
+            ctx.identity = await self.verifier.with_service(ctx.token.identity, service_token)
+        except KeystoneUnavailable:
+            # Never a pass and never a 401: the token may well be good.
+            # (Logged once per interval by the Keystone validator.)
+            raise GatewayFault(
+                503,
+                "The identity service is unavailable; try again later.",
+                cause="keystone_unavailable",
+            ) from None
         except InvalidToken as exc:
             log.info("token refused: %s", exc, extra={"request_id": ctx.request_id})
             raise GatewayFault(

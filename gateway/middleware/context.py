@@ -15,6 +15,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.authn.identity import Identity
+from gateway.authn.keystone_token import KeystoneToken
 from gateway.authn.tokens import VerifiedToken
 from gateway.authz.policy import PolicyDecision
 from gateway.http.faults import GatewayFault
@@ -36,7 +37,7 @@ class RequestContext:
     identity: Identity | None = None
     # The verified token the identity came from, and the policy's decision:
     # what ``explain`` reports of the authentication and authorization steps.
-    token: VerifiedToken | None = None
+    token: VerifiedToken | KeystoneToken | None = None
     policy: PolicyDecision | None = None
     # The last step of the chain the request entered: a fault raised on the
     # way in came from there.

@@ -18,6 +18,8 @@ from gateway.middleware.context import context_of
 
 log = logging.getLogger("gateway.headers")
 
+_CREDENTIALS = ("x-auth-token", "authorization", "x-service-token")
+
 
 class HeaderHygieneMiddleware(Middleware):
     def __init__(self, boundary: HeaderBoundary) -> None:

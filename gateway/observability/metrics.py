@@ -142,6 +142,31 @@ class GatewayMetrics:
         self.jwks_fetches = counter(
             "gateway_jwks_fetches", "Fetches of a JWKS key set, by outcome.", "outcome"
         )
+        self.keystone_validations = counter(
+            "gateway_keystone_validations",
+            "Keystone tokens validated at Keystone, by outcome (valid, refused, unavailable).",
+            "outcome",
+        )
+        self.keystone_cache = counter(
+            "gateway_keystone_token_cache_lookups",
+            "Keystone token look-ups by cache and result (local_hit, local_miss, shared_hit, "
+            "shared_tampered).",
+            "result",
+        )
+        self.keystone_shared_cache_errors = counter(
+            "gateway_keystone_shared_cache_errors",
+            "Reads or writes of the shared Keystone token cache that failed (Keystone asked).",
+        )
+        self.keystone_service_tokens = counter(
+            "gateway_keystone_service_tokens",
+            "Service tokens the gateway obtained from Keystone (start, renewal, after a 401).",
+        )
+        self.keystone_duration = Histogram(
+            "gateway_keystone_request_duration_seconds",
+            "Requests to Keystone (validations and service tokens), sent to answer read.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.upstream_errors = counter(
             "gateway_upstream_errors",
             "Backend failures, by kind (timeout, connect, disconnected, http_5xx, ...).",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from gateway.authn.keystone_tokens import KeystoneTokens
 from gateway.authn.revocation import RedisRevocationStore, RevocationStore
 from gateway.authn.tokens import TokenVerifier
 from gateway.authz.policy import Policy
@@ -23,6 +24,7 @@ def mirror_counts(
     metrics: GatewayMetrics,
     *,
     verifier: TokenVerifier,
+    keystone: KeystoneTokens | None = None,
     limiter: RateLimiter,
     policy: Policy,
     revocations: RevocationStore,
@@ -35,6 +37,9 @@ def mirror_counts(
     for key_set in verifier.key_sets:
         metrics.mirror(metrics.jwks_fetches.labels(outcome="ok"), key_set.successful_fetches)
         metrics.mirror(metrics.jwks_fetches.labels(outcome="error"), key_set.failed_fetches)
+
+    if keystone is not None:
+        _mirror_keystone(metrics, keystone)
 
     metrics.mirror(metrics.ratelimit_fail_open, lambda: limiter.fail_open_events)
     metrics.mirror(metrics.ratelimit_breaker_opened, lambda: limiter.breaker.opened)
@@ -70,3 +75,20 @@ def mirror_counts(
     metrics.mirror(
         refused.labels(reason="over_capacity"), lambda: client_limits.refused_connections
     )
+
+
+def _mirror_keystone(metrics: GatewayMetrics, keystone: KeystoneTokens) -> None:
+    validations = metrics.keystone_validations
+    metrics.mirror(validations.labels(outcome="valid"), lambda: keystone.accepted)
+    metrics.mirror(validations.labels(outcome="refused"), lambda: keystone.refused)
+    metrics.mirror(validations.labels(outcome="unavailable"), lambda: keystone.outages.count)
+    lookups = metrics.keystone_cache
+    metrics.mirror(lookups.labels(result="local_hit"), lambda: keystone.local.hits)
+    metrics.mirror(lookups.labels(result="local_miss"), lambda: keystone.local.misses)
+    metrics.mirror(metrics.keystone_service_tokens, lambda: keystone.client.service_token_issued)
+    shared = keystone.shared
+    if shared is not None:
+        metrics.mirror(lookups.labels(result="shared_hit"), lambda: shared.hits)
+        metrics.mirror(lookups.labels(result="shared_tampered"), lambda: shared.tampered)
+        metrics.mirror(metrics.keystone_shared_cache_errors, lambda: shared.failures)
+    keystone.client.observe_latency = metrics.keystone_duration.observe

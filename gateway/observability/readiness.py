@@ -8,14 +8,17 @@ stops, so ``/readyz`` turns false while in-flight requests still finish.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from gateway.authn.keystone_client import KeystoneClient, KeystoneUnavailable
 from gateway.authn.revocation import RedisRevocationStore
 from gateway.config import GatewayConfig
 from gateway.http.client import UpstreamError
@@ -89,6 +92,32 @@ class UpstreamReachable:
         except UpstreamError as exc:
             return ReadinessResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
         return ReadinessResult(status < 500, f"GET / answered {status}")
+
+
+class KeystoneReachable:
+    """Keystone answers, and the gateway holds a service token (obtaining one if it has none)."""
+
+    name = "keystone"
+
+    def __init__(self, client: KeystoneClient) -> None:
+        self.client = client
+
+    async def __call__(self) -> ReadinessResult:
+        try:
+            await self.client.service_token()
+            async with self.client.session.get(self.client.config.auth_url + "/v3") as response:
+                if response.status >= 500:
+                    return ReadinessResult(False, f"GET /v3 answered {response.status}")
+        except KeystoneUnavailable as exc:
+            return ReadinessResult(False, f"no service token: {exc}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return ReadinessResult(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        expires_at = self.client.service_token_expires_at
+        assert expires_at is not None
+        left = expires_at - time.time()
+        return ReadinessResult(
+            True, f"GET /v3 answered {response.status}; service token valid {left:.0f} s more"
+        )
 
 
 class RedisReachable:

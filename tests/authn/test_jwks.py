@@ -45,6 +45,8 @@ class KeyServer:
     # Signs tokens for kids the server does not hold (forgeries).
     stranger: rsa.RSAPrivateKey = field(default_factory=lambda: _rsa_key())
     fetches: int = 0
+    # When the last fetch was served (time.monotonic()).
+    fetched_at: float = 0.0
     failing: bool = False
     url: str = ""
 
@@ -53,6 +55,7 @@ class KeyServer:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.fetches += 1
+        self.fetched_at = time.monotonic()
         if self.failing:
             return web.Response(status=500, text="key server down")
         jwks = []
@@ -151,7 +154,9 @@ async def test_keys_are_loaded_before_the_gateway_serves(
 async def test_rotation_old_kid_until_removed_new_kid_after_one_refetch(
     jwks_gateway: JwksGateway, key_server: KeyServer, store_app: web.Application
 ) -> None:
-    client = await jwks_gateway(min_refetch_interval=0.05, cache_ttl=0.3)
+    # The periodic refresh (cache_ttl) must not land between the counted
+    # fetches below, yet come soon enough to drop a removed key.
+    client = await jwks_gateway(min_refetch_interval=0.05, cache_ttl=1.5)
     old = key_server.token("k1")
     assert await delete(client, store_app, old) == 204
     assert store_app[RECEIVED][-1].headers["X-Project-Id"] == "project-a"
@@ -281,13 +286,15 @@ async def test_a_key_of_one_issuer_does_not_verify_anothers_tokens(
 async def test_a_kid_too_soon_to_refetch_is_not_remembered_as_unknown(
     jwks_gateway: JwksGateway, key_server: KeyServer, store_app: web.Application
 ) -> None:
-    interval = 0.2
+    # Long enough that a loaded machine still asks within it, after start-up's fetch.
+    interval = 2.0
     client = await jwks_gateway(min_refetch_interval=interval, unknown_kid_ttl=60)
     key_server.add("k2")
     rotated = key_server.token("k2")
     assert await delete(client, store_app, rotated) == 401, "within the interval: no refetch"
     assert key_server.fetches == 1
-    await asyncio.sleep(interval)  # the interval is what is under test
+    # The interval is what is under test: wait out what is left of it.
+    await asyncio.sleep(max(0.0, key_server.fetched_at + interval - time.monotonic()))
     assert await delete(client, store_app, rotated) == 204
     assert key_server.fetches == 2
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +22,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.integration.served import wait_answering
+
 REPO = Path(__file__).resolve().parents[2]
 GLANCE_VENV = REPO / ".glance-venv"
 SHIPPED_PASTE_INI = GLANCE_VENV / "etc" / "glance" / "glance-api-paste.ini"
 KEYSTONE_PIPELINE = "osprofiler authtoken context rootapp"
-START_TIMEOUT = 60.0
 
 GLANCE_API_CONF = """\
 [DEFAULT]
@@ -129,20 +128,6 @@ def _write_config(directory: Path, url: str) -> None:
     (directory / "glance-api.conf").write_text(GLANCE_API_CONF.format(url=url, dir=directory))
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"Glance exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/healthcheck", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:  # refused, reset or timed out while it starts
-            time.sleep(0.1)  # polling for the server to come up, with a deadline
-    pytest.fail(f"Glance did not answer within {START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
-
-
 def run_glance(
     directory: Path, port: int, gunicorn_args: Sequence[str] = ()
 ) -> Iterator[Glance]:
@@ -167,7 +152,7 @@ def run_glance(
             cwd=directory, env=env, stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        _wait_healthy(url, process, log)
+        wait_answering("Glance", f"{url}/healthcheck", process, log)
         yield Glance(url, log)
     finally:
         process.terminate()
