@@ -189,6 +189,26 @@ class GatewayMetrics:
             "gateway_decision_feed_dropped",
             "Decisions a worker could not hand to the dashboard (its buffer was full).",
         )
+        self.identity_headers_dropped = counter(
+            "gateway_client_identity_headers_dropped",
+            "Requests whose client sent identity or credential look-alike headers (dropped).",
+        )
+        self.ratelimit_overrides_refused = counter(
+            "gateway_ratelimit_overrides_refused",
+            "Per-tenant overrides in Redis left out because their value is not a limit.",
+        )
+        self.background_failures = counter(
+            "gateway_background_failures",
+            "Unexpected errors in a background task (jwks, revocation, overrides), which"
+            " carried on.",
+            "task",
+        )
+        self.client_connections_refused = counter(
+            "gateway_client_refusals",
+            "Requests or connections refused before the chain ran, by reason"
+            " (unparseable, header_timeout, over_capacity).",
+            "reason",
+        )
         self._mirrors: list[CounterMirror] = []
         # Labelled children by label values: prometheus_client's labels()
         # validates and locks on every call, a measurable part of a request.
