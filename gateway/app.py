@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.authn.authenticator import Authenticator
-from gateway.authn.keystone_tokens import KeystoneTokens
+from gateway.authn.keystone.validator import KeystoneTokens
 from gateway.authn.revocation import (
     RedisRevocationStore,
     RevocationStore,

@@ -12,7 +12,7 @@ import re
 from aiohttp import web
 
 from gateway.authn.authenticator import Authenticator
-from gateway.authn.keystone_client import KeystoneUnavailable
+from gateway.authn.keystone.client import KeystoneUnavailable
 from gateway.authn.tokens import InvalidToken
 from gateway.http.faults import GatewayFault
 from gateway.http.routes import Handler

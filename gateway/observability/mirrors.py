@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from gateway.authn.keystone_tokens import KeystoneTokens
+from gateway.authn.keystone.validator import KeystoneTokens
 from gateway.authn.revocation import RedisRevocationStore, RevocationStore
 from gateway.authn.tokens import TokenVerifier
 from gateway.authz.policy import Policy

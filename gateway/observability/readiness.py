@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from gateway.authn.keystone_client import KeystoneClient, KeystoneUnavailable
+from gateway.authn.keystone.client import KeystoneClient, KeystoneUnavailable
 from gateway.authn.revocation import RedisRevocationStore
 from gateway.config import GatewayConfig
 from gateway.http.client import UpstreamError
