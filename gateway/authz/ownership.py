@@ -16,7 +16,7 @@ from gateway.authn.identity import Identity, identity_headers
 from gateway.config import UpstreamConfig
 from gateway.expiring_lru import ExpiringLRU
 from gateway.http.request_target import path_segment
-from gateway.http.upstream import UpstreamClient
+from gateway.http.upstream import LookupFailed, UpstreamClient
 
 # Visibilities under which Glance shows an image to every project.
 VISIBLE_TO_ALL = frozenset({"public", "community"})
@@ -73,7 +73,7 @@ class ImageOwners:
         if status >= 400 or not isinstance(body, dict):
             # The gateway's own identity was refused: a deployment fault the
             # client cannot fix, so not a 4xx for them.
-            raise self.upstream.unavailable(
+            raise LookupFailed(
                 f"The image owner look-up was answered {status}.", "owner_lookup_refused"
             )
         owner = body.get("owner")
