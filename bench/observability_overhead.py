@@ -20,7 +20,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import aiohttp
 from aiohttp import web
@@ -72,11 +72,29 @@ async def drive(url: str, headers: dict[str, str], requests: int, concurrency: i
         return requests / (time.perf_counter() - started)
 
 
-async def main(args: argparse.Namespace, logs: Path) -> None:
-    log_file = (logs / "gateway.log").open("w")
+def log_to_file(path: Path) -> TextIO:
+    """JSON log lines to a file, as to a log collector's pipe, not a terminal."""
+    log_file = path.open("w")
     sys.stderr = log_file  # configure_logging's handler writes to sys.stderr
     configure_logging("INFO", "json")
     sys.stderr = sys.__stderr__
+    return log_file
+
+
+async def alternating_medians(
+    urls: dict[str, str], headers: dict[str, str], args: argparse.Namespace
+) -> dict[str, float]:
+    """Requests per second for each url: the median of rounds that alternate
+    between them, so that drift falls on all alike."""
+    rates: dict[str, list[float]] = {name: [] for name in urls}
+    for _ in range(args.rounds):
+        for name, url in urls.items():
+            rates[name].append(await drive(url, headers, args.requests, args.concurrency))
+    return {name: statistics.median(found) for name, found in rates.items()}
+
+
+async def main(args: argparse.Namespace, logs: Path) -> None:
+    log_file = log_to_file(logs / "gateway.log")
     store = await start_site(create_standin_store_app(), "127.0.0.1", 0)
     cfg = config(f"http://127.0.0.1:{store.addresses[0][1]}", logs / "audit.jsonl")
     observed = await start_site(build_app(cfg), "127.0.0.1", 0)
@@ -92,12 +110,8 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
     }
     try:
         for path, headers in paths.items():
-            rates: dict[str, list[float]] = {"observed": [], "bare": []}
-            for _ in range(args.rounds):
-                for name, url in urls.items():
-                    rates[name].append(await drive(url, headers, args.requests, args.concurrency))
-            observed_rate = statistics.median(rates["observed"])
-            bare_rate = statistics.median(rates["bare"])
+            rates = await alternating_medians(urls, headers, args)
+            observed_rate, bare_rate = rates["observed"], rates["bare"]
             print(
                 f"{path}: with observability {observed_rate:,.0f} req/s, "
                 f"without {bare_rate:,.0f} req/s, ratio {observed_rate / bare_rate:.3f} "
@@ -109,8 +123,9 @@ async def main(args: argparse.Namespace, logs: Path) -> None:
         log_file.close()
 
 
-def arguments() -> Any:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str = __doc__.splitlines()[0]) -> Any:
+    """The load both benchmarks drive: requests per round, connections, rounds."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from gateway.authn.authenticator import Authenticator
-from gateway.authn.keystone_tokens import KeystoneTokens
-from gateway.authn.revocation import RevocationStore, make_revocation_store
+from gateway.authn.keystone.validator import KeystoneTokens
+from gateway.authn.revocation import (
+    RedisRevocationStore,
+    RevocationStore,
+    make_revocation_store,
+)
 from gateway.authn.tokens import TokenVerifier
 from gateway.authz.ownership import ImageOwners
 from gateway.authz.policy import Policy
 from gateway.config import GatewayConfig, RateLimitConfig
+from gateway.http.header_boundary import HeaderBoundary
+from gateway.http.protocol import ClientLimits
 from gateway.http.proxy import Proxy
 from gateway.http.public_links import PublicLinks
 from gateway.http.routes import Handler, RouteTable
@@ -38,7 +45,9 @@ from gateway.observability.readiness import (
     KeysLoaded,
     KeystoneReachable,
     Readiness,
+    ReadinessCheck,
     RedisReachable,
+    RevocationSynced,
     UpstreamReachable,
 )
 from gateway.ratelimit.endpoint import LimitsEndpoint
@@ -68,9 +77,13 @@ class Gateway:
     readiness: Readiness
     policy: Policy
     revocations: RevocationStore
+    boundary: HeaderBoundary
+    client_limits: ClientLimits
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+
+log = logging.getLogger("gateway.app")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,20 +119,31 @@ def build_readiness(
     config: GatewayConfig,
     upstream: UpstreamClient,
     store: LimitStore,
-    key_count: Callable[[], int],
+    own: Sequence[ReadinessCheck],
     keystone: KeystoneTokens | None = None,
 ) -> Readiness:
+    """The checks every process shares, and ``own``: what this process knows of
+    itself (a worker: its keys and revocations; the supervisor: its workers')."""
     readiness = Readiness(
-        [ConfigLoaded(config), UpstreamReachable(upstream)],
+        [ConfigLoaded(config), *own, UpstreamReachable(upstream)],
         timeout=config.upstream.connect_timeout,
     )
-    if config.auth.trusted_issuers:
-        readiness.add(KeysLoaded(key_count))
     if keystone is not None:
         readiness.add(KeystoneReachable(keystone.client))
     if isinstance(store, RedisStore):
         readiness.add(RedisReachable(store.client))
     return readiness
+
+
+def worker_checks(verifier: TokenVerifier, revocations: RevocationStore) -> list[ReadinessCheck]:
+    """What only the process that serves can tell: its keys, its revocations."""
+    checks: list[ReadinessCheck] = []
+    if verifier.issuers:
+        # Keys only when some issuer signs tokens (not Keystone alone).
+        checks.append(KeysLoaded(verifier.usable_key_count))
+    if isinstance(revocations, RedisRevocationStore):
+        checks.append(RevocationSynced(revocations))
+    return checks
 
 
 def build_app(
@@ -128,7 +152,10 @@ def build_app(
     store: LimitStore | None = None,
     feed: DecisionFeed | None = None,
     dry_run: DryRun | None = None,
+    client_limits: ClientLimits | None = None,
 ) -> web.Application:
+    """The gateway app. ``client_limits``: the serving socket's, kept across a
+    reload (they belong to the listener, which a reload keeps)."""
     upstream = UpstreamClient(config.upstream)
     owners = ImageOwners(upstream, config.upstream)
     revocations = make_revocation_store(config.revocation)
@@ -146,6 +173,12 @@ def build_app(
     )
     routes = RouteTable(enabled=config.routes.enabled)
     metrics = GatewayMetrics()
+    boundary = HeaderBoundary(config.headers.forward)
+    client_limits = client_limits or ClientLimits(
+        header_read_timeout=config.listen.header_read_timeout,
+        keepalive_timeout=config.listen.keepalive_timeout,
+        max_connections=config.listen.max_connections,
+    )
     feed = feed or LocalFeed(DecisionLog(config.admin.recent_decisions))
     mirror_counts(
         metrics,
@@ -155,6 +188,8 @@ def build_app(
         policy=policy,
         revocations=revocations,
         feed=feed,
+        boundary=boundary,
+        client_limits=client_limits,
     )
     audit = AuditSink(config.audit) if dry_run is None else DiscardingAuditSink()
 
@@ -164,7 +199,7 @@ def build_app(
             ObservabilityMiddleware(metrics, feed, audit),
             FaultEnvelopeMiddleware(),
             ViaMiddleware(config.via),
-            HeaderHygieneMiddleware(),
+            HeaderHygieneMiddleware(boundary),
             RoutingMiddleware(routes, config.routes),
             AuthenticationMiddleware(Authenticator(verifier, keystone), config.auth.realm),
             RateLimitMiddleware(limiter),
@@ -184,7 +219,7 @@ def build_app(
     forward = proxy.handle if dry_run is None else dry_run.forward
     routes.register(app.router, forward, {"limits:read": LimitsEndpoint(limiter).handle})
     readiness = build_readiness(
-        config, upstream, limiter.store, verifier.usable_key_count, keystone
+        config, upstream, limiter.store, worker_checks(verifier, revocations), keystone
     )
     app[GATEWAY] = Gateway(
         config,
@@ -199,6 +234,8 @@ def build_app(
         readiness,
         policy,
         revocations,
+        boundary=boundary,
+        client_limits=client_limits,
     )
     app.on_response_prepare.append(run_before_send)
     app.cleanup_ctx.append(_lifecycle)
@@ -223,6 +260,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if gateway.keystone is not None:
         await gateway.keystone.open()
     gateway.limiter.start()
+    # Counts the parts keep are read when /metrics takes its snapshot.
     yield
     if gateway.keystone is not None:
         await gateway.keystone.close()

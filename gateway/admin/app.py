@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.admin.auth import AdminTokenMiddleware
 from gateway.admin.dashboard import FILTERS, Dashboard, Page, api
 from gateway.admin.health import healthz, metrics_handler, readyz_handler
+from gateway.admin.host import AdminHostMiddleware
 from gateway.app import GATEWAY
 from gateway.config import AdminConfig
 from gateway.middleware.base import Middleware
@@ -52,6 +53,7 @@ def build_admin_app(config: AdminConfig, sources: AdminSources) -> web.Applicati
     middlewares: list[Middleware] = [
         RequestIdMiddleware(),
         FaultEnvelopeMiddleware(),
+        AdminHostMiddleware(config.host_names),
     ]
     if config.token is not None:
         middlewares.append(AdminTokenMiddleware(config.token.get_secret_value()))

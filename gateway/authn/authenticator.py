@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gateway.authn.identity import Identity
-from gateway.authn.keystone_token import KeystoneToken
-from gateway.authn.keystone_tokens import KeystoneTokens
+from gateway.authn.keystone.token_body import KeystoneToken
+from gateway.authn.keystone.validator import KeystoneTokens
 from gateway.authn.tokens import InvalidToken, TokenVerifier, VerifiedToken
 
 

@@ -1,9 +1,9 @@
 """The identity-header contract between the gateway and the image backend.
 
 The backend trusts these headers as keystonemiddleware's auth_token would set
-them for Glance, so this module is the one place that decides them: first
-every identity or credential header the client sent is removed, then ours
-are set from the verified token.
+them for Glance, so this module is the one place that decides their values;
+gateway.http.header_boundary keeps every client header off the upstream
+request unless it is on the allow-list, so only ours arrive.
 """
 
 from __future__ import annotations
@@ -12,26 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from multidict import CIMultiDict
-
-# Prefixes of every header keystonemiddleware reserves (X-Identity-Status,
-# X-Project-*, X-User-*, X-Domain-*, X-Roles, X-Service-*, deprecated
-# X-Tenant*/X-Role), plus the client's credentials, which the backend must
-# not need and should never see.
-_RESERVED_PREFIXES = (
-    "x-identity-",
-    "x-project-",
-    "x-user",
-    "x-domain-",
-    "x-tenant",
-    "x-role",
-    "x-service-",
-    "x-is-admin-project",
-    "x-system-scope",
-    "x-auth-",
-    "x-subject-token",
-    "x-openstack-request-id",
-    "authorization",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,18 +68,6 @@ def _service_headers(service: Identity) -> dict[str, str]:
         if value is not None:
             headers[header.replace("X-", "X-Service-", 1)] = value
     return headers
-
-
-def is_reserved(name: str) -> bool:
-    return name.lower().startswith(_RESERVED_PREFIXES)
-
-
-def strip_reserved(headers: CIMultiDict[str]) -> list[str]:
-    """Remove every reserved header in place; return the names removed."""
-    removed = [name for name in headers if is_reserved(name)]
-    for name in removed:
-        headers.popall(name, None)
-    return removed
 
 
 def backend_roles(roles: frozenset[str], mapping: Mapping[str, Sequence[str]]) -> list[str]:

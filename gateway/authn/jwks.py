@@ -49,6 +49,9 @@ class JwksKeySet:
         # Counted here; metrics read them.
         self.fetches = 0
         self.fetch_failures = 0
+        # Failures that were not the key server's (a bug, say), also counted
+        # in fetch_failures; the refresher carries on after each.
+        self.unexpected_failures = 0
         self.loaded = False
 
     async def open(self) -> None:
@@ -131,6 +134,13 @@ class JwksKeySet:
                 "JWKS %s: %s; keeping the %d key(s) last fetched", self.url, exc, self.key_count
             )
             return False
+        except Exception:
+            # Whatever the key server sent, start-up and the refresher go on.
+            self.fetch_failures += 1
+            self.unexpected_failures += 1
+            log.exception("JWKS %s: unexpected failure; keeping the %d key(s) last fetched",
+                          self.url, self.key_count)  # fmt: skip
+            return False
         self._keys = keys
         # A kid that exists now must not stay refused.
         for kid in keys:
@@ -152,8 +162,8 @@ class JwksKeySet:
             raise JwksFetchError(f"the key set is larger than {self.config.max_bytes} bytes")
         try:
             return json.loads(body)
-        except ValueError:
-            raise JwksFetchError("the key set is not JSON") from None
+        except (ValueError, RecursionError):
+            raise JwksFetchError("the key set is not JSON (or nests too deep)") from None
 
     def _parse(self, document: Any) -> dict[str, list[TrustedKey]]:
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):

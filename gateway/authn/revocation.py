@@ -216,8 +216,16 @@ class RedisRevocationStore:
                     if message is not None and message["type"] == "message":
                         self._apply(message["data"])
             except (RedisError, OSError) as exc:
+                self.synced.clear()
                 self.failures += 1
                 log.warning("revocations: Redis subscription lost (%s); resyncing", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            except Exception:
+                # A bug must not leave the process on a stale list for good.
+                self.synced.clear()
+                self.failures += 1
+                log.exception("revocations: unexpected failure; resyncing")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:

@@ -73,6 +73,11 @@ def claim_at(claims: Mapping[str, Any], path: str) -> Any:
 # header cannot carry them), and no comma in a role, which X-Roles would split
 # into two roles for the backend while the gateway saw one.
 HEADER_SAFE = re.compile(r"\A[^\x00-\x1f\x7f]+\Z")
+# Project and user ids become rate-limit keys, audit fields, header values
+# and URL path segments (the membership look-up): Keystone's hex ids, UUIDs,
+# names and e-mail addresses fit; "/", "%", "?", "#", ",", spaces and a
+# leading "." (".." is a path step) do not.
+SUBJECT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._~@:+=-]{0,254}")
 ROLE_NAME = re.compile(r"\A[^\x00-\x1f\x7f,]+\Z")
 
 
@@ -84,8 +89,11 @@ def identity_from_claims(claims: Mapping[str, Any], paths: ClaimPaths) -> Identi
         raise InvalidToken("The token is not scoped to a project.")
     if not isinstance(user, str) or not user:
         raise InvalidToken("The token names no user.")
-    if not HEADER_SAFE.match(project) or not HEADER_SAFE.match(user):
-        raise InvalidToken("The token's project or user holds control characters.")
+    if not SUBJECT_ID.fullmatch(project) or not SUBJECT_ID.fullmatch(user):
+        raise InvalidToken(
+            "The token's project or user id is not 1-255 of A-Z a-z 0-9 and ._~@:+=-"
+            " (starting with a letter, digit or _)."
+        )
     if roles is None:
         roles = []
     elif isinstance(roles, str):
@@ -107,6 +115,28 @@ def identity_from_claims(claims: Mapping[str, Any], paths: ClaimPaths) -> Identi
         roles=frozenset(r.lower() for r in roles),
         **optional,
     )
+
+
+# RFC 6750 b64token and the URL-safe alphabet of Keystone's Fernet tokens are
+# both inside it; nothing else a header could carry is a token.
+_TOKEN_CHARS = re.compile(r"\A[\x21-\x7e]+\Z")
+# What PyJWT's JSON parsing lets escape on hostile input: nesting deeper than
+# the recursion limit, and an exp of Infinity (int() overflows).
+_UNREADABLE = (RecursionError, OverflowError)
+# Seconds since the epoch of 9999-12-31: a time claim past it is not a time
+# (10**400 would overflow every float it meets).
+_LATEST_TIME = 253402300799
+
+
+def _check_times(claims: Mapping[str, Any]) -> None:
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidToken(f"The token's {name} claim is not a number.")
+        if not -_LATEST_TIME <= value <= _LATEST_TIME:
+            raise InvalidToken(f"The token's {name} claim is out of range.")
 
 
 class TrustedIssuer:
@@ -169,6 +199,10 @@ class TokenVerifier:
     async def inspect(self, token: str) -> VerifiedToken:
         if len(token) > self.config.max_token_bytes:
             raise InvalidToken("The token is too large.")
+        if not _TOKEN_CHARS.match(token):
+            # A header may carry any byte (aiohttp hands non-UTF-8 ones on as
+            # surrogates); a token is printable ASCII.
+            raise InvalidToken("The token is malformed.")
         digest = hashlib.sha256(token.encode()).digest()
         now = time.time()
         cached = self.cache.get(digest, now)
@@ -191,7 +225,7 @@ class TokenVerifier:
     def _issuer_of(self, token: str) -> TrustedIssuer:
         try:
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, *_UNREADABLE):
             raise InvalidToken("The token is malformed.") from None
         name = unverified.get("iss")
         issuer = self._by_name.get(name) if isinstance(name, str) else None
@@ -204,11 +238,11 @@ class TokenVerifier:
     async def _decode(self, token: str) -> tuple[VerifiedToken, TrustedIssuer]:
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, *_UNREADABLE):
             raise InvalidToken("The token is malformed.") from None
         issuer = self._issuer_of(token)
         algorithm = header.get("alg")
-        if algorithm not in issuer.algorithms:
+        if not isinstance(algorithm, str) or algorithm not in issuer.algorithms:
             raise InvalidToken("The token's signing algorithm is not accepted.")
         kid = header.get("kid")
         if kid is not None and (not isinstance(kid, str) or not SAFE_KID.match(kid)):
@@ -219,6 +253,7 @@ class TokenVerifier:
         for key in candidates:
             claims = self._decode_with(token, key, issuer.config)
             if claims is not None:
+                _check_times(claims)
                 identity = identity_from_claims(claims, issuer.config.claims)
                 return VerifiedToken(identity, issuer.config.issuer, key, claims), issuer
         raise InvalidToken("The token's signature does not verify.")
@@ -250,5 +285,5 @@ class TokenVerifier:
             raise InvalidToken("The token is not meant for this service.") from None
         except jwt.MissingRequiredClaimError as exc:
             raise InvalidToken(f"The token lacks the {exc.claim!r} claim.") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, *_UNREADABLE):
             raise InvalidToken("The token is malformed.") from None

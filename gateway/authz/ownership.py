@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from gateway.authn.identity import Identity, identity_headers
 from gateway.config import UpstreamConfig
 from gateway.expiring_lru import ExpiringLRU
-from gateway.http.upstream import UpstreamClient
+from gateway.http.request_target import path_segment
+from gateway.http.upstream import LookupFailed, UpstreamClient
 
 # Visibilities under which Glance shows an image to every project.
 VISIBLE_TO_ALL = frozenset({"public", "community"})
@@ -37,7 +39,7 @@ class ImageOwners:
             user_id=service.user_id,
             roles=frozenset(r.lower() for r in service.roles),
         )
-        self._in_flight: dict[str, asyncio.Future[ImageRecord | None]] = {}
+        self._in_flight: dict[str, asyncio.Task[ImageRecord | None]] = {}
 
     def _headers(self, request_id: str) -> dict[str, str]:
         return dict(identity_headers(self._service, request_id))
@@ -48,23 +50,19 @@ class ImageOwners:
         if cached is not None:
             return cached
         pending = self._in_flight.get(image_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[ImageRecord | None] = asyncio.get_running_loop().create_future()
-        self._in_flight[image_id] = future
-        try:
-            result = await self._fetch(image_id, request_id)
-        except BaseException as exc:
-            future.set_exception(exc)
-            # Waiters re-raise it; this retrieves it so asyncio does not warn
-            # when there were none.
-            future.exception()
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
-            del self._in_flight[image_id]
+        if pending is None:
+            # Its own task, not the first caller's: a caller that goes away
+            # (cancelled) leaves the look-up running for the others.
+            pending = asyncio.get_running_loop().create_task(self._fetch(image_id, request_id))
+            self._in_flight[image_id] = pending
+            pending.add_done_callback(partial(self._done, image_id))
+        return await asyncio.shield(pending)
+
+    def _done(self, image_id: str, task: asyncio.Task[ImageRecord | None]) -> None:
+        self._in_flight.pop(image_id, None)
+        if not task.cancelled():
+            # Retrieved, so asyncio does not warn when every waiter had gone.
+            task.exception()
 
     async def _fetch(self, image_id: str, request_id: str) -> ImageRecord | None:
         status, body = await self.upstream.get_json(
@@ -75,7 +73,7 @@ class ImageOwners:
         if status >= 400 or not isinstance(body, dict):
             # The gateway's own identity was refused: a deployment fault the
             # client cannot fix, so not a 4xx for them.
-            raise self.upstream.unavailable(
+            raise LookupFailed(
                 f"The image owner look-up was answered {status}.", "owner_lookup_refused"
             )
         owner = body.get("owner")
@@ -89,7 +87,7 @@ class ImageOwners:
 
     async def is_member(self, image_id: str, project_id: str, request_id: str) -> bool:
         status, _ = await self.upstream.get_json(
-            f"/v2/images/{image_id}/members/{project_id}", self._headers(request_id)
+            f"/v2/images/{image_id}/members/{path_segment(project_id)}", self._headers(request_id)
         )
         return status == 200
 

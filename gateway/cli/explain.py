@@ -24,7 +24,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.app import GATEWAY, DryRun, build_app
-from gateway.authn.keystone_token import KeystoneToken
+from gateway.authn.keystone.token_body import KeystoneToken
 from gateway.authn.tokens import TokenVerifier, VerifiedToken
 from gateway.config import GatewayConfig
 from gateway.http.proxy import upstream_request_headers, upstream_target

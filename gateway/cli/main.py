@@ -95,7 +95,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _keystone_token_hash(config: GatewayConfig, token: str) -> str:
     """The keyed hash every gateway sharing the Keystone cache secret checks tokens by."""
-    from gateway.authn.sealed_entries import TokenSealer
+    from gateway.authn.keystone.sealing import TokenSealer
 
     keystone = config.auth.keystone
     if keystone is None or keystone.shared_cache is None:

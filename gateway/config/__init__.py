@@ -21,6 +21,7 @@ from gateway.config._base import PositiveFloat, PositiveInt
 from gateway.config.auth import AuthConfig, ClaimPaths, IssuerConfig, JwksConfig
 from gateway.config.authorization import AuthorizationConfig, PolicyRule, RouteRoles
 from gateway.config.gateway import GatewayConfig
+from gateway.config.headers import HeadersConfig
 from gateway.config.keys import (
     ASYMMETRIC_ALGORITHMS,
     HMAC_ALGORITHMS,
@@ -44,7 +45,7 @@ from gateway.config.observability import (
     AuditConfig,
     LoggingConfig,
 )
-from gateway.config.rate_limit import UNIT_SECONDS, RateLimitConfig, RateLimitRule
+from gateway.config.rate_limit import MAX_LIMIT, UNIT_SECONDS, RateLimitConfig, RateLimitRule
 from gateway.config.redis import RedisConfig, host_port, sentinel_parts
 from gateway.config.revocation import RevocationConfig
 from gateway.config.routes import RoutesConfig
@@ -53,6 +54,7 @@ from gateway.config.upstream import ServiceIdentity, UpstreamConfig
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
     "HMAC_ALGORITHMS",
+    "MAX_LIMIT",
     "MIN_ADMIN_TOKEN_CHARS",
     "MIN_HMAC_SECRET_BYTES",
     "UNIT_SECONDS",
@@ -66,6 +68,7 @@ __all__ = [
     "ConfigError",
     "DevSigningKey",
     "GatewayConfig",
+    "HeadersConfig",
     "IssuerConfig",
     "JwksConfig",
     "JwtPublicKey",

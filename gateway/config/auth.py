@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Self
 
 from pydantic import Field, field_validator, model_validator
@@ -111,6 +112,14 @@ class AuthConfig(_Section):
     keystone: KeystoneConfig | None = None
 
     _exp_always_required = field_validator("required_claims")(_with_exp)
+
+    @field_validator("realm")
+    @classmethod
+    def _quotable(cls, value: str) -> str:
+        # It goes into WWW-Authenticate as a quoted string (RFC 9110 §5.6.4).
+        if not re.fullmatch(r'[\x20-\x7e]+', value) or '"' in value or "\\" in value:
+            raise ValueError("must be printable ASCII without quotes or backslashes")
+        return value
 
     @property
     def trusted_issuers(self) -> list[IssuerConfig]:

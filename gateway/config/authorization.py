@@ -11,7 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from gateway.authz.policy_language import OWNER_CHECK, compile_rules
 from gateway.config._base import _resolve, _Section
-from gateway.config._yaml import _StrictLoader
+from gateway.config._yaml import load_yaml
 from gateway.http.routes import OWNER_CHECKED_ROUTES, ROUTE_NAMES, check_route_names
 
 
@@ -53,7 +53,7 @@ _ROUTE_LIKE = re.compile(r"^[a-z_]+:[a-z_]+$")
 
 def _read_policy_file(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise ValueError(f"policy_file {path} is not UTF-8 text ({exc.reason})") from None
     except OSError as exc:

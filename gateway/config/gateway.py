@@ -7,6 +7,7 @@ from pydantic import model_validator
 from gateway.config._base import _Section
 from gateway.config.auth import AuthConfig
 from gateway.config.authorization import AuthorizationConfig
+from gateway.config.headers import HeadersConfig
 from gateway.config.listen import ListenConfig, ViaConfig
 from gateway.config.observability import AdminConfig, AuditConfig, LoggingConfig
 from gateway.config.rate_limit import RateLimitConfig
@@ -18,6 +19,7 @@ from gateway.config.upstream import UpstreamConfig
 class GatewayConfig(_Section):
     listen: ListenConfig = ListenConfig()
     via: ViaConfig = ViaConfig()
+    headers: HeadersConfig = HeadersConfig()
     upstream: UpstreamConfig
     routes: RoutesConfig = RoutesConfig()
     auth: AuthConfig

@@ -35,6 +35,15 @@ class ListenConfig(_Section):
     # The event loop of each worker: uvloop, or asyncio's own when false.
     uvloop: bool = True
     shutdown_timeout: PositiveFloat = 10.0
+    # What one client may hold (gateway.http.protocol): seconds from a
+    # request's first byte to the end of its headers, seconds a connection
+    # may sit idle between requests, and open connections per worker (past
+    # it a new one is answered 503 and closed). Keep max_connections under
+    # the worker's descriptor limit (ulimit -n), which upstream and Redis
+    # connections share.
+    header_read_timeout: PositiveFloat = 15.0
+    keepalive_timeout: PositiveFloat = 60.0
+    max_connections: PositiveInt = 1000
     # The gateway's address as clients reach it (scheme, host, optional path
     # prefix): links in version documents and Location headers point here.
     # Unset, they point at the scheme and Host of each request.

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gateway.config._yaml import _StrictLoader
+from gateway.config._yaml import load_yaml
 from gateway.config.gateway import GatewayConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -71,7 +71,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Gatew
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_config(data, base_dir=path.parent, env=env)

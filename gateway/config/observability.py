@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from gateway.config._base import PositiveFloat, PositiveInt, _resolve, _Section
 
@@ -20,6 +21,15 @@ class LoggingConfig(_Section):
 MIN_ADMIN_TOKEN_CHARS = 16
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class AdminConfig(_Section):
     """The operator's listener: health, metrics and the dashboard."""
 
@@ -29,9 +39,31 @@ class AdminConfig(_Section):
     port: int = Field(default=9090, ge=0, le=65535)
     # When set, everything but /healthz and /readyz needs it.
     token: SecretStr | None = None
+    # Host names (Host header, port aside) the listener answers to besides
+    # loopback and its own address, so that a page that rebinds a DNS name
+    # to this address cannot read the dashboard. /healthz and /readyz answer
+    # any Host: probes use the pod's IP.
+    allowed_hosts: list[str] = []
     # Decisions and audit records the dashboard keeps in memory.
     recent_decisions: PositiveInt = 5000
     refresh_seconds: PositiveFloat = 1.0
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> Self:
+        if self.enabled and self.token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"admin.token is required when admin.host ({self.host}) is not loopback:"
+                " the dashboard shows who deleted what"
+            )
+        return self
+
+    @property
+    def host_names(self) -> frozenset[str]:
+        """Every Host the listener answers to."""
+        return frozenset(
+            {"localhost", "127.0.0.1", "::1", self.host.lower()}
+            | {name.lower() for name in self.allowed_hosts}
+        )
 
     @field_validator("token")
     @classmethod

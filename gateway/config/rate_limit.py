@@ -8,11 +8,15 @@ from typing import Literal
 
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 
-from gateway.config._base import PositiveInt, _Section
+from gateway.config._base import _Section
 from gateway.config.redis import RedisConfig
 from gateway.http.routes import check_route_names
 
 UNIT_SECONDS: Mapping[str, int] = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+# The sliding-window log keeps one entry per admitted request in the window,
+# so a limit is also a memory bound per caller and rule; overrides and the
+# CLI are held to it too.
+MAX_LIMIT = 1_000_000
 
 
 class RateLimitRule(_Section):
@@ -23,7 +27,7 @@ class RateLimitRule(_Section):
     # counts only these routes' calls, besides matching path and methods.
     routes: list[str] = []
     unit: Literal["second", "minute", "hour", "day"]
-    value: PositiveInt
+    value: int = Field(gt=0, le=MAX_LIMIT)
     # global: every caller together, refused with 503 as Repose does.
     by: Literal["project", "user", "ip", "global"] = "project"
     # Shadow: decide and count would-be refusals, but let them pass.

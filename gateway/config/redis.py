@@ -7,7 +7,7 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config._base import PositiveFloat, _Section
+from gateway.config._base import PositiveFloat, PositiveInt, _Section
 
 
 class RedisConfig(_Section):
@@ -23,6 +23,10 @@ class RedisConfig(_Section):
     # While Redis is down requests skip it; it is probed this often so that
     # the gateway returns to it on its own.
     probe_interval: PositiveFloat = 0.25
+    # The breaker opens after this many consecutive failed round trips within
+    # breaker_window seconds: one slow reply is not an outage.
+    breaker_failures: PositiveInt = 3
+    breaker_window: PositiveFloat = 5.0
     # Per-tenant overrides are re-read this often by every replica.
     overrides_refresh: PositiveFloat = 0.5
 

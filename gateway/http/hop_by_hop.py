@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-_ALWAYS = frozenset(
+ALWAYS_HOP_BY_HOP = frozenset(
     {
         "connection",
         "keep-alive",
@@ -26,13 +26,13 @@ _ALWAYS = frozenset(
 
 def end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
     """A copy without hop-by-hop headers, including those named in Connection."""
-    named = _connection_tokens(headers.getall("Connection", ()))
+    named = connection_tokens(headers.getall("Connection", ()))
     return CIMultiDict(
         (name, value)
         for name, value in headers.items()
-        if name.lower() not in _ALWAYS and name.lower() not in named
+        if name.lower() not in ALWAYS_HOP_BY_HOP and name.lower() not in named
     )
 
 
-def _connection_tokens(values: Iterable[str]) -> frozenset[str]:
+def connection_tokens(values: Iterable[str]) -> frozenset[str]:
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())

@@ -17,8 +17,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Glance ids are UUIDs in canonical form; other spellings uuid.UUID accepts
 # (braces, urn:, no hyphens) would name the same image twice in our caches.
+# Use fullmatch: "$" would also match before a final newline ("<uuid>%0a").
 UUID_PATTERN = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 
 

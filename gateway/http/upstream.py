@@ -78,6 +78,17 @@ def _json_message(data: Any) -> str | None:
     return None
 
 
+class LookupFailed(Exception):
+    """A look-up the gateway made for itself (an image's owner) got no usable
+    answer; ``kind`` says how, as the fault causes count it. The middleware
+    that needed it turns it into the fault (UpstreamClient.lookup_fault)."""
+
+    def __init__(self, details: str, kind: str) -> None:
+        super().__init__(details)
+        self.details = details
+        self.kind = kind
+
+
 class UpstreamClient:
     """The image backend, on one lean keep-alive client for the whole gateway."""
 
@@ -146,10 +157,14 @@ class UpstreamClient:
             cause=UPSTREAM_CAUSE_PREFIX + "http_5xx" if response.status >= 500 else None,
         )
 
+    def lookup_fault(self, failure: LookupFailed) -> GatewayFault:
+        """What the client is told when a look-up the gateway needed failed."""
+        return self.unavailable(failure.details, failure.kind)
+
     async def get_json(
         self, path: str, headers: Mapping[str, str] | CIMultiDict[str]
     ) -> tuple[int, Any]:
-        """GET a small JSON document; transport failures become faults."""
+        """GET a small JSON document for the gateway's own use."""
         try:
             async with await self.http.request("GET", path, headers) as response:
                 if response.status >= 400:
@@ -157,9 +172,12 @@ class UpstreamClient:
                 body = await response.read(_MAX_JSON_BYTES)
             return response.status, json.loads(body)
         except UpstreamError as exc:
-            raise self.transport_fault(exc) from None
+            kind = transport_error_kind(exc)
+            if kind == "timeout":
+                raise LookupFailed("The image service timed out.", kind) from None
+            raise LookupFailed(f"The image service failed ({type(exc).__name__}).", kind) from None
         except ValueError:
-            raise self.unavailable(
+            raise LookupFailed(
                 "The image service answered with invalid JSON.", "invalid_response"
             ) from None
 

@@ -1,8 +1,8 @@
 """8. Authorization: the route's policy rule for the caller, and the image's owner.
 
-The decision is gateway/authz/policy.py's; this step turns a refusal into the
-fault, or, for a rule in shadow mode, into a log line and a count while the
-request goes through.
+The decision is gateway/authz/policy.py's; this step turns a refusal (or a
+failed owner look-up) into the fault, or, for a rule in shadow mode, into a
+log line and a count while the request goes through.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from gateway.authz.ownership import ImageOwners
 from gateway.authz.policy import Policy
 from gateway.http.faults import GatewayFault
 from gateway.http.routes import Handler
+from gateway.http.upstream import LookupFailed
 from gateway.middleware.base import Middleware
 from gateway.middleware.context import context_of
 
@@ -36,9 +37,13 @@ class AuthorizationMiddleware(Middleware):
             return await handler(request)
         ctx.step = "authorization"
         image_id = ctx.params.get("image_id")
-        decision = await self.policy.decide(
-            route.name, identity, image_id, self.owners, ctx.request_id
-        )
+        try:
+            decision = await self.policy.decide(
+                route.name, identity, image_id, self.owners, ctx.request_id
+            )
+        except LookupFailed as failure:
+            assert self.owners is not None  # only a look-up fails
+            raise self.owners.upstream.lookup_fault(failure) from None
         ctx.policy = decision
         if not decision.allowed:
             extra = {"request_id": ctx.request_id}

@@ -15,7 +15,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.authn.identity import Identity
-from gateway.authn.keystone_token import KeystoneToken
+from gateway.authn.keystone.token_body import KeystoneToken
 from gateway.authn.tokens import VerifiedToken
 from gateway.authz.policy import PolicyDecision
 from gateway.http.faults import GatewayFault

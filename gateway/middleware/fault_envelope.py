@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.http.faults import GatewayFault, render_fault
+from gateway.http.protocol import parse_fault_message
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
 from gateway.middleware.context import context_of
@@ -30,6 +32,16 @@ class FaultEnvelopeMiddleware(Middleware):
                 extra={"request_id": ctx.request_id, "details": fault.details},
             )
             return render_fault(fault)
+        except HttpProcessingError as exc:
+            # A request body whose framing breaks while the chain reads it
+            # (a bad chunk): the client's error, and its bytes stay out.
+            message = parse_fault_message(exc)
+            log.info("%s %s -> 400 %s", request.method, request.path, message,
+                     extra={"request_id": ctx.request_id})  # fmt: skip
+            response = render_fault(GatewayFault(400, message))
+            # What follows on the connection cannot be framed either.
+            response.force_close()
+            return response
         except web.HTTPException as exc:
             # aiohttp's own errors (a body over client_max_size, say).
             log.info(

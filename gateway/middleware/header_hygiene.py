@@ -1,8 +1,8 @@
 """4. Header hygiene: decide which client headers may ever reach the backend.
 
-Hop-by-hop headers belong to the client's connection, and identity headers
-are ours to set (gateway.authn.identity); anything the client sent of either is
-dropped here, before any later step could trust it.
+The decision is the header boundary's (gateway.http.header_boundary): an
+allow-list of end-to-end headers, names folded for case and ``_``/``-``.
+This step applies it before any later step could trust a client header.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import logging
 
 from aiohttp import web
 
-from gateway.authn.identity import strip_reserved
-from gateway.http.hop_by_hop import end_to_end
+from gateway.http.header_boundary import HeaderBoundary
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
 from gateway.middleware.context import context_of
@@ -23,18 +22,16 @@ _CREDENTIALS = ("x-auth-token", "authorization", "x-service-token")
 
 
 class HeaderHygieneMiddleware(Middleware):
+    def __init__(self, boundary: HeaderBoundary) -> None:
+        self.boundary = boundary
+
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         ctx = context_of(request)
-        headers = end_to_end(request.headers)
-        removed = strip_reserved(headers)
-        # Credentials are expected; anything else reserved is a client trying
-        # to speak for the gateway, which an operator wants to see.
-        spoofed = [n for n in removed if n.lower() not in _CREDENTIALS]
+        ctx.forward_headers, spoofed = self.boundary.forwardable(request.headers)
         if spoofed:
             log.info(
                 "dropped client-supplied identity headers: %s",
-                ", ".join(sorted(set(spoofed))),
+                ", ".join(spoofed),
                 extra={"request_id": ctx.request_id},
             )
-        ctx.forward_headers = headers
         return await handler(request)

@@ -45,8 +45,11 @@ def request_client_ip(limiter: RateLimiter, request: web.Request) -> str:
             request.headers.getall("X-Forwarded-For", []),
             limiter.config.trusted_proxies,
         )
-    except BadForwardedFor as exc:
-        raise GatewayFault(400, "Malformed X-Forwarded-For header.", details=str(exc)) from None
+    except BadForwardedFor:
+        # The hop is not repeated: whatever a client sent is never echoed.
+        raise GatewayFault(
+            400, "Malformed X-Forwarded-For header.", details="A hop is not an IP address."
+        ) from None
 
 
 def unavailable_fault() -> GatewayFault:

@@ -36,9 +36,11 @@ class RoutingMiddleware(Middleware):
             ctx.route = route
             for name, value in request.match_info.items():
                 if name in route.uuid_params:
-                    if not UUID_PATTERN.match(value):
+                    if not UUID_PATTERN.fullmatch(value):
                         raise GatewayFault(
-                            400, f"Invalid {name}: must be a UUID.", details=value[:64]
+                            400,
+                            f"Invalid {name}: must be a UUID.",
+                            details="Expected 8-4-4-4-12 hexadecimal digits.",
                         )
                     value = value.lower()
                 ctx.params[name] = value

@@ -43,8 +43,10 @@ class ViaMiddleware(Middleware):
         ctx.step = "via"
         try:
             hops = received_by(request.headers.getall("Via", []))
-        except ValueError as exc:
-            raise GatewayFault(400, "Malformed Via header.", details=f"member {exc}") from None
+        except ValueError:
+            raise GatewayFault(
+                400, "Malformed Via header.", details="A member is not 'protocol received-by'."
+            ) from None
         if self.pseudonym.lower() in hops:
             raise GatewayFault(
                 508,

@@ -291,6 +291,26 @@ class GatewayMetrics:
             "gateway_decision_feed_dropped",
             "Decisions a worker could not hand to the dashboard (its buffer was full).",
         )
+        self.identity_headers_dropped = counter(
+            "gateway_client_identity_headers_dropped",
+            "Requests whose client sent identity or credential look-alike headers (dropped).",
+        )
+        self.ratelimit_overrides_refused = counter(
+            "gateway_ratelimit_overrides_refused",
+            "Per-tenant overrides in Redis left out because their value is not a limit.",
+        )
+        self.background_failures = counter(
+            "gateway_background_failures",
+            "Unexpected errors in a background task (jwks, revocation, overrides), which"
+            " carried on.",
+            "task",
+        )
+        self.client_connections_refused = counter(
+            "gateway_client_refusals",
+            "Requests or connections refused before the chain ran, by reason"
+            " (unparseable, header_timeout, over_capacity).",
+            "reason",
+        )
         self._mirrors: list[CounterMirror] = []
         # The three series of a request, by its label values: one look-up a request.
         self._request_series: dict[

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from functools import partial
 
-from gateway.authn.keystone_tokens import KeystoneTokens
+from gateway.authn.keystone.validator import KeystoneTokens
 from gateway.authn.revocation import RedisRevocationStore, RevocationStore
 from gateway.authn.tokens import TokenVerifier
 from gateway.authz.policy import Policy
+from gateway.http.header_boundary import HeaderBoundary
+from gateway.http.protocol import ClientLimits
 from gateway.observability.feed import DecisionFeed
 from gateway.observability.metrics import GatewayMetrics
 from gateway.ratelimit.limiter import RateLimiter
@@ -27,6 +29,8 @@ def mirror_counts(
     policy: Policy,
     revocations: RevocationStore,
     feed: DecisionFeed,
+    boundary: HeaderBoundary,
+    client_limits: ClientLimits,
 ) -> None:
     metrics.mirror(metrics.token_cache.labels(result="hit"), lambda: verifier.cache.hits)
     metrics.mirror(metrics.token_cache.labels(result="miss"), lambda: verifier.cache.misses)
@@ -39,6 +43,12 @@ def mirror_counts(
 
     metrics.mirror(metrics.ratelimit_fail_open, lambda: limiter.fail_open_events)
     metrics.mirror(metrics.ratelimit_breaker_opened, lambda: limiter.breaker.opened)
+    if (overrides := limiter.overrides) is not None:
+        metrics.mirror(metrics.ratelimit_overrides_refused, lambda: overrides.refused_entries)
+        metrics.mirror(
+            metrics.background_failures.labels(task="overrides"),
+            lambda: overrides.unexpected_failures,
+        )
     for rule in limiter.config.rules:
         # Shadow rules refuse nobody; what they would have refused is its own series.
         counts = limiter.shadow_rejections if rule.shadow else limiter.rejections
@@ -56,6 +66,15 @@ def mirror_counts(
         metrics.mirror(metrics.revocation_failures, lambda: revocations.failures)
 
     metrics.mirror(metrics.feed_dropped, lambda: feed.dropped)
+    metrics.mirror(
+        metrics.identity_headers_dropped, lambda: boundary.identity_headers_dropped
+    )
+    refused = metrics.client_connections_refused
+    metrics.mirror(refused.labels(reason="unparseable"), lambda: client_limits.parse_errors)
+    metrics.mirror(refused.labels(reason="header_timeout"), lambda: client_limits.header_timeouts)
+    metrics.mirror(
+        refused.labels(reason="over_capacity"), lambda: client_limits.refused_connections
+    )
 
 
 def _mirror_keystone(metrics: GatewayMetrics, keystone: KeystoneTokens) -> None:

@@ -18,7 +18,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from gateway.authn.keystone_client import KeystoneClient, KeystoneUnavailable
+from gateway.authn.keystone.client import KeystoneClient, KeystoneUnavailable
+from gateway.authn.revocation import RedisRevocationStore
 from gateway.config import GatewayConfig
 from gateway.http.client import UpstreamError
 from gateway.http.upstream import UpstreamClient
@@ -60,6 +61,21 @@ class KeysLoaded:
     async def __call__(self) -> ReadinessResult:
         count = self._count()
         return ReadinessResult(count > 0, f"{count} verification key(s) loaded")
+
+
+class RevocationSynced:
+    """Revocations shared through Redis are current: a process that has lost
+    its subscription may be honouring a token revoked since."""
+
+    name = "revocation"
+
+    def __init__(self, store: RedisRevocationStore) -> None:
+        self.store = store
+
+    async def __call__(self) -> ReadinessResult:
+        if self.store.synced.is_set():
+            return ReadinessResult(True, f"{len(self.store.revocations)} revocation(s), following")
+        return ReadinessResult(False, "not synced with Redis; resyncing")
 
 
 class UpstreamReachable:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config import MAX_LIMIT, GatewayConfig, load_config
 from gateway.ratelimit.overrides import RedisOverrides
 from gateway.ratelimit.redis_connect import REDIS_FAILURES, connect
 
@@ -46,8 +46,8 @@ def _validate(config: GatewayConfig, rule: str | None, value: int | None) -> Non
         raise LimitsAdminError(f"no rule {rule!r} in rate_limit.rules (known: {known})")
     if rule is not None and rules[rule].by == "global":
         raise LimitsAdminError(f"rule {rule!r} counts all callers together; it has no tenant")
-    if value is not None and value <= 0:
-        raise LimitsAdminError(f"--value must be a positive number of requests, not {value}")
+    if value is not None and not 0 < value <= MAX_LIMIT:
+        raise LimitsAdminError(f"--value must be from 1 to {MAX_LIMIT} requests, not {value}")
 
 
 def run_limits_command(args: argparse.Namespace) -> int:

@@ -78,7 +78,6 @@ class LimitsEndpoint:
             raise GatewayFault(
                 406,
                 "The limits are only available as application/json.",
-                details=f"Accept: {request.headers['Accept'][:128]}",
             )
         assert ctx.identity is not None
         try:

@@ -27,6 +27,7 @@ from gateway.ratelimit.store import (
     LimitCheck,
     LimitCheckResult,
     LimitStore,
+    StoreFault,
     StoreUnavailable,
     Verdict,
 )
@@ -94,8 +95,13 @@ class RateLimiter:
         self.overrides = overrides
         self._rules = [(rule, re.compile(rule.path)) for rule in config.rules]
         self._fallback = MemoryStore()
-        probe_interval = config.redis.probe_interval if config.redis else _DEFAULT_PROBE_INTERVAL
-        self.breaker = CircuitBreaker(store.ping, probe_interval)
+        redis = config.redis
+        self.breaker = CircuitBreaker(
+            store.ping,
+            redis.probe_interval if redis else _DEFAULT_PROBE_INTERVAL,
+            failures=redis.breaker_failures if redis else 1,
+            window=redis.breaker_window if redis else float("inf"),
+        )
         self._last_failure_log = -_LOG_EVERY_SECONDS
         self.fail_open_events = 0
         self.fail_closed_events = 0
@@ -202,10 +208,18 @@ class RateLimiter:
             if self.breaker.is_open:
                 raise StoreUnavailable("circuit open after a failure; probing")
             try:
-                return await (self.store.acquire(checks) if count else self.store.peek(checks))
-            except StoreUnavailable:
-                self.breaker.record_failure()
+                verdict = await (self.store.acquire(checks) if count else self.store.peek(checks))
+            except StoreUnavailable as exc:
+                self.breaker.record_failure(exc)
                 raise
+            except StoreFault:
+                # Redis answered: an error in the script or a bad key is a bug
+                # (a 500 for this request, logged with its traceback), not an
+                # outage that should take every tenant off the store.
+                self.breaker.record_success()
+                raise
+            self.breaker.record_success()
+            return verdict
         except StoreUnavailable as exc:
             self._log_failure(exc, request_id)
             if self.config.failure_mode == "closed":

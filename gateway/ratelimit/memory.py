@@ -7,15 +7,17 @@ limit means.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.ratelimit.store import LimitCheck, LimitCheckResult, Verdict
 
-# Sweep idle keys once the table passes this size, so an unbounded set of
-# callers cannot grow memory without bound.
-_SWEEP_AT = 100_000
+# Idle logs are dropped a few at a time on each decision, so that an
+# unbounded set of callers cannot grow memory without bound and no decision
+# pays for sweeping them all: each log is dropped once, so the cost per
+# decision is O(1) amortized, whatever the number of logs.
+_EXPIRE_PER_DECISION = 4
 
 
 @dataclass(slots=True)
@@ -34,7 +36,12 @@ class _Log:
 class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._logs: dict[tuple[str, str], _Log] = {}
+        # One table per period, least recently used first: within a period,
+        # the log at the front is the first to fall idle.
+        self._logs: dict[float, OrderedDict[tuple[str, str], _Log]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(logs) for logs in self._logs.values())
 
     async def acquire(self, checks: Sequence[LimitCheck]) -> Verdict:
         return self.decide_now(checks, count=True)
@@ -44,8 +51,7 @@ class MemoryStore:
 
     def decide_now(self, checks: Sequence[LimitCheck], *, count: bool) -> Verdict:
         now = self._clock()
-        if len(self._logs) > _SWEEP_AT:
-            self._sweep(now)
+        self._expire_some(now)
         logs = [self._log(check, now) for check in checks]
         waits = [self._wait(check, log, now) for check, log in zip(checks, logs, strict=True)]
         retry_after = max(
@@ -64,9 +70,15 @@ class MemoryStore:
         return Verdict(allowed=allowed, results=tuple(results), retry_after=retry_after)
 
     def _log(self, check: LimitCheck, now: float) -> _Log:
-        log = self._logs.get((check.subject, check.rule))
-        if log is None or log.period != check.period:
-            log = self._logs[(check.subject, check.rule)] = _Log(check.period)
+        logs = self._logs.get(check.period)
+        if logs is None:
+            logs = self._logs[check.period] = OrderedDict()
+        key = (check.subject, check.rule)
+        log = logs.get(key)
+        if log is None:
+            log = logs[key] = _Log(check.period)
+        else:
+            logs.move_to_end(key)
         log.trim(now)
         return log
 
@@ -78,10 +90,15 @@ class MemoryStore:
         # The admission whose departure brings the count below the limit.
         return log.times[excess] + check.period - now
 
-    def _sweep(self, now: float) -> None:
-        for log in self._logs.values():
-            log.trim(now)
-        self._logs = {key: log for key, log in self._logs.items() if log.times}
+    def _expire_some(self, now: float) -> None:
+        for logs in self._logs.values():
+            for _ in range(_EXPIRE_PER_DECISION):
+                if not logs:
+                    break
+                key, log = next(iter(logs.items()))
+                if log.times and log.times[-1] > now - log.period:
+                    break
+                del logs[key]
 
     async def ping(self) -> None:
         return None

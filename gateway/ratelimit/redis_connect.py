@@ -30,11 +30,7 @@ def connect(config: RedisConfig) -> RedisClient:
     timeouts: dict[str, Any] = {"socket_timeout": None, "socket_connect_timeout": config.timeout}
     if config.cluster_nodes is not None:
         nodes = [ClusterNode(*host_port(node)) for node in config.cluster_nodes]
-        # One retry, no backoff (enough to follow a slot that moved): a dead
-        # node is the failure mode's business, not a reason to hold the
-        # request through a series of retries.
-        retry = Retry(NoBackoff(), retries=1)
-        return RedisCluster(startup_nodes=nodes, retry=retry, **timeouts)
+        return RedisCluster(startup_nodes=nodes, retry=_reconnect_once(), **timeouts)
     assert config.url is not None
     if config.url.startswith("redis+sentinel://"):
         sentinels, master, db = sentinel_parts(config.url)
@@ -42,9 +38,18 @@ def connect(config: RedisConfig) -> RedisClient:
         # timeouts, so it is bounded here.
         ask = {"socket_timeout": config.timeout, "socket_connect_timeout": config.timeout}
         sentinel = Sentinel(sentinels, sentinel_kwargs=ask, db=db, **timeouts)  # type: ignore[no-untyped-call]
-        master_client: aioredis.Redis = sentinel.master_for(master)
+        master_client: aioredis.Redis = sentinel.master_for(master, retry=_reconnect_once())
         return master_client
-    return aioredis.from_url(config.url, **timeouts)
+    return aioredis.from_url(config.url, retry=_reconnect_once(), **timeouts)
+
+
+def _reconnect_once() -> Retry:
+    # One retry at once on a fresh connection: enough for a pooled connection
+    # a restarted Redis closed (or a slot that moved), where redis-py's default
+    # backoff would sleep past the caller's timeout and look like an outage.
+    # A dead Redis is the failure mode's business, not a reason to hold the
+    # request through a series of retries.
+    return Retry(NoBackoff(), retries=1)
 
 
 def is_cluster(client: RedisClient) -> bool:

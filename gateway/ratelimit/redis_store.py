@@ -26,11 +26,17 @@ from importlib import resources
 from itertools import groupby
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.config import RedisConfig
 from gateway.ratelimit.redis_connect import REDIS_FAILURES, RedisClient, connect, is_cluster
-from gateway.ratelimit.store import LimitCheck, LimitCheckResult, StoreUnavailable, Verdict
+from gateway.ratelimit.store import (
+    LimitCheck,
+    LimitCheckResult,
+    StoreFault,
+    StoreUnavailable,
+    Verdict,
+)
 
 log = logging.getLogger("gateway.ratelimit")
 
@@ -62,6 +68,14 @@ def _group_result(reply: list[Any]) -> tuple[bool, float, list[LimitCheckResult]
         results.append(LimitCheckResult(int(remaining), int(reset) / 1e6, int(wait) / 1e6))
         members.append(member)
     return reply[0] == 1, int(reply[1]) / 1e6, results, members
+
+
+def _is_script_error(reply: Exception) -> bool:
+    """Redis ran the script and it failed (a bug, or a key of the wrong type),
+    as opposed to Redis being unable to run it (read-only replica, OOM, …)."""
+    if isinstance(reply, NoScriptError) or not isinstance(reply, ResponseError):
+        return False
+    return "script" in str(reply).lower()
 
 
 class RedisStore:
@@ -167,15 +181,20 @@ class RedisStore:
             self._fail(batch, exc)
             return
         at = 0
+        # One round trip, one failure for the breaker, however many requests.
+        unavailable: StoreUnavailable | None = None
         for pending in batch:
             mine, at = replies[at : at + len(pending.calls)], at + len(pending.calls)
             if pending.future.done():
                 continue
             failure = next((r for r in mine if isinstance(r, Exception)), None)
-            if failure is not None:
-                pending.future.set_exception(StoreUnavailable(f"redis: {failure}"))
-            else:
+            if failure is None:
                 pending.future.set_result(mine)
+            elif _is_script_error(failure):
+                pending.future.set_exception(StoreFault(f"redis: {failure}"))
+            else:
+                unavailable = unavailable or StoreUnavailable(f"redis: {failure}")
+                pending.future.set_exception(unavailable)
 
     @staticmethod
     def _fail(batch: list[_Pending], error: BaseException) -> None:

@@ -52,6 +52,10 @@ class StoreUnavailable(Exception):
     """The store could not decide (connection refused, timeout, …)."""
 
 
+class StoreFault(Exception):
+    """The store answered with an error: a bug or a corrupt key, not an outage."""
+
+
 class LimitStore(Protocol):
     async def acquire(self, checks: Sequence[LimitCheck]) -> Verdict:
         """Decide and, when allowed, count the request against every check."""

@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import shutil
 import signal
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
@@ -30,14 +32,17 @@ import uvloop
 from aiohttp import web
 
 from gateway.admin.app import AdminSources, build_admin_app, local_sources
-from gateway.app import GATEWAY, build_app, build_readiness, make_store
+from gateway.app import GATEWAY, build_app, build_readiness, make_store, worker_checks
 from gateway.config import ConfigError, GatewayConfig, ListenConfig, load_config
+from gateway.http.protocol import ClientLimits, GatewayRunner
 from gateway.http.upstream import UpstreamClient
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.feed import FeedListener, SocketFeed
 from gateway.observability.logs import configure_logging
 from gateway.observability.metrics import GatewayMetrics, MetricsSource
-from gateway.observability.readiness import ReadinessResult
+from gateway.observability.readiness import Readiness, ReadinessCheck, ReadinessResult
+from gateway.runtime.lifecycle import die_with_parent, hand_over, read_config, take_over
+from gateway.runtime.worker_status import WorkersReady, report_forever
 
 log = logging.getLogger("gateway.runtime.server")
 
@@ -60,32 +65,129 @@ async def start_site(
     *,
     reuse_port: bool = False,
     shutdown_timeout: float = 60.0,
+    limits: ClientLimits | None = None,
 ) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    """Serve ``app``; with ``limits``, on the gateway's own protocol (gateway.http.protocol)."""
+    runner = (
+        web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+        if limits is None
+        else GatewayRunner(app, limits, access_log=None, shutdown_timeout=shutdown_timeout)
+    )
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
     return runner
 
 
-async def _serve(config: GatewayConfig, reuse_port: bool, feed_path: Path | None) -> None:
+@dataclass(frozen=True, slots=True)
+class WorkerLink:
+    """Where a worker meets its supervisor: the decision feed's socket, the
+    directory it reports its checks to, and the handed-over configuration."""
+
+    feed_path: Path
+    runtime: Path
+
+    @property
+    def status_dir(self) -> Path:
+        return self.runtime / "status"
+
+    @property
+    def config_file(self) -> Path:
+        return self.runtime / "config.pickle"
+
+
+def _ignore(name: str) -> None:
+    log.info("%s ignored (SIGHUP reloads the configuration)", name)
+
+
+def _wait_for_reload() -> asyncio.Event:
+    reload = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    for signum in (signal.SIGUSR1, signal.SIGUSR2):
+        loop.add_signal_handler(signum, _ignore, signal.Signals(signum).name)
+    return reload
+
+
+async def _next_signal(stop: asyncio.Event, reload: asyncio.Event) -> bool:
+    """Wait for SIGTERM/SIGINT (False) or SIGHUP (True)."""
+    waiting = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(reload.wait())]
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    for task in waiting:
+        task.cancel()
+    reload.clear()
+    return not stop.is_set()
+
+
+async def _start_admin(config: GatewayConfig, sources: AdminSources) -> web.AppRunner:
+    admin_app = build_admin_app(config.admin, sources)
+    admin = await start_site(admin_app, config.admin.host, config.admin.port)
+    log.info("admin listener on %s:%d", config.admin.host, config.admin.port)
+    return admin
+
+
+def _restart_needed(old: GatewayConfig, new: GatewayConfig) -> None:
+    if old.listen != new.listen:
+        log.warning("listen.* changes take effect on restart; the sockets stay as they are")
+
+
+async def _serve(
+    config: GatewayConfig, config_path: Path | None, worker: WorkerLink | None
+) -> None:
     stop = _stop_on_signals()
-    app = build_app(config, feed=SocketFeed(feed_path) if feed_path is not None else None)
+    reload = _wait_for_reload()
+    feed_path = worker.feed_path if worker is not None else None
+
+    def gateway_app(config: GatewayConfig, limits: ClientLimits | None = None) -> web.Application:
+        feed = SocketFeed(feed_path) if feed_path is not None else None
+        return build_app(config, feed=feed, client_limits=limits)
+
+    app = gateway_app(config)
+    limits = app[GATEWAY].client_limits
     proxy = await start_site(
         app,
         config.listen.host,
         config.listen.port,
-        reuse_port=reuse_port,
+        # Siblings share the port: the kernel spreads connections among them.
+        reuse_port=worker is not None,
         shutdown_timeout=config.listen.shutdown_timeout,
+        limits=limits,
     )
+    assert isinstance(proxy, GatewayRunner)
     admin = None
-    if feed_path is None and config.admin.enabled:
-        admin_app = build_admin_app(config.admin, local_sources(app))
-        admin = await start_site(admin_app, config.admin.host, config.admin.port)
-        log.info("admin listener on %s:%d", config.admin.host, config.admin.port)
-    await stop.wait()
+    if worker is None and config.admin.enabled:
+        admin = await _start_admin(config, local_sources(proxy.app))
+    reporter = None
+    if worker is not None:
+
+        def own_checks() -> Readiness:
+            gateway = proxy.app[GATEWAY]
+            return Readiness(worker_checks(gateway.verifier, gateway.revocations), timeout=1.0)
+
+        reporter = asyncio.create_task(report_forever(worker.status_dir, own_checks))
+    while await _next_signal(stop, reload):
+        if worker is not None:
+            fresh: GatewayConfig | None = take_over(worker.config_file)
+        else:
+            assert config_path is not None
+            fresh = read_config(config_path)
+        if fresh is None:
+            continue
+        _restart_needed(config, fresh)
+        try:
+            await proxy.swap(gateway_app(fresh, limits), fresh.listen.shutdown_timeout)
+        except Exception:
+            log.exception("reload failed; the running configuration stays")
+            continue
+        config = fresh
+        log.info("configuration reloaded")
+        if admin is not None:
+            await admin.cleanup()
+            admin = await _start_admin(config, local_sources(proxy.app))
+    if reporter is not None:
+        reporter.cancel()
     # Unready first, so load balancers stop sending while in-flight
     # requests finish; the admin listener goes last so probes see it.
-    app[GATEWAY].readiness.draining = True
+    proxy.app[GATEWAY].readiness.draining = True
     await proxy.cleanup()
     if admin is not None:
         await admin.cleanup()
@@ -98,15 +200,18 @@ def event_loop_factory(config: GatewayConfig) -> Callable[[], asyncio.AbstractEv
 
 
 def serve(
-    config: GatewayConfig, *, reuse_port: bool = False, feed_path: Path | None = None
+    config: GatewayConfig, *, config_path: Path | None = None, worker: WorkerLink | None = None
 ) -> None:
+    """Serve until SIGTERM; on SIGHUP, reload from ``config_path`` (one process)
+    or from what the supervisor handed over (a worker)."""
     configure_logging(config.logging.level, config.logging.format)
     with asyncio.Runner(loop_factory=event_loop_factory(config)) as runner:
-        runner.run(_serve(config, reuse_port, feed_path))
+        runner.run(_serve(config, config_path, worker))
 
 
-def _worker(config_path: str, feed_path: str) -> None:
-    serve(load_config(config_path), reuse_port=True, feed_path=Path(feed_path))
+def _worker(config: GatewayConfig, link: WorkerLink, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
+    serve(config, worker=link)
 
 
 class WorkersAlive:
@@ -132,10 +237,12 @@ _STABLE_AFTER_SECONDS = 10.0
 class _Workers:
     """The worker processes: started, restarted when one dies, stopped together."""
 
-    def __init__(self, config_path: Path, feed_path: Path, count: int) -> None:
+    def __init__(self, config: GatewayConfig, link: WorkerLink, count: int) -> None:
         # spawn, not fork: each worker builds its own loop, sessions and pools.
         self._context = multiprocessing.get_context("spawn")
-        self._args = (str(config_path), str(feed_path))
+        # Handed to every worker started from now on, a restarted one too.
+        self.config = config
+        self.link = link
         self.processes: list[BaseProcess] = [self._new(i) for i in range(count)]
         self._started_at = [0.0] * count
         self._delay = [_RESTART_DELAY] * count
@@ -143,7 +250,17 @@ class _Workers:
         self.all_exited = asyncio.Event()
 
     def _new(self, slot: int) -> BaseProcess:
-        return self._context.Process(target=_worker, args=self._args, name=f"worker-{slot}")
+        return self._context.Process(
+            target=_worker, args=(self.config, self.link, os.getpid()), name=f"worker-{slot}"
+        )
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None and p.is_alive()]
+
+    def signal(self, signum: int) -> None:
+        for process in self.processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
 
     def start(self) -> None:
         for slot in range(len(self.processes)):
@@ -200,38 +317,90 @@ class _Workers:
 
 async def _supervise(config: GatewayConfig, config_path: Path) -> int:
     stop = _stop_on_signals()
+    reload = _wait_for_reload()
     runtime = Path(tempfile.mkdtemp(prefix="image-gateway-"))
     decisions = DecisionLog(config.admin.recent_decisions)
     feed = FeedListener(runtime / "decisions.sock", decisions)
     await feed.start()
-    upstream = UpstreamClient(config.upstream)
-    await upstream.open()
-    store = make_store(config.rate_limit)
-    workers = _Workers(config_path, feed.path, config.listen.workers)
-    # The workers verify tokens and fetch key sets; the parent knows only
-    # how many key sources the configuration names.
-    key_sources = sum(len(i.keys) + (i.jwks is not None) for i in config.auth.trusted_issuers)
-    readiness = build_readiness(config, upstream, store, lambda: key_sources)
-    readiness.add(WorkersAlive(workers))
-    admin = None
+    link = WorkerLink(feed.path, runtime)
+    link.status_dir.mkdir()
+    hand_over(config, link.config_file)
+    workers = _Workers(config, link, config.listen.workers)
+    metrics = MetricsSource(GatewayMetrics(), feed.metrics)
+    parts = _SupervisorParts(config, workers, decisions, metrics)
+    await parts.open()
     try:
         workers.start()
-        if config.admin.enabled:
-            metrics = MetricsSource(GatewayMetrics(), feed.metrics)
-            sources = AdminSources(readiness, metrics, decisions)
-            admin_app = build_admin_app(config.admin, sources)
-            admin = await start_site(admin_app, config.admin.host, config.admin.port)
-            log.info("admin listener on %s:%d", config.admin.host, config.admin.port)
-        await stop.wait()
-        readiness.draining = True
+        await parts.start_admin()
+        while await _next_signal(stop, reload):
+            fresh = read_config(config_path)
+            if fresh is None:
+                continue
+            _restart_needed(config, fresh)
+            # Validated here, once; workers take the object, not the file.
+            hand_over(fresh, link.config_file)
+            workers.config = config = fresh
+            workers.signal(signal.SIGHUP)
+            await parts.replace(fresh)
+            log.info("configuration reloaded; workers told")
+        parts.readiness.draining = True
         return await workers.stop(config.listen.shutdown_timeout + _EXIT_GRACE_SECONDS)
     finally:
-        if admin is not None:
-            await admin.cleanup()
+        await parts.close()
         await feed.close()
-        await upstream.close()
-        await store.close()
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+class _SupervisorParts:
+    """What the supervisor serves from the configuration: its readiness (with
+    the upstream and Redis it checks) and the admin listener."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        workers: _Workers,
+        decisions: DecisionLog,
+        metrics: MetricsSource,
+    ) -> None:
+        self.workers = workers
+        self.decisions = decisions
+        self.metrics = metrics
+        self.admin: web.AppRunner | None = None
+        self._build(config)
+
+    def _build(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.upstream = UpstreamClient(config.upstream)
+        self.store = make_store(config.rate_limit)
+        self.readiness = self._readiness()
+
+    def _readiness(self) -> Readiness:
+        own: list[ReadinessCheck] = [
+            WorkersAlive(self.workers),
+            WorkersReady(self.workers.link.status_dir, self.workers.pids),
+        ]
+        return build_readiness(self.config, self.upstream, self.store, own)
+
+    async def open(self) -> None:
+        await self.upstream.open()
+
+    async def start_admin(self) -> None:
+        if self.config.admin.enabled:
+            sources = AdminSources(self.readiness, self.metrics, self.decisions)
+            self.admin = await _start_admin(self.config, sources)
+
+    async def replace(self, config: GatewayConfig) -> None:
+        await self.close()
+        self._build(config)
+        await self.open()
+        await self.start_admin()
+
+    async def close(self) -> None:
+        if self.admin is not None:
+            await self.admin.cleanup()
+            self.admin = None
+        await self.upstream.close()
+        await self.store.close()
 
 
 def run(config_path: Path, *, workers: str | None = None) -> int:
@@ -252,7 +421,7 @@ def run(config_path: Path, *, workers: str | None = None) -> int:
         config.upstream.url,
     )
     if config.listen.workers == 1:
-        serve(config)
+        serve(config, config_path=config_path)
         return 0
     # The parent on uvloop too: it relays the feed and serves /metrics.
     with asyncio.Runner(loop_factory=event_loop_factory(config)) as runner:

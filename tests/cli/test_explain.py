@@ -66,7 +66,7 @@ async def test_each_refusal_names_its_step(
             "405: Method PUT is not allowed on this resource. Allowed: DELETE, GET, PATCH."),
         ("DELETE", "/v2/flavors/1", token()): ("route", "404: The resource could not be found."),
         ("DELETE", "/v2/images/not-a-uuid", token()): (
-            "route", "400: Invalid image_id: must be a UUID. not-a-uuid"),
+            "route", "400: Invalid image_id: must be a UUID. Expected 8-4-4-4-12"),
         ("DELETE", f"/v2/images/{hidden.id}", token(ttl=-60)): (
             "authentication", "401: The request you have made requires authentication. "
             "The token has expired."),
@@ -132,6 +132,27 @@ def test_cli_prints_the_steps_and_exits_by_the_outcome(
     assert unreachable.returncode == 1, unreachable.stderr
     assert "authorization   STOP  503: the owner look-up failed" in unreachable.stdout
     assert unreachable.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["ab\udcffcd", "eyJhbGciOlsiUlMyNTYiXX0.e30.c2ln"],
+    ids=["non-UTF-8 byte", "alg is a list"],
+)
+async def test_a_hostile_token_is_a_refusal_not_an_error(
+    explain_for: ExplainFor, hostile: str
+) -> None:
+    result = await explain_for(hostile, "DELETE", f"/v2/images/{uuid.uuid4()}")
+    assert result.outcome is False
+    assert step(result, "authentication").startswith("401: ")
+    assert "The token" in step(result, "authentication")
+
+
+async def test_an_image_id_with_a_trailing_newline_is_not_a_uuid(
+    explain_for: ExplainFor, token: TokenFactory
+) -> None:
+    result = await explain_for(token(), "DELETE", f"/v2/images/{uuid.uuid4()}\n")
+    assert result.outcome is False
 
 
 async def test_explain_counts_nothing_and_sees_what_the_gateway_counted(

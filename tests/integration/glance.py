@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +128,10 @@ def _write_config(directory: Path, url: str) -> None:
     (directory / "glance-api.conf").write_text(GLANCE_API_CONF.format(url=url, dir=directory))
 
 
-def run_glance(directory: Path, port: int) -> Iterator[Glance]:
+def run_glance(
+    directory: Path, port: int, gunicorn_args: Sequence[str] = ()
+) -> Iterator[Glance]:
+    """Glance under gunicorn; ``gunicorn_args`` adds settings (``--header-map``, say)."""
     gunicorn = _glance_binary("gunicorn")
     manage = _glance_binary("glance-manage")
     url = f"http://127.0.0.1:{port}"
@@ -145,7 +148,7 @@ def run_glance(directory: Path, port: int) -> Iterator[Glance]:
     with log.open("wb") as output:
         process = subprocess.Popen(
             [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
-             "glance.wsgi.api:application"],
+             *gunicorn_args, "glance.wsgi.api:application"],
             cwd=directory, env=env, stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

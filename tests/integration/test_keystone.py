@@ -24,7 +24,7 @@ import yaml
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
-from gateway.authn.shared_token_cache import SharedTokens
+from gateway.authn.keystone.shared_cache import SharedTokens
 from gateway.demo_backend.image_store import RECEIVED, add_image
 from tests.authn.test_revocation import gateway_processes, wait_until
 from tests.conftest import Keys, TokenFactory, config_data, free_port

@@ -3,13 +3,20 @@ request id, and nothing of it reaches the client."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.http.protocol import ClientLimits
+from gateway.middleware.context import run_before_send
+from gateway.middleware.fault_envelope import FaultEnvelopeMiddleware
+from gateway.middleware.request_id import RequestIdMiddleware
 from gateway.ratelimit.store import LimitCheck, Verdict
+from gateway.runtime.server import start_site
 from tests.conftest import GatewayFactory, TokenFactory
 from tests.test_app import assert_fault
 
@@ -50,3 +57,38 @@ async def test_internal_error_is_500_api_fault(
     [record] = [r for r in caplog.records if getattr(r, "request_id", None) == request_id]
     assert record.exc_info is not None
     assert record.exc_info[0] is ZeroDivisionError
+
+
+async def test_a_body_whose_framing_breaks_mid_read_is_400_not_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The chain is reading the body when a bad chunk size arrives: on the
+    gateway's protocol the reader gets the error (aiohttp alone would leave
+    it waiting), and the fault envelope makes it a 400."""
+    reading = asyncio.Event()
+
+    async def read_body(request: web.Request) -> web.Response:
+        reading.set()
+        await request.read()
+        return web.Response(status=204)
+
+    app = web.Application(middlewares=[RequestIdMiddleware(), FaultEnvelopeMiddleware()])
+    app.on_response_prepare.append(run_before_send)
+    app.router.add_post("/", read_body)
+    runner = await start_site(app, "127.0.0.1", 0, limits=ClientLimits(5.0, 5.0, 10))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(b"POST / HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(b"3\r\nabc\r\n")
+        await asyncio.wait_for(reading.wait(), 5)
+        with caplog.at_level(logging.INFO):
+            writer.write(b"zz-SECRET\r\n")
+            answer = await asyncio.wait_for(reader.read(-1), 5)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b"X-OpenStack-Request-Id: req-" in answer
+    assert b"badRequest" in answer
+    assert b"SECRET" not in answer
+    assert not [r for r in caplog.records if r.exc_info or "SECRET" in r.getMessage()]

@@ -34,7 +34,12 @@ async def test_refusals_and_shadow_refusals_are_exported_by_rule(
 async def test_breaker_openings_are_exported(
     observe_standin: ObservedFactory, store_app: web.Application, token: TokenFactory
 ) -> None:
-    dead = {"url": f"redis://127.0.0.1:{free_port()}/0", "timeout": 0.2, "probe_interval": 60}
+    dead = {
+        "url": f"redis://127.0.0.1:{free_port()}/0",
+        "timeout": 0.2,
+        "probe_interval": 60,
+        "breaker_failures": 1,
+    }
     observed = await observe_standin(
         rate_limit={"store": "redis", "redis": dead, "rules": RULES[1:]}
     )

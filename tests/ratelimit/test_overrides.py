@@ -102,7 +102,7 @@ async def test_override_reaches_every_replica_within_a_second_and_is_enforced(
     ("args", "message"),
     [
         (["set", "--project", "p", "--rule", "nope", "--value", "3"], "no rule 'nope'"),
-        (["set", "--project", "p", "--rule", "deletes", "--value", "0"], "positive"),
+        (["set", "--project", "p", "--rule", "deletes", "--value", "0"], "from 1 to"),
         (["set", "--project", "p", "--rule", "all", "--value", "3"], "no tenant"),
         (["set", "--project", "p", "--rule", "deletes", "--value", "x"], "invalid int"),
     ],

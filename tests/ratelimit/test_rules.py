@@ -97,8 +97,8 @@ async def test_malformed_forwarded_for_from_a_trusted_proxy_is_400_and_counts_no
     tok = token(roles=["admin"])
     with caplog.at_level(logging.INFO, logger="gateway.http.faults"):
         response = await _delete(client, tok, **{"X-Forwarded-For": "not-an-ip"})
-    body = await assert_fault(response, 400, "badRequest")
-    assert "not-an-ip" in body["details"]
+    await assert_fault(response, 400, "badRequest")
+    assert "not-an-ip" not in await response.text()
     assert any("400" in r.getMessage() for r in caplog.records)
     assert (await _delete(client, tok)).status == 204
 

@@ -21,11 +21,16 @@ import struct
 import time
 
 from gateway.authn.identity import Identity
-from gateway.authn.keystone_client import KeystoneClient, KeystoneUnavailable
-from gateway.authn.keystone_token import KeystoneToken, from_record, parse_token_body, to_record
+from gateway.authn.keystone.client import KeystoneClient, KeystoneUnavailable
+from gateway.authn.keystone.sealing import TokenSealer
+from gateway.authn.keystone.shared_cache import REFUSED, VALID, SharedTokens
+from gateway.authn.keystone.token_body import (
+    KeystoneToken,
+    from_record,
+    parse_token_body,
+    to_record,
+)
 from gateway.authn.revocation import RevocationList
-from gateway.authn.sealed_entries import TokenSealer
-from gateway.authn.shared_token_cache import REFUSED, VALID, SharedTokens
 from gateway.authn.tokens import InvalidToken
 from gateway.config import KeystoneConfig
 from gateway.expiring_lru import ExpiringLRU

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway.authn.sealed_entries import TokenSealer
+from gateway.authn.keystone.sealing import TokenSealer
 
 SECRET = b"a-shared-cache-secret-of-at-least-32-bytes"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.authn.keystone_token import from_record, parse_token_body, to_record
+from gateway.authn.keystone.token_body import from_record, parse_token_body, to_record
 from gateway.authn.tokens import InvalidToken
 
 BODY: dict[str, Any] = {

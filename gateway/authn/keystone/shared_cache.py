@@ -2,7 +2,7 @@
 
 An entry's key is the keyed hash of the token; its value is the token
 record (or the reason Keystone refused it) sealed with AES-GCM bound to
-that key (gateway.authn.sealed_entries). Redis failing is a miss, never an
+that key (gateway.authn.keystone.sealing). Redis failing is a miss, never an
 error: Keystone is asked instead, and the failure counted.
 """
 
@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import cast
 
-from gateway.authn.sealed_entries import TokenSealer
+from gateway.authn.keystone.sealing import TokenSealer
 from gateway.config import SharedTokenCache
 from gateway.ratelimit.redis_connect import REDIS_FAILURES, connect
 

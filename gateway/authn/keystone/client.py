@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.authn.keystone_token import parse_token_body
+from gateway.authn.keystone.token_body import parse_token_body
 from gateway.authn.tokens import InvalidToken
 from gateway.config import KeystoneConfig
 

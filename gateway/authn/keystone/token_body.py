@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.authn.identity import Identity
-from gateway.authn.tokens import HEADER_SAFE, ROLE_NAME, InvalidToken
+from gateway.authn.tokens import HEADER_SAFE, ROLE_NAME, SUBJECT_ID, InvalidToken
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,9 @@ def _entity(token: Mapping[str, Any], name: str) -> tuple[str, str | None, str |
         raise InvalidToken(f"Keystone's reply has a malformed {name} domain.")
     ident = _text(entity.get("id"), f"{name} id")
     assert ident is not None
+    if not SUBJECT_ID.fullmatch(ident):
+        # The same ids as a JWT's: they go into keys, URLs and headers.
+        raise InvalidToken(f"Keystone's {name} id is outside the documented character set.")
     return (
         ident,
         _text(entity.get("name"), f"{name} name", required=False),

@@ -1,0 +1,361 @@
+"""The gateway's own HTTP/1.1 server protocol: what happens before the chain runs.
+
+aiohttp answers a request its parser refuses (a header line too long, too
+many headers, Content-Length with Transfer-Encoding, a bad chunk size, an
+obs-fold, no Host) by itself, below every middleware, with a plain-text
+page quoting the offending bytes and an ERROR traceback in the log that
+holds the whole header line, a token included. Here those requests get the
+fault envelope and a request id like every other error, and one bounded
+log line that names the kind of fault, never the bytes.
+
+The same protocol bounds what a client may hold: a request's headers must
+arrive within ``listen.header_read_timeout`` of its first byte, an idle
+connection closes after ``listen.keepalive_timeout``, and past
+``listen.max_connections`` open connections a new one is answered 503 and
+closed at once, so a slow or idle client cannot exhaust a worker's
+descriptors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import hdrs, http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.http.faults import fault_body
+
+log = logging.getLogger("gateway.http")
+
+REQUEST_ID_HEADERS = ("X-Compute-Request-Id", "X-OpenStack-Request-Id")
+
+# What the client is told, by the parser's exception class: a fixed text,
+# never the exception's message (which quotes the client's bytes).
+_PARSE_FAULTS: tuple[tuple[type[Exception], str], ...] = (
+    (http_exceptions.LineTooLong, "The request line or a header is too long."),
+    (http_exceptions.BadHttpMethod, "The request method is malformed."),
+    (http_exceptions.BadStatusLine, "The request line is malformed."),
+    (http_exceptions.InvalidURLError, "The request target is malformed."),
+    (http_exceptions.InvalidHeader, "A header is malformed."),
+    (http_exceptions.PayloadEncodingError, "The request body's framing is malformed."),
+)
+_PARSE_FAULT = "The request could not be parsed."
+# A flood of bad requests or slow clients logs one line per this many seconds.
+_LOG_EVERY_SECONDS = 10.0
+
+
+def parse_fault_message(exc: BaseException | None) -> str:
+    for kind, message in _PARSE_FAULTS:
+        if isinstance(exc, kind):
+            return message
+    return _PARSE_FAULT
+
+
+def fault_bytes(status: int, reason: str, message: str, request_id: str) -> bytes:
+    """A whole HTTP/1.1 response carrying a fault, for a connection with no request."""
+    body = json.dumps(fault_body(status, message)).encode()
+    head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json"]
+    head += [f"{name}: {request_id}" for name in REQUEST_ID_HEADERS]
+    head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    return "\r\n".join(head).encode() + body
+
+
+class _ThrottledLog:
+    """Logs an event at most once per interval, with how many happened since."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self._last = -_LOG_EVERY_SECONDS
+        self._unlogged = 0
+
+    def event(self, detail: str, request_id: str | None = None) -> None:
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._last < _LOG_EVERY_SECONDS:
+            return
+        log.warning(
+            "%s (%d since last logged): %s",
+            self.message,
+            self._unlogged,
+            detail,
+            extra={"request_id": request_id} if request_id else None,
+        )
+        self._last, self._unlogged = now, 0
+
+
+@dataclass
+class ClientLimits:
+    """What one worker allows its clients, and what it counted refusing them."""
+
+    header_read_timeout: float
+    keepalive_timeout: float
+    max_connections: int
+    # Plain counts for the metrics endpoint.
+    parse_errors: int = 0
+    header_timeouts: int = 0
+    refused_connections: int = 0
+    timeout_log: _ThrottledLog = field(
+        default_factory=lambda: _ThrottledLog("closed connections whose headers did not arrive")
+    )
+    refusal_log: _ThrottledLog = field(
+        default_factory=lambda: _ThrottledLog("refused connections over listen.max_connections")
+    )
+
+
+class GatewayRequestHandler(RequestHandler):
+    """aiohttp's protocol, with our faults for parser errors and a header deadline."""
+
+    def __init__(self, manager: web.Server, *, limits: ClientLimits, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._limits = limits
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        queued = len(self._messages)
+        super().data_received(data)
+        self._fail_body_in_progress(queued)
+        # Waiting for a request (not handling one) and some of it came but
+        # not all of its head: the head now has a deadline.
+        waiting = self._waiter is not None and not self._messages
+        if not waiting:
+            self._cancel_header_deadline()
+        elif data and self._header_deadline is None:
+            self._header_deadline = self._loop.call_later(
+                self._limits.header_read_timeout, self._header_deadline_passed
+            )
+
+    def _fail_body_in_progress(self, queued: int) -> None:
+        """A body whose framing broke while the chain reads it (a bad chunk
+        size): aiohttp queues the parse error as a next request and leaves
+        the reader waiting forever; hand the error to the reader instead."""
+        request = self._current_request
+        if request is None or len(self._messages) <= queued:
+            return
+        error = getattr(self._messages[-1][0], "exc", None)
+        if isinstance(error, http_exceptions.HttpProcessingError):
+            self._messages.pop()
+            request.content.set_exception(error)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _header_deadline_passed(self) -> None:
+        self._header_deadline = None
+        if self.transport is None or self._messages or self._waiter is None:
+            return
+        self._limits.header_timeouts += 1
+        request_id = f"req-{uuid.uuid4()}"
+        self._limits.timeout_log.event(
+            f"no complete request head within {self._limits.header_read_timeout:g}s", request_id
+        )
+        self.transport.write(
+            fault_bytes(408, "Request Timeout", "The request's headers took too long.", request_id)
+        )
+        self.force_close()
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        request_id = f"req-{uuid.uuid4()}"
+        if isinstance(exc, ConnectionError):
+            # The client closed its side while aiohttp wrote to it (a
+            # 100 Continue, say): nothing is wrong here.
+            log.info("client went away before the chain ran", extra={"request_id": request_id})
+            text = "The client went away."
+        elif status == 500:
+            # Not the client's doing: a bug below the chain, with its traceback.
+            log.error("error outside the chain", exc_info=exc, extra={"request_id": request_id})
+            text = "The gateway failed to handle the request."
+        else:
+            self._limits.parse_errors += 1
+            text = parse_fault_message(exc)
+            log.info(
+                "refused an unparseable request from %s: %s (%s)",
+                request.remote,
+                text,
+                type(exc).__name__,
+                extra={"request_id": request_id},
+            )
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response had begun; the connection is cut instead")
+        return self._fault_response(status, text, request_id)
+
+    @staticmethod
+    def _fault_response(status: int, message: str, request_id: str) -> web.Response:
+        response = web.Response(
+            status=status,
+            body=json.dumps(fault_body(status, message)).encode(),
+            content_type="application/json",
+            headers={name: request_id for name in REQUEST_ID_HEADERS},
+        )
+        response.force_close()
+        return response
+
+    async def finish_response(
+        self, request: Any, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        if isinstance(resp, web.HTTPException) and resp.status >= 400:
+            # Raised by aiohttp before the chain ran (an Expect it does not
+            # know is a 417 whose text quotes the header): our envelope instead.
+            resp = self._fault_response(resp.status, resp.reason, f"req-{uuid.uuid4()}")
+        return await super().finish_response(request, resp, start_time)
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        # aiohttp logs a request body that breaks its framing after the
+        # handler answered (while draining it) as an unhandled exception,
+        # whose message quotes the client's bytes.
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, http_exceptions.HttpProcessingError):
+            self._limits.parse_errors += 1
+            log.info("dropped a connection: %s (%s)", parse_fault_message(exc),
+                     type(exc).__name__)  # fmt: skip
+            return
+        super().log_exception(*args, **kwargs)
+
+
+class _Refusal(asyncio.Protocol):
+    """A connection over the cap: one 503 fault, then closed, nothing read."""
+
+    def __init__(self, limits: ClientLimits) -> None:
+        self._limits = limits
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        request_id = f"req-{uuid.uuid4()}"
+        self._limits.refused_connections += 1
+        self._limits.refusal_log.event(
+            f"{self._limits.max_connections} connection(s) open", request_id
+        )
+        transport.write(
+            fault_bytes(503, "Service Unavailable", "The gateway is at capacity.", request_id)
+        )
+        transport.close()
+
+
+def _known_expectations_only(message: Any) -> Any:
+    """The request without an Expect other than 100-continue.
+
+    aiohttp answers any other expectation itself, before the chain, with a
+    417 whose text quotes the header (a 500 when it is not UTF-8). RFC 9110
+    §10.1.1 lets a server ignore an expectation it does not know.
+    """
+    expect = message.headers.get(hdrs.EXPECT)
+    if expect is None or expect.strip().lower() == "100-continue":
+        return message
+    headers = CIMultiDict(message.headers)
+    headers.popall(hdrs.EXPECT)
+    raw = tuple((n, v) for n, v in message.raw_headers if n.lower() != b"expect")
+    return message._replace(headers=CIMultiDictProxy(headers), raw_headers=raw)
+
+
+class GatewayServer(web.Server):
+    """aiohttp's Server, making GatewayRequestHandlers, refusing past the cap.
+
+    Requests go to the current app's handler, looked up per request, so that
+    a reload can put a new app behind the same listening socket: no
+    connection is refused or reset while the old app's requests finish.
+    """
+
+    def __init__(self, plain: web.Server, limits: ClientLimits) -> None:
+        make_request = plain.request_factory
+
+        def request_factory(message: Any, *args: Any) -> web.BaseRequest:
+            return make_request(_known_expectations_only(message), *args)
+
+        self._target: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] = (
+            plain.request_handler
+        )
+        self._in_flight: Counter[Any] = Counter()
+        self._idle = asyncio.Event()
+        super().__init__(
+            self._dispatch,
+            request_factory=request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=plain._loop,
+            **plain._kwargs,
+        )
+        self.limits = limits
+
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        target = self._target
+        self._in_flight[target] += 1
+        try:
+            return await target(request)
+        finally:
+            self._in_flight[target] -= 1
+            if not self._in_flight[target]:
+                del self._in_flight[target]
+                self._idle.set()
+
+    def switch(self, handler: Any) -> Any:
+        """Send every request from now on to ``handler``; return the one replaced."""
+        old, self._target = self._target, handler
+        return old
+
+    async def drained(self, handler: Any, grace: float) -> bool:
+        """Wait until no request is in ``handler``; False if ``grace`` seconds passed first."""
+        try:
+            async with asyncio.timeout(grace):
+                while self._in_flight[handler]:
+                    self._idle.clear()
+                    await self._idle.wait()
+        except TimeoutError:
+            return False
+        finally:
+            if not self._in_flight[handler]:
+                del self._in_flight[handler]
+        return True
+
+    def __call__(self) -> Any:
+        if len(self._connections) >= self.limits.max_connections:
+            return _Refusal(self.limits)
+        return GatewayRequestHandler(self, limits=self.limits, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """An AppRunner whose server is a GatewayServer."""
+
+    def __init__(self, app: web.Application, limits: ClientLimits, **kwargs: Any) -> None:
+        super().__init__(app, keepalive_timeout=limits.keepalive_timeout, **kwargs)
+        self.limits = limits
+
+    async def _make_server(self) -> web.Server:
+        return GatewayServer(await super()._make_server(), self.limits)
+
+    async def swap(self, app: web.Application, drain_timeout: float) -> None:
+        """Serve ``app`` from now on, on the same sockets; the old app finishes
+        its requests (up to ``drain_timeout``) and is then shut down."""
+        server = self.server
+        assert isinstance(server, GatewayServer), "set the runner up first"
+        # What AppRunner does for its app at set-up.
+        app._set_loop(asyncio.get_running_loop())
+        app.on_startup.freeze()
+        await app.startup()
+        app.freeze()
+        old_app, old_handler = self._app, server.switch(app._handle)
+        self._app = app
+        if not await server.drained(old_handler, drain_timeout):
+            log.warning("requests of the previous configuration still running after %gs;"
+                        " shutting it down anyway", drain_timeout)  # fmt: skip
+        await old_app.shutdown()
+        await old_app.cleanup()
+
