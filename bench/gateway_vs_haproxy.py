@@ -15,7 +15,10 @@ a small image document to GET):
   with ``owner_check: backend`` and ``gateway``. Only what must change to
   run here is changed: addresses, the trusted key (the bench's RS256 key in
   place of the example issuer and its JWKS), the rate-limit rule's value
-  (raised so that nothing is refused) and log and audit files.
+  (raised so that nothing is refused) and log and audit files;
+- with ``--baseline REF`` (a git commit, branch or tag of this repository),
+  ``gw-backend@REF`` too: the same, from that commit's tree, so that a change
+  is measured before and after in the same run, rounds alternating.
 
 wrk -t1 sends DELETE /v2/images/<random uuid> with one of 1000 RS256 tokens
 (one project, 1000 users, role cloudImages:admin: not a global admin, so
@@ -29,6 +32,7 @@ Needs Debian's nginx-light (or nginx), haproxy, wrk and redis-server:
 
     apt-get install -y nginx-light haproxy wrk redis-server
     python -m bench.gateway_vs_haproxy [--seconds 5] [--rounds 2] [--workers 2]
+        [--baseline main] [--targets haproxy,gw-backend]
 """
 
 from __future__ import annotations
@@ -199,24 +203,25 @@ def gateway_conf(
     redis_url: str,
     public_pem: Path,
     admin_port: int,
+    tree: Path = REPO,
 ) -> Path:
-    """config/gateway.yaml, changed only where it must be to run here."""
-    data: dict[str, Any] = yaml.safe_load((REPO / "config" / "gateway.yaml").read_text())
+    """``tree``'s config/gateway.yaml, changed only where it must be to run here."""
+    data: dict[str, Any] = yaml.safe_load((tree / "config" / "gateway.yaml").read_text())
     data["listen"].update(host="127.0.0.1", port=port, workers=workers)
     data["upstream"]["url"] = f"http://127.0.0.1:{upstream}"
     issuer = data["auth"]["issuers"][0]
     issuer.update(issuer=ISSUER, audience=AUDIENCE)
     issuer["keys"] = [{"kid": "bench", "algorithm": "RS256", "public_key_file": str(public_pem)}]
     issuer.pop("jwks")
-    data["authorization"]["policy_file"] = str(REPO / "config" / "policy.yaml")
-    data["authorization"]["owner_check"] = name.removeprefix("gw-")
+    data["authorization"]["policy_file"] = str(tree / "config" / "policy.yaml")
+    data["authorization"]["owner_check"] = name.removeprefix("gw-").split("@")[0]
     data["revocation"]["redis"]["url"] = redis_url
     data["rate_limit"]["redis"]["url"] = redis_url
     for rule in data["rate_limit"]["rules"]:
         rule["value"] = 1_000_000_000
     data["admin"]["port"] = admin_port
     data["audit"]["sink"] = str(tmp / f"{name}-audit.jsonl")
-    path = tmp / f"{name}.yaml"
+    path = tmp / f"{name.replace('@', '-at-')}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -389,15 +394,33 @@ def check_policy(url: str, token: str) -> None:
     assert status({"X-Auth-Token": token[:-4] + "AAAA"}) == 401, url
 
 
+def checkout(ref: str, into: Path) -> Path:
+    """The tree of ``ref`` (a commit of this repository), extracted under ``into``."""
+    tree = into / "baseline"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", ref],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
 @contextmanager
-def started(commands: dict[str, tuple[list[str], int]], logs: Path) -> Iterator[dict[str, int]]:
-    """Start each command, wait for its port; yield their pids; stop them all."""
+def started(
+    commands: dict[str, tuple[list[str], int]], logs: Path, trees: dict[str, Path]
+) -> Iterator[dict[str, int]]:
+    """Start each command (in its tree, REPO unless ``trees`` names another),
+    wait for its port; yield their pids; stop them all."""
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name, (command, port) in commands.items():
             log = (logs / f"{name}.log").open("wb")
+            tree = trees.get(name, REPO)
+            # The tree's own package first, before the installed one.
+            env = {**os.environ, "PYTHONPATH": str(tree)}
             processes[name] = subprocess.Popen(
-                command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
+                command, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=env
             )
             wait_listening(port, processes[name])
         yield {name: process.pid for name, process in processes.items()}
@@ -418,6 +441,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="gateway processes = threads")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also run gw-backend from this commit, side by side"
+    )
+    parser.add_argument(
+        "--targets",
+        default="nginx,haproxy,aiohttp,gw-backend,gw-gateway",
+        help="which to measure, comma-separated (haproxy always: the ratios are to it)",
+    )
     args = parser.parse_args()
     missing = [b for b in ("nginx", "haproxy", "wrk", "redis-server") if not shutil.which(b)]
     if missing:
@@ -430,37 +461,44 @@ def main() -> int:
         token = token_file.read_text().splitlines()[0]
         script = tmp / "delete.lua"
         script.write_text(WRK_SCRIPT % token_file)
-        names = ("upstream", "redis", "nginx", "haproxy", "aiohttp", "gw-backend", "gw-gateway")
-        ports = {name: free_port() for name in names}
+        targets = ["haproxy", *(t for t in args.targets.split(",") if t and t != "haproxy")]
+        trees = {}
+        if args.baseline:
+            trees[f"gw-backend@{args.baseline}"] = checkout(args.baseline, tmp)
+            targets.append(f"gw-backend@{args.baseline}")
+        gateways = [t for t in targets if t.startswith("gw-")]
+        ports = {name: free_port() for name in ("upstream", "redis", *targets)}
         redis_url = f"redis://127.0.0.1:{ports['redis']}/0"
         up = ports["upstream"]
         w = args.workers
-        commands = {
+        known = {
             "upstream": (["nginx", "-p", str(tmp), "-e", "stderr",
                           "-c", str(nginx_upstream_conf(tmp, up))], up),
             "redis": (["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
                        "--save", "", "--appendonly", "no"], ports["redis"]),
             "nginx": (["nginx", "-p", str(tmp), "-e", "stderr",
-                       "-c", str(nginx_proxy_conf(tmp, ports["nginx"], up, w))], ports["nginx"]),
+                       "-c", str(nginx_proxy_conf(tmp, ports.get("nginx", 0), up, w))],
+                      ports.get("nginx", 0)),
             "haproxy": (["haproxy", "-f",
                          str(haproxy_conf(tmp, ports["haproxy"], up, w, public_pem))],
                         ports["haproxy"]),
-            "aiohttp": ([sys.executable, "-m", "bench.aiohttp_passthrough", str(ports["aiohttp"]),
-                         f"http://127.0.0.1:{up}", str(w)], ports["aiohttp"]),
+            "aiohttp": ([sys.executable, "-m", "bench.aiohttp_passthrough",
+                         str(ports.get("aiohttp", 0)), f"http://127.0.0.1:{up}", str(w)],
+                        ports.get("aiohttp", 0)),
         }  # fmt: skip
-        admin_ports = {"gw-backend": free_port(), "gw-gateway": free_port()}
-        for name in ("gw-backend", "gw-gateway"):
+        commands = {n: c for n, c in known.items() if n in ("upstream", "redis", *targets)}
+        admin_ports = {name: free_port() for name in gateways}
+        for name in gateways:
             conf = gateway_conf(
-                tmp, name, ports[name], up, w, redis_url, public_pem, admin_ports[name]
-            )
-            commands[name] = (
-                [sys.executable, "-m", "gateway", "run", "--config", str(conf)], ports[name]
-            )
-        targets = ["nginx", "haproxy", "aiohttp", "gw-backend", "gw-gateway"]
+                tmp, name, ports[name], up, w, redis_url, public_pem, admin_ports[name],
+                trees.get(name, REPO),
+            )  # fmt: skip
+            command = [sys.executable, "-m", "gateway", "run", "--config", str(conf)]
+            commands[name] = (command, ports[name])
         results: dict[str, list[Round]] = {name: [] for name in targets}
-        with started(commands, tmp) as pids:
+        with started(commands, tmp, trees) as pids:
             urls = {n: f"http://127.0.0.1:{ports[n]}/v2/images/{uuid.uuid4()}" for n in targets}
-            for name in ("haproxy", "gw-backend", "gw-gateway"):
+            for name in ("haproxy", *gateways):
                 check_policy(urls[name], token)
             for name in targets:
                 run_wrk(urls[name], script, 2, args.connections)
@@ -496,19 +534,19 @@ def report(
         f"{args.rounds} alternating rounds x {args.seconds}s, {args.workers} workers/threads, "
         f"cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'':12}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'CPU-us/req':>12}"
+    print(f"{'':20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'CPU-us/req':>12}"
           f"{'redis us':>10}")  # fmt: skip
     for name, rounds in results.items():
         for r in rounds:
             redis = f"{r.redis_cpu_us:10.0f}" if name.startswith("gw-") else f"{'':10}"
-            print(f"{name:12}{r.rps:9.0f}{r.p50_ms:9.2f}{r.p99_ms:9.2f}{r.non_2xx:9d}"
+            print(f"{name:<20}{r.rps:9.0f}{r.p50_ms:9.2f}{r.p99_ms:9.2f}{r.non_2xx:9d}"
                   f"{r.cpu_us:12.0f}{redis}")  # fmt: skip
     rps = {n: statistics.median(r.rps for r in rounds) for n, rounds in results.items()}
     cpu = {n: statistics.median(r.cpu_us for r in rounds) for n, rounds in results.items()}
     print("medians, as ratios to haproxy:")
     for name in results:
         times = cpu[name] / cpu["haproxy"]
-        print(f"  {name:12} {rps[name] / rps['haproxy']:5.2f}x req/s, "
+        print(f"  {name:<20} {rps[name] / rps['haproxy']:5.2f}x req/s, "
               f"{cpu[name]:5.0f} CPU-us/req ({times:4.1f}x haproxy's)")  # fmt: skip
     for name, start in rss_start.items():
         served = sum(r.requests for r in results[name])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -85,8 +84,6 @@ class Gateway:
 GATEWAY = web.AppKey("gateway", Gateway)
 
 log = logging.getLogger("gateway.app")
-# How stale a mirrored counter may be on /metrics when no request comes.
-MIRROR_SYNC_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,30 +249,19 @@ async def _not_ready(app: web.Application) -> None:
     app[GATEWAY].readiness.draining = True
 
 
-async def _sync_mirrors(metrics: GatewayMetrics) -> None:
-    while True:
-        await asyncio.sleep(MIRROR_SYNC_SECONDS)
-        try:
-            metrics.sync_mirrors()
-        except Exception:
-            log.exception("syncing counters to metrics failed")
-
-
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     await gateway.upstream.open()
     gateway.audit.open()
-    await gateway.feed.start()
+    await gateway.feed.start(gateway.metrics.snapshot)
     # Keys and revocations are current before the first request is served.
     await gateway.revocations.open()
     await gateway.verifier.open()
     if gateway.keystone is not None:
         await gateway.keystone.open()
     gateway.limiter.start()
-    # Counts kept by the parts reach Prometheus even when no request comes.
-    mirrors = asyncio.get_running_loop().create_task(_sync_mirrors(gateway.metrics))
+    # Counts the parts keep are read when /metrics takes its snapshot.
     yield
-    mirrors.cancel()
     if gateway.keystone is not None:
         await gateway.keystone.close()
     await gateway.verifier.close()

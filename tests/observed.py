@@ -6,6 +6,7 @@ from ``admin``: /metrics, /readyz, the dashboard and its JSON API.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from gateway.admin.app import build_admin_app, local_sources
 from gateway.app import GATEWAY, Gateway, build_app
 from gateway.config import parse_config
 from gateway.demo_backend.image_store import add_image
+from gateway.observability.records import RecordFields, RequestRecord
 from gateway.ratelimit.store import LimitStore
 from tests.conftest import Client, Keys, config_data
 
@@ -95,3 +97,16 @@ async def delete_new_image(
     return await observed.gateway.delete(
         f"/v2/images/{image.id}", headers={"X-Auth-Token": tok} if tok else {}
     )
+
+
+def sample_record(request_id: str, route: str = "delete_image") -> RequestRecord:
+    """A finished request's record, as the observability middleware builds it."""
+    fields: RecordFields = {
+        "global_request_id": None, "method": "DELETE", "path": "/v2/images/x", "route": route,
+        "image_id": "x", "project": "p", "user": "u", "client": "127.0.0.1", "status": 204,
+        "decision": "forwarded", "reason": None, "upstream_status": 204, "upstream_error": None,
+        "limiter": None, "limits": [], "duration_ms": 1.0, "upstream_ms": 0.5, "pid": 1,
+    }  # fmt: skip
+    if route == "delete_image":
+        fields["outcome"] = "deleted"
+    return RequestRecord(time.time(), request_id, fields)

@@ -8,7 +8,6 @@ from importlib import resources
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from gateway.admin.auth import AdminTokenMiddleware
 from gateway.admin.dashboard import FILTERS, Dashboard, Page, api
@@ -21,7 +20,7 @@ from gateway.middleware.fault_envelope import FaultEnvelopeMiddleware
 from gateway.middleware.request_id import RequestIdMiddleware
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.feed import LocalFeed
-from gateway.observability.metrics import exposition_registry
+from gateway.observability.metrics import MetricsSource, local_source
 from gateway.observability.readiness import Readiness
 
 # The package whose templates/ and static/ the dashboard serves.
@@ -33,8 +32,8 @@ class AdminSources:
     """What the admin listener reports on, wherever it comes from."""
 
     readiness: Readiness
-    # What /metrics serves: one process's registry, or every worker's files.
-    registry: CollectorRegistry
+    # What /metrics serves: this process's counters, or every worker's summed.
+    metrics: MetricsSource
     decisions: DecisionLog
 
 
@@ -45,7 +44,7 @@ def local_sources(gateway_app: web.Application) -> AdminSources:
         raise ValueError("this gateway sends its decisions to another process's admin listener")
     return AdminSources(
         readiness=gateway.readiness,
-        registry=exposition_registry(gateway.metrics.registry),
+        metrics=local_source(gateway.metrics),
         decisions=gateway.feed.decisions,
     )
 
@@ -59,7 +58,7 @@ def build_admin_app(config: AdminConfig, sources: AdminSources) -> web.Applicati
     if config.token is not None:
         middlewares.append(AdminTokenMiddleware(config.token.get_secret_value()))
     app = web.Application(middlewares=middlewares)
-    dashboard = Dashboard(sources.decisions, sources.readiness, sources.registry)
+    dashboard = Dashboard(sources.decisions, sources.readiness, sources.metrics)
     pages = (
         Page("overview", "Overview", dashboard.overview, ("overview",)),
         Page("limits", "Rate limits", dashboard.limits, ("limits",)),
@@ -77,7 +76,7 @@ def build_admin_app(config: AdminConfig, sources: AdminSources) -> web.Applicati
     router = app.router
     router.add_get("/healthz", healthz)
     router.add_get("/readyz", readyz_handler(sources.readiness))
-    router.add_get("/metrics", metrics_handler(sources.registry))
+    router.add_get("/metrics", metrics_handler(sources.metrics))
     for page in pages:
         router.add_get(page.path, page.handler(config.refresh_seconds), name=page.name)
         router.add_get(f"/api/{page.name}", api(page.load))

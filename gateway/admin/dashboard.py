@@ -16,12 +16,12 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from gateway.admin.keystone_stats import keystone_stats
 from gateway.http.faults import GatewayFault
 from gateway.http.routes import Handler
 from gateway.observability.decisions import DecisionLog
+from gateway.observability.metrics import MetricsSource
 from gateway.observability.readiness import Readiness
 
 MAX_QUERY_CHARS = 200
@@ -35,7 +35,7 @@ Context = dict[str, Any]
 class Dashboard:
     decisions: DecisionLog
     readiness: Readiness
-    registry: CollectorRegistry
+    metrics: MetricsSource
 
     async def overview(self, request: web.Request) -> Context:
         health = await self.readiness.report()
@@ -44,7 +44,11 @@ class Dashboard:
             "health": health,
             "recent": self.decisions.search(limit=10),
             # Only a gateway that trusts Keystone has a Keystone check.
-            "keystone": keystone_stats(self.registry) if "keystone" in health["checks"] else None,
+            "keystone": (
+                keystone_stats(await self.metrics.take())
+                if "keystone" in health["checks"]
+                else None
+            ),
         }
 
     async def limits(self, request: web.Request) -> Context:

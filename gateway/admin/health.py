@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gateway.http.routes import Handler
+from gateway.observability.metrics import MetricsSource
 from gateway.observability.readiness import Readiness
 
 
@@ -25,9 +25,9 @@ def readyz_handler(readiness: Readiness) -> Handler:
     return readyz
 
 
-def metrics_handler(registry: CollectorRegistry) -> Handler:
+def metrics_handler(source: MetricsSource) -> Handler:
     async def metrics(_request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(registry))
+        response = web.Response(body=await source.exposition())
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 

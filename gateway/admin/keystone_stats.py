@@ -1,6 +1,6 @@
 """The dashboard's Keystone card: what the Keystone metrics say, summed over workers.
 
-Read from the same registry /metrics serves, so with several workers the
+Read from the same snapshot /metrics renders, so with several workers the
 card shows the whole gateway, as Prometheus would.
 """
 
@@ -8,29 +8,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from gateway.observability.metrics import MetricsSnapshot
 
-_VALIDATIONS = "gateway_keystone_validations_total"
-_LOOKUPS = "gateway_keystone_token_cache_lookups_total"
+_VALIDATIONS = "gateway_keystone_validations"
+_LOOKUPS = "gateway_keystone_token_cache_lookups"
 _LATENCY = "gateway_keystone_request_duration_seconds"
 
 
-def keystone_stats(registry: CollectorRegistry) -> dict[str, Any]:
+def keystone_stats(snapshot: MetricsSnapshot) -> dict[str, Any]:
     validations: dict[str, float] = {"valid": 0, "refused": 0, "unavailable": 0}
+    for (outcome,), value in snapshot.counters.get(_VALIDATIONS, {}).items():
+        validations[outcome] = validations.get(outcome, 0) + value
     lookups: dict[str, float] = {"local_hit": 0, "shared_hit": 0, "local_miss": 0}
+    for (result,), value in snapshot.counters.get(_LOOKUPS, {}).items():
+        lookups[result] = lookups.get(result, 0) + value
     latency_sum = latency_count = 0.0
-    for family in registry.collect():
-        for sample in family.samples:
-            if sample.name == _VALIDATIONS:
-                outcome = sample.labels.get("outcome", "")
-                validations[outcome] = validations.get(outcome, 0) + sample.value
-            elif sample.name == _LOOKUPS:
-                result = sample.labels.get("result", "")
-                lookups[result] = lookups.get(result, 0) + sample.value
-            elif sample.name == f"{_LATENCY}_sum":
-                latency_sum += sample.value
-            elif sample.name == f"{_LATENCY}_count":
-                latency_count += sample.value
+    for counts, total in snapshot.histograms.get(_LATENCY, {}).values():
+        latency_sum += total
+        latency_count += sum(counts)
     return {
         "validations": {k: int(v) for k, v in validations.items()},
         "local_hits": int(lookups["local_hit"]),

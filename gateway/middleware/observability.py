@@ -2,38 +2,30 @@
 
 It sits right inside the request id and outside the fault envelope, so it
 sees every answer as the client does, faults included. From the
-RequestContext the chain filled in it writes one access log line, an audit
-record for every image API decision, the metrics, and the decision the
-dashboard shows.
+RequestContext the chain filled in it builds one record (serialized at most
+once), and that record is the access log line, the audit record of an
+image API call and the decision the dashboard shows; the metrics count it in plain
+in-process counters, read only when /metrics is scraped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from aiohttp import web
 
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
 from gateway.middleware.context import RequestContext, context_of
+from gateway.observability.access_log import ACCESS_LOGGER, AccessLog
 from gateway.observability.audit import AuditSink
 from gateway.observability.feed import DecisionFeed
 from gateway.observability.metrics import GatewayMetrics
-from gateway.observability.records import (
-    CLIENT_CLOSED,
-    AccessRecord,
-    access_record,
-    audit_record,
-)
+from gateway.observability.records import CLIENT_CLOSED, RequestRecord, request_record
 
-access_log = logging.getLogger("gateway.access")
-
-# Mirrored counts (token cache, limiter, ...) reach the metrics within this
-# long of a request, not on every request: each sync of a mirror that moved
-# is a write to the multiprocess metrics files. A scrape of this process
-# syncs them at once (GatewayMetrics), so /metrics of one worker is exact.
-MIRROR_SYNC_SECONDS = 0.5
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 class ObservabilityMiddleware(Middleware):
@@ -41,7 +33,9 @@ class ObservabilityMiddleware(Middleware):
         self.metrics = metrics
         self.feed = feed
         self.audit = audit
-        self._sync_pending = False
+        self.access = AccessLog(access_log)
+        # The process serving: workers are spawned, each builds its own chain.
+        self.pid = os.getpid()
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         ctx = context_of(request)
@@ -67,44 +61,28 @@ class ObservabilityMiddleware(Middleware):
                 )
 
     def _report(self, request: web.Request, ctx: RequestContext, status: int) -> None:
-        record = access_record(
+        record = request_record(
             ctx, method=request.method, path=request.path, client_ip=request.remote or "",
-            status=status,
+            status=status, pid=self.pid,
         )  # fmt: skip
-        fields = record.as_dict()
-        access_log.info(
-            "%s %s %d %s",
-            record.method,
-            record.path,
-            record.status,
-            record.decision,
-            extra={"request_id": record.request_id, "fields": fields},
-        )
-        self.feed.publish("decision", fields)
-        if ctx.route is not None and ctx.route.audited:
-            audit = audit_record(record)
-            self.audit.write(audit)
-            self.feed.publish("audit", audit)
         self._count(record)
+        self.access.write(record)
+        if record.audited:
+            self.audit.write(record)
+        self.feed.publish(record)
 
-    def _count(self, record: AccessRecord) -> None:
-        metrics = self.metrics
-        metrics.record_request(
-            route=record.route,
-            method=record.method,
-            status=record.status,
-            decision=record.decision,
-            seconds=record.duration_ms / 1000,
-            upstream_seconds=None if record.upstream_ms is None else record.upstream_ms / 1000,
+    def _count(self, record: RequestRecord) -> None:
+        fields = record.fields
+        upstream_ms = fields["upstream_ms"]
+        self.metrics.record_request(
+            route=fields["route"],
+            method=fields["method"],
+            status=fields["status"],
+            decision=fields["decision"],
+            seconds=fields["duration_ms"] / 1000,
+            upstream_seconds=None if upstream_ms is None else upstream_ms / 1000,
         )
-        if record.limiter is not None:
-            metrics.ratelimit_decisions.labels(outcome=record.limiter).inc()
-        if record.upstream_error is not None:
-            metrics.record_upstream_error(record.upstream_error)
-        if not self._sync_pending:
-            self._sync_pending = True
-            asyncio.get_running_loop().call_later(MIRROR_SYNC_SECONDS, self._sync_mirrors)
-
-    def _sync_mirrors(self) -> None:
-        self._sync_pending = False
-        self.metrics.sync_mirrors()
+        if (limiter := fields["limiter"]) is not None:
+            self.metrics.ratelimit_decisions.labels(limiter).inc()
+        if (upstream_error := fields["upstream_error"]) is not None:
+            self.metrics.record_upstream_error(upstream_error)

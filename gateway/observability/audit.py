@@ -1,20 +1,19 @@
 """The audit trail's own sink: stderr, or a file every worker appends to.
 
 Each record is one JSON line written with a single ``write`` on a file
-opened with O_APPEND, so the lines of several workers never interleave.
+opened with O_APPEND, so the lines of several workers never interleave. The
+line is the request's record (gateway.observability.records) as the access
+log has it, led by ``audit`` and ``at``: serialized once for both.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
 
 from gateway.config import AuditConfig
+from gateway.observability.records import RequestRecord
 
 log = logging.getLogger("gateway.audit")
 
@@ -30,10 +29,8 @@ class AuditSink:
             # the trail silently.
             self._fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
-    def write(self, record: Mapping[str, Any]) -> None:
-        at = datetime.fromtimestamp(float(record["time"]), UTC).isoformat(timespec="milliseconds")
-        entry = {"audit": f"image.{record.get('route')}", "at": at, **record}
-        line = json.dumps(entry, separators=(",", ":")) + "\n"
+    def write(self, record: RequestRecord) -> None:
+        line = record.json(audit=f"image.{record.fields['route']}", at=record.at()) + "\n"
         if self._fd is None:
             sys.stderr.write(line)
             sys.stderr.flush()
@@ -43,7 +40,7 @@ class AuditSink:
         except OSError as exc:
             log.error(
                 "audit record for %s not written to %s: %s",
-                record.get("request_id"),
+                record.request_id,
                 self.target,
                 exc,
             )
@@ -63,5 +60,5 @@ class DiscardingAuditSink(AuditSink):
     def open(self) -> None:
         pass
 
-    def write(self, record: Mapping[str, Any]) -> None:
+    def write(self, record: RequestRecord) -> None:
         pass

@@ -1,9 +1,10 @@
 """The dashboard's memory: recent decisions, the delete audit trail, and
 where each caller stands against its rate limits.
 
-Records arrive as JSON-ready dicts, from this process (one worker) or over
-a datagram socket from every worker (gateway.observability.feed), so the
-log never depends on which process made a decision.
+Records (gateway.observability.records) arrive as dicts, from this process
+(one worker) or over a socket from every worker (gateway.observability.feed),
+so the log never depends on which process made a decision. A record with an
+``outcome`` (a delete) is in the audit trail too.
 """
 
 from __future__ import annotations
@@ -44,11 +45,10 @@ class DecisionLog:
         self._limits: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self._limited_counts: dict[tuple[str, str], int] = {}
 
-    def add(self, kind: str, record: Record) -> None:
-        if kind == "audit":
-            self.audit.append(record)
-            return
+    def add(self, record: Record) -> None:
         self.decisions.append(record)
+        if record.get("outcome") is not None:
+            self.audit.append(record)
         self._track_limits(record)
 
     def _track_limits(self, record: Record) -> None:

@@ -1,25 +1,41 @@
-"""How a decision reaches the dashboard's DecisionLog.
+"""How records reach the dashboard's DecisionLog, and workers' metrics /metrics.
 
-One process: straight into the log. Several workers: the parent, which
-serves the admin listener, listens on a Unix socket in a private directory
-and each worker streams its records to it. A worker never waits on the
-dashboard, and does not pay for it per request: records are gathered and
-sent every ``FLUSH_SECONDS`` as one JSON array on one line (one write for
-the worker, one read and one parse for the parent, however many requests it
-holds). Past a bound a record is dropped and counted instead.
+One process: records go straight into the log, and /metrics reads this
+process's own counters. Several workers: the parent, which serves the admin
+listener, listens on a Unix socket in a private directory and each worker
+keeps one connection to it:
+
+- worker to parent, one JSON value a line: a batch of records, every
+  ``FLUSH_SECONDS``, as one array made of the records' own JSON texts
+  (nothing is serialized again; one write for the worker, one read and one
+  parse for the parent, however many requests it holds); and the worker's
+  metrics, ``{"reply_to": n, "metrics": {...}}``.
+- parent to worker: ``{"collect": n}`` when /metrics is scraped; the worker
+  sends what it has gathered, then its metrics, so the scrape counts every
+  request answered before it.
+
+A worker also reports its metrics every ``METRICS_REPORT_SECONDS`` when they
+changed, and when it closes: a worker that dies takes at most that much of
+its counts with it, and the parent keeps what a departed worker reported.
+A worker never waits on the parent: past a bound a record is dropped and
+counted instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
+
 from gateway.observability.decisions import DecisionLog
+from gateway.observability.metrics import MetricsSnapshot
+from gateway.observability.records import RequestRecord
 
 log = logging.getLogger("gateway.observability")
 
@@ -32,17 +48,23 @@ FLUSH_SECONDS = 0.05
 # Records gathered between two flushes, at most (about 0.2 MB/s per worker at
 # 100k requests/s); beyond, they are dropped and counted.
 MAX_BATCH = 20_000
-# Records are a few hundred bytes; a longer line is not one of ours.
+# Records are a few hundred bytes, a metrics report a few kB; a longer line is not ours.
 MAX_LINE_BYTES = 1024 * 1024
+# How often a worker reports metrics that changed, unasked.
+METRICS_REPORT_SECONDS = 1.0
+# How long a scrape waits for the workers' answers before it uses their last reports.
+COLLECT_TIMEOUT = 2.0
+
+MetricsReader = Callable[[], MetricsSnapshot]
 
 
 class DecisionFeed(Protocol):
     # Records that never reached the dashboard, for the metrics.
     dropped: int
 
-    async def start(self) -> None: ...
+    async def start(self, metrics: MetricsReader) -> None: ...
 
-    def publish(self, kind: str, record: Mapping[str, Any]) -> None: ...
+    def publish(self, record: RequestRecord) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -52,11 +74,11 @@ class LocalFeed:
         self.decisions = decisions
         self.dropped = 0
 
-    async def start(self) -> None:
+    async def start(self, metrics: MetricsReader) -> None:
         pass
 
-    def publish(self, kind: str, record: Mapping[str, Any]) -> None:
-        self.decisions.add(kind, record)
+    def publish(self, record: RequestRecord) -> None:
+        self.decisions.add(record.as_dict())
 
     async def close(self) -> None:
         pass
@@ -69,29 +91,40 @@ class SocketFeed:
         self.path = path
         self.dropped = 0
         self._writer: asyncio.StreamWriter | None = None
-        self._batch: list[dict[str, Any]] = []
+        self._batch: list[str] = []
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._metrics: MetricsReader | None = None
+        self._answering: asyncio.Task[None] | None = None
+        self._report_handle: asyncio.TimerHandle | None = None
+        self._last_report = b""
 
-    async def start(self) -> None:
+    async def start(self, metrics: MetricsReader) -> None:
+        self._metrics = metrics
         try:
-            _, self._writer = await asyncio.open_unix_connection(str(self.path))
+            reader, self._writer = await asyncio.open_unix_connection(str(self.path))
         except OSError as exc:
             log.warning(
                 "decision feed %s unreachable, dashboard will miss this worker: %s", self.path, exc
             )
+            return
+        loop = asyncio.get_running_loop()
+        self._answering = loop.create_task(self._answer(reader))
+        self._report_handle = loop.call_later(METRICS_REPORT_SECONDS, self._report_changes)
 
-    def publish(self, kind: str, record: Mapping[str, Any]) -> None:
+    def publish(self, record: RequestRecord) -> None:
         writer = self._writer
         if writer is None or writer.is_closing() or len(self._batch) >= MAX_BATCH:
             self.dropped += 1
             return
-        self._batch.append({"kind": kind, "record": record})
+        self._batch.append(record.json())
         if self._flush_handle is None:
             loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_later(FLUSH_SECONDS, self._flush)
 
     def _flush(self) -> None:
-        self._flush_handle = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         batch, self._batch = self._batch, []
         writer = self._writer
         if not batch or writer is None:
@@ -99,26 +132,101 @@ class SocketFeed:
         if writer.is_closing() or writer.transport.get_write_buffer_size() > MAX_BUFFERED_BYTES:
             self.dropped += len(batch)
             return
-        line = json.dumps(batch, separators=(",", ":"))
-        writer.write(line.encode() + b"\n")
+        writer.write(("[" + ",".join(batch) + "]\n").encode())
+
+    async def _answer(self, reader: asyncio.StreamReader) -> None:
+        """The admin process's requests: each is answered with the records
+        gathered so far, then the metrics, in that order."""
+        try:
+            while line := await reader.readline():
+                try:
+                    reply_to = orjson.loads(line)["collect"]
+                    if not isinstance(reply_to, int):
+                        raise TypeError(f"collect {reply_to!r} is not a number")
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("ignored a malformed request from the admin process: %s", exc)
+                    continue
+                self._flush()
+                self._report(reply_to)
+        except (OSError, ValueError) as exc:
+            log.warning("decision feed connection failed: %s", exc)
+
+    def _report(self, reply_to: int | None) -> None:
+        writer, metrics = self._writer, self._metrics
+        if writer is None or writer.is_closing() or metrics is None:
+            return
+        report = orjson.dumps(metrics().to_json())
+        if reply_to is None and report == self._last_report:
+            return
+        self._last_report = report
+        writer.write(orjson.dumps({"reply_to": reply_to})[:-1] + b',"metrics":' + report + b"}\n")
+
+    def _report_changes(self) -> None:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return
+        if writer.transport.get_write_buffer_size() <= MAX_BUFFERED_BYTES:
+            self._report(None)
+        loop = asyncio.get_running_loop()
+        self._report_handle = loop.call_later(METRICS_REPORT_SECONDS, self._report_changes)
 
     async def close(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
+        if self._report_handle is not None:
+            self._report_handle.cancel()
         self._flush()
+        self._report(None)
+        if self._answering is not None:
+            self._answering.cancel()
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(OSError):
                 await self._writer.wait_closed()
 
 
-class FeedListener:
-    """The admin process's end: every record any worker sends goes into the log."""
+class _Worker:
+    """One worker's connection as the admin process sees it."""
 
-    def __init__(self, path: Path, decisions: DecisionLog) -> None:
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        # Its latest report: everything it counted since it started.
+        self.metrics = MetricsSnapshot()
+        self._asked: dict[int, asyncio.Future[None]] = {}
+
+    def ask(self, request: int) -> asyncio.Future[None]:
+        answered = asyncio.get_running_loop().create_future()
+        self._asked[request] = answered
+        self.writer.write(f'{{"collect":{request}}}\n'.encode())
+        return answered
+
+    def reported(self, message: dict[str, Any]) -> None:
+        self.metrics = MetricsSnapshot.from_json(message["metrics"])
+        reply_to = message.get("reply_to")
+        answered = self._asked.pop(reply_to, None) if isinstance(reply_to, int) else None
+        if answered is not None and not answered.done():
+            answered.set_result(None)
+
+    def gone(self) -> None:
+        for answered in self._asked.values():
+            if not answered.done():
+                answered.set_result(None)
+        self._asked.clear()
+
+
+class FeedListener:
+    """The admin process's end: every record any worker sends goes into the
+    log, and /metrics sums every worker's report."""
+
+    def __init__(
+        self, path: Path, decisions: DecisionLog, *, collect_timeout: float = COLLECT_TIMEOUT
+    ) -> None:
         self.path = path
         self.decisions = decisions
+        self.collect_timeout = collect_timeout
         self._server: asyncio.Server | None = None
+        self._workers: set[_Worker] = set()
+        # What workers that have exited last reported: their counts stay.
+        self._departed = MetricsSnapshot()
+        self._requests = itertools.count(1)
 
     async def start(self) -> None:
         self._server = await asyncio.start_unix_server(
@@ -126,27 +234,70 @@ class FeedListener:
         )
 
     async def _receive(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        worker = _Worker(writer)
+        self._workers.add(worker)
         try:
             while line := await reader.readline():
-                try:
-                    messages = json.loads(line)
-                except ValueError as exc:
-                    log.warning("ignored a malformed decision line: %s", exc)
-                    continue
-                # A batch, or (from anything but a SocketFeed) one message.
-                for message in messages if isinstance(messages, list) else [messages]:
-                    try:
-                        self.decisions.add(str(message["kind"]), message["record"])
-                    except (KeyError, TypeError) as exc:
-                        log.warning("ignored a malformed decision line: %s", exc)
+                self._take(worker, line)
         except (OSError, ValueError) as exc:
             log.warning("decision feed connection failed: %s", exc)
         finally:
+            self._workers.discard(worker)
+            self._departed.add(worker.metrics)
+            worker.gone()
             writer.close()
+
+    def _take(self, worker: _Worker, line: bytes) -> None:
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            log.warning("ignored a malformed decision line: %s", exc)
+            return
+        if isinstance(message, list):
+            for record in message:
+                if isinstance(record, dict) and isinstance(record.get("time"), int | float):
+                    self.decisions.add(record)
+                else:
+                    log.warning("ignored a malformed decision record: %.200r", record)
+            return
+        if isinstance(message, dict) and "metrics" in message:
+            try:
+                worker.reported(message)
+            except ValueError as exc:
+                log.warning("ignored a malformed metrics report: %s", exc)
+            return
+        log.warning("ignored a malformed decision line: %.200r", message)
+
+    async def metrics(self) -> MetricsSnapshot:
+        """Every worker's counts as of now: each is asked and answers once it
+        has sent the records it gathered; one that does not answer in time
+        counts with its last report."""
+        asked = [worker.ask(next(self._requests)) for worker in self._workers]
+        if asked:
+            _, late = await asyncio.wait(asked, timeout=self.collect_timeout)
+            if late:
+                log.warning(
+                    "%d worker(s) did not report their metrics within %gs; "
+                    "their last reports are used",
+                    len(late),
+                    self.collect_timeout,
+                )
+        total = MetricsSnapshot()
+        total.add(self._departed)
+        for worker in self._workers:
+            total.add(worker.metrics)
+        return total
+
+    @property
+    def connected(self) -> int:
+        """Workers connected now."""
+        return len(self._workers)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        for worker in self._workers:
+            worker.writer.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()

@@ -1,44 +1,76 @@
 """Log set-up: every line carries the request id it belongs to.
 
 In JSON format (the default) each record is one object per line; a record
-logged with ``extra={"fields": {...}}`` (the access log) carries those
-fields at the top level, for log shippers to index.
+logged with ``extra={"fields": ...}`` (the access log) carries that
+object's fields at the top level, for log shippers to index. The object
+brings them already serialized (``fields_json``, gateway.observability.records),
+so the access line reuses the request record's one JSON text.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
+
+import orjson
 
 
-class _RequestIdDefault(logging.Filter):
+class RequestIdDefault(logging.Filter):
+    """Gives a line logged outside any request the request id ``-``."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = "-"
         return True
 
 
+class SerializedFields(Protocol):
+    @property
+    def fields_json(self) -> str:
+        """A JSON object whose keys are none of a line's own (time, level,
+        logger, request_id, message, exception)."""
+
+
+def json_line(
+    created: float,
+    level: str,
+    logger: str,
+    request_id: str,
+    message: str,
+    fields: SerializedFields | None = None,
+    exception: str | None = None,
+) -> str:
+    """One JSON log line: its own keys, then ``fields``' (already serialized)."""
+    line: dict[str, Any] = {
+        "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": logger,
+        "request_id": request_id,
+        "message": message,
+    }
+    if exception is not None:
+        line["exception"] = exception
+    text = orjson.dumps(line, default=str).decode()
+    if fields is None:
+        return text
+    extra = fields.fields_json
+    return text if extra == "{}" else text[:-1] + "," + extra[1:]
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "request_id": getattr(record, "request_id", "-"),
-            "message": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            # The line's own keys win: "time" stays ISO 8601 for log shippers.
-            for key, value in fields.items():
-                line.setdefault(key, value)
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, separators=(",", ":"))
+        return json_line(
+            record.created,
+            record.levelname,
+            record.name,
+            getattr(record, "request_id", "-"),
+            record.getMessage(),
+            getattr(record, "fields", None),
+            self.formatException(record.exc_info) if record.exc_info else None,
+        )
 
 
 class LoopBatchedHandler(logging.StreamHandler[TextIO]):
@@ -62,6 +94,14 @@ class LoopBatchedHandler(logging.StreamHandler[TextIO]):
         except Exception:
             self.handleError(record)
             return
+        self._add(line)
+
+    def write_line(self, line: str) -> None:
+        """A line formatted elsewhere, batched and ordered like every other."""
+        with self.lock:  # type: ignore[union-attr]
+            self._add(line)
+
+    def _add(self, line: str) -> None:
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -97,7 +137,7 @@ class LoopBatchedHandler(logging.StreamHandler[TextIO]):
 
 def configure_logging(level: str, fmt: str = "text") -> None:
     handler = LoopBatchedHandler(sys.stderr)
-    handler.addFilter(_RequestIdDefault())
+    handler.addFilter(RequestIdDefault())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

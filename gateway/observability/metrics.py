@@ -1,24 +1,25 @@
-"""Prometheus metrics: one set per app, correct across worker processes.
+"""Metrics: plain counters in each process, Prometheus text only when scraped.
 
-Nothing is registered in prometheus_client's global REGISTRY: each app owns
-a CollectorRegistry. With several workers, prometheus_client's multiprocess
-mode is on (``PROMETHEUS_MULTIPROC_DIR``, which gateway.runtime.server sets before
-any worker starts): each worker writes its values to files there, and the
-process serving ``/metrics`` sums them with a MultiProcessCollector.
+Counting a request is a dictionary look-up and a few additions on this
+process's own numbers; nothing is locked, written or formatted per request.
+When ``/metrics`` is scraped the admin listener takes a ``MetricsSnapshot``
+(of this process's metrics, or of every worker's summed: the workers report
+theirs over the decision feed, gateway.observability.feed) and renders it.
+Nothing goes into prometheus_client's global registry.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable
-from pathlib import Path
+import bisect
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.metrics_core import Metric
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from prometheus_client.utils import floatToGoString
 
 # Seconds: a policy decision answered locally takes about a millisecond, a
 # forwarded delete whatever the backend takes.
@@ -31,73 +32,173 @@ LATENCY_BUCKETS = (
 NO_ROUTE = "none"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
+Labels = tuple[str, ...]
+
 
 def method_label(method: str) -> str:
     # A client may send any token as a method; keep the label set bounded.
     return method if method in _METHODS else "OTHER"
 
 
-def multiprocess_dir() -> Path | None:
-    value = os.environ.get(MULTIPROC_ENV)
-    return Path(value) if value else None
+class CounterSeries:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
 
 
-def clear_multiprocess_dir(path: Path) -> None:
-    """Values left by an earlier run would be summed into this one's."""
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink()
+class HistogramSeries:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        # Per bucket, not cumulative (the last one is +Inf): cumulated when rendered.
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # Prometheus buckets are "less than or equal": the first bound >= value.
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
 
 
-def exposition_registry(own: CollectorRegistry | None = None) -> CollectorRegistry:
-    """What ``/metrics`` serves: every worker's files, or this process's registry."""
-    path = multiprocess_dir()
-    if path is None:
-        if own is None:
-            raise RuntimeError(f"{MULTIPROC_ENV} is not set and no registry was given")
-        return own
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
-    return registry
+@dataclass
+class CounterFamily:
+    name: str
+    documentation: str
+    labelnames: Labels
+    series: dict[Labels, CounterSeries] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.labelnames:
+            # Exported as 0 before anything counts, as prometheus_client did.
+            self.series[()] = CounterSeries()
+
+    def labels(self, *values: str, **by_name: str) -> CounterSeries:
+        if by_name:
+            if values or set(by_name) != set(self.labelnames):
+                raise ValueError(f"{self.name} takes the labels {self.labelnames}")
+            values = tuple(by_name[name] for name in self.labelnames)
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes the labels {self.labelnames}, not {values}")
+        key = values
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = CounterSeries()
+        return series
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.labels().inc(amount)
+
+
+@dataclass
+class HistogramFamily:
+    name: str
+    documentation: str
+    labelnames: Labels
+    buckets: tuple[float, ...]
+    series: dict[Labels, HistogramSeries] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.labelnames:
+            self.series[()] = HistogramSeries(self.buckets)
+
+    def observe(self, value: float) -> None:
+        self.labels().observe(value)
+
+    def labels(self, *values: str) -> HistogramSeries:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes the labels {self.labelnames}, not {values}")
+        series = self.series.get(values)
+        if series is None:
+            series = self.series[values] = HistogramSeries(self.buckets)
+        return series
+
+
+@dataclass
+class MetricsSnapshot:
+    """Every series' value at one moment: what a scrape renders, what a worker
+    reports to the admin process (as JSON), and what several sum to."""
+
+    counters: dict[str, dict[Labels, float]] = field(default_factory=dict)
+    # Per bucket counts (not cumulative, +Inf last) and the sum.
+    histograms: dict[str, dict[Labels, tuple[list[int], float]]] = field(default_factory=dict)
+
+    def add(self, other: MetricsSnapshot) -> None:
+        for name, series in other.counters.items():
+            mine = self.counters.setdefault(name, {})
+            for labels, value in series.items():
+                mine[labels] = mine.get(labels, 0.0) + value
+        for name, hseries in other.histograms.items():
+            hmine = self.histograms.setdefault(name, {})
+            for labels, (counts, total) in hseries.items():
+                if labels in hmine:
+                    have, have_total = hmine[labels]
+                    if len(have) != len(counts):
+                        raise ValueError(f"{name}: {len(counts)} buckets, expected {len(have)}")
+                    hmine[labels] = ([a + b for a, b in zip(have, counts, strict=True)],
+                                     have_total + total)  # fmt: skip
+                else:
+                    hmine[labels] = (list(counts), total)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "counters": {n: [[list(k), v] for k, v in s.items()] for n, s in self.counters.items()},
+            "histograms": {
+                n: [[list(k), c, t] for k, (c, t) in s.items()] for n, s in self.histograms.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> MetricsSnapshot:
+        """From what ``to_json`` wrote; anything else is a ValueError."""
+        try:
+            counters = {
+                str(name): {_labels(k): float(v) for k, v in series}
+                for name, series in data["counters"].items()
+            }
+            histograms = {
+                str(name): {_labels(k): ([int(c) for c in counts], float(t)) for k, counts, t in s}
+                for name, s in data["histograms"].items()
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a metrics snapshot: {exc!r}") from None
+        return cls(counters, histograms)
+
+
+def _labels(values: Any) -> Labels:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"label values must be a list of strings, not {values!r}")
+    return tuple(values)
 
 
 class CounterMirror:
-    """Publishes a count kept elsewhere into a Prometheus counter.
+    """Publishes a count kept elsewhere as a counter series.
 
     The token cache and the limiter keep plain integer counts and know
-    nothing of Prometheus; the mirror adds whatever they gained since it
-    last looked, so the counter stays exact in multiprocess mode too.
+    nothing of metrics; the mirror adds whatever they gained since it last
+    looked. Mirrors are synced when a snapshot is taken, so a scrape sees
+    the counts as they are then, on an idle gateway too.
     """
 
-    def __init__(self, counter: Counter, read: Callable[[], int]) -> None:
-        self._counter = counter
+    def __init__(self, series: CounterSeries, read: Callable[[], int]) -> None:
+        self._series = series
         self._read = read
         self._seen = read()
 
     def sync(self) -> None:
         now = self._read()
         if now > self._seen:
-            self._counter.inc(now - self._seen)
+            self._series.inc(now - self._seen)
         self._seen = now
-
-
-class _SyncMirrors(Collector):
-    """Registered first, so that a scrape of this process's registry syncs the
-    mirrors before any counter is read: /metrics is exact, however the
-    workers' own syncing is paced."""
-
-    def __init__(self, metrics: GatewayMetrics) -> None:
-        self._metrics = metrics
-
-    def collect(self) -> Iterable[Metric]:
-        self._metrics.sync_mirrors()
-        return ()
 
 
 class GatewayMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.registry.register(_SyncMirrors(self))
+        self.families: list[CounterFamily | HistogramFamily] = []
         counter, histogram = self._counter, self._histogram
         self.requests = counter(
             "gateway_requests",
@@ -105,12 +206,15 @@ class GatewayMetrics:
             "route", "method", "status", "decision",
         )  # fmt: skip
         self.request_duration = histogram(
-            "gateway_request_duration_seconds", "Whole request, first byte in to last byte out."
-        )
+            "gateway_request_duration_seconds",
+            "Whole request, first byte in to last byte out.",
+            "route", "method",
+        )  # fmt: skip
         self.upstream_duration = histogram(
             "gateway_upstream_duration_seconds",
             "Forwarded requests: request sent to the backend's response headers.",
-        )
+            "route", "method",
+        )  # fmt: skip
         self.ratelimit_decisions = counter(
             "gateway_ratelimit_decisions",
             "Rate-limit verdicts on requests that matched a rule (allowed, limited, unavailable).",
@@ -161,11 +265,9 @@ class GatewayMetrics:
             "gateway_keystone_service_tokens",
             "Service tokens the gateway obtained from Keystone (start, renewal, after a 401).",
         )
-        self.keystone_duration = Histogram(
+        self.keystone_duration = histogram(
             "gateway_keystone_request_duration_seconds",
             "Requests to Keystone (validations and service tokens), sent to answer read.",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
         self.upstream_errors = counter(
             "gateway_upstream_errors",
@@ -210,33 +312,31 @@ class GatewayMetrics:
             "reason",
         )
         self._mirrors: list[CounterMirror] = []
-        # Labelled children by label values: prometheus_client's labels()
-        # validates and locks on every call, a measurable part of a request.
+        # The three series of a request, by its label values: one look-up a request.
         self._request_series: dict[
-            tuple[str, str, int, str], tuple[Counter, Histogram, Histogram]
+            tuple[str | None, str, int, str], tuple[CounterSeries, HistogramSeries, HistogramSeries]
         ] = {}
 
-    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
-        return Counter(name, documentation, labels, registry=self.registry)
+    def _counter(self, name: str, documentation: str, *labels: str) -> CounterFamily:
+        family = CounterFamily(name, documentation, labels)
+        self.families.append(family)
+        return family
 
-    def _histogram(self, name: str, documentation: str) -> Histogram:
-        return Histogram(
-            name,
-            documentation,
-            ("route", "method"),
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+    def _histogram(self, name: str, documentation: str, *labels: str) -> HistogramFamily:
+        family = HistogramFamily(name, documentation, labels, LATENCY_BUCKETS)
+        self.families.append(family)
+        return family
 
-    def mirror(self, counter: Counter, read: Callable[[], int]) -> None:
-        self._mirrors.append(CounterMirror(counter, read))
+    def mirror(self, series: CounterSeries | CounterFamily, read: Callable[[], int]) -> None:
+        target = series.labels() if isinstance(series, CounterFamily) else series
+        self._mirrors.append(CounterMirror(target, read))
 
     def sync_mirrors(self) -> None:
         for mirror in self._mirrors:
             mirror.sync()
 
     def record_upstream_error(self, kind: str) -> None:
-        self.upstream_errors.labels(kind=kind).inc()
+        self.upstream_errors.labels(kind).inc()
 
     def record_request(
         self,
@@ -248,10 +348,10 @@ class GatewayMetrics:
         seconds: float,
         upstream_seconds: float | None,
     ) -> None:
-        key = (route or NO_ROUTE, method, status, decision)
+        key = (route, method, status, decision)
         series = self._request_series.get(key)
         if series is None:
-            route_label, method_name = key[0], method_label(method)
+            route_label, method_name = route or NO_ROUTE, method_label(method)
             series = (
                 self.requests.labels(route_label, method_name, str(status), decision),
                 self.request_duration.labels(route_label, method_name),
@@ -259,7 +359,80 @@ class GatewayMetrics:
             )
             self._request_series[key] = series
         requests, duration, upstream_duration = series
-        requests.inc()
+        requests.value += 1
         duration.observe(seconds)
         if upstream_seconds is not None:
             upstream_duration.observe(upstream_seconds)
+
+    def snapshot(self) -> MetricsSnapshot:
+        """Every series as it stands now, mirrored counts read at this moment."""
+        self.sync_mirrors()
+        snapshot = MetricsSnapshot()
+        for family in self.families:
+            if isinstance(family, CounterFamily):
+                snapshot.counters[family.name] = {k: s.value for k, s in family.series.items()}
+            else:
+                snapshot.histograms[family.name] = {
+                    k: (list(s.counts), s.sum) for k, s in family.series.items()
+                }
+        return snapshot
+
+
+class _SnapshotFamilies(Collector):
+    def __init__(self, schema: GatewayMetrics, snapshot: MetricsSnapshot) -> None:
+        self._schema = schema
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._schema.families:
+            if isinstance(family, CounterFamily):
+                counter = CounterMetricFamily(
+                    family.name, family.documentation, labels=family.labelnames
+                )
+                for labels, value in sorted(self._snapshot.counters.get(family.name, {}).items()):
+                    counter.add_metric(labels, value)
+                yield counter
+            else:
+                histogram = HistogramMetricFamily(
+                    family.name, family.documentation, labels=family.labelnames
+                )
+                histograms = self._snapshot.histograms.get(family.name, {})
+                for labels, (counts, total) in sorted(histograms.items()):
+                    histogram.add_metric(labels, _cumulative(family.buckets, counts), total)
+                yield histogram
+
+
+def _cumulative(bounds: Iterable[float], counts: list[int]) -> list[tuple[str, float]]:
+    edges = [floatToGoString(b) for b in bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+    running, buckets = 0, []
+    for edge, count in zip(edges, counts, strict=True):
+        running += count
+        buckets.append((edge, float(running)))
+    return buckets
+
+
+def render(schema: GatewayMetrics, snapshot: MetricsSnapshot) -> bytes:
+    """The Prometheus text format of ``snapshot``; names and help from ``schema``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotFamilies(schema, snapshot))
+    return generate_latest(registry)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSource:
+    """What ``/metrics`` serves: a snapshot taken at scrape time, rendered."""
+
+    schema: GatewayMetrics
+    take: Callable[[], Awaitable[MetricsSnapshot]]
+
+    async def exposition(self) -> bytes:
+        return render(self.schema, await self.take())
+
+
+def local_source(metrics: GatewayMetrics) -> MetricsSource:
+    """This process's own metrics (one worker)."""
+
+    async def take() -> MetricsSnapshot:
+        return metrics.snapshot()
+
+    return MetricsSource(metrics, take)

@@ -7,9 +7,10 @@ connections; Redis is what makes their rate limits one.
 The admin listener (health, metrics, dashboard) runs in the one process
 when there is one. With several workers the parent serves it: it is the
 process that outlives every worker and knows which are alive, and it
-carries no proxy traffic to slow a probe. Workers write their metrics to
-``PROMETHEUS_MULTIPROC_DIR`` and stream their decisions to the parent's
-socket, so ``/metrics`` and the dashboard show what all of them did.
+carries no proxy traffic to slow a probe. Workers stream their decisions
+to the parent's socket and report their counters over it when ``/metrics``
+is scraped (gateway.observability.feed), so ``/metrics`` and the dashboard
+show what all of them did.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from pathlib import Path
 
 import uvloop
 from aiohttp import web
-from prometheus_client.multiprocess import mark_process_dead
 
 from gateway.admin.app import AdminSources, build_admin_app, local_sources
 from gateway.app import GATEWAY, build_app, build_readiness, make_store, worker_checks
@@ -39,12 +39,7 @@ from gateway.http.upstream import UpstreamClient
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.feed import FeedListener, SocketFeed
 from gateway.observability.logs import configure_logging
-from gateway.observability.metrics import (
-    MULTIPROC_ENV,
-    clear_multiprocess_dir,
-    exposition_registry,
-    multiprocess_dir,
-)
+from gateway.observability.metrics import GatewayMetrics, MetricsSource
 from gateway.observability.readiness import Readiness, ReadinessCheck, ReadinessResult
 from gateway.runtime.lifecycle import die_with_parent, hand_over, read_config, take_over
 from gateway.runtime.worker_status import WorkersReady, report_forever
@@ -242,9 +237,7 @@ _STABLE_AFTER_SECONDS = 10.0
 class _Workers:
     """The worker processes: started, restarted when one dies, stopped together."""
 
-    def __init__(
-        self, config: GatewayConfig, link: WorkerLink, count: int, metrics_dir: Path
-    ) -> None:
+    def __init__(self, config: GatewayConfig, link: WorkerLink, count: int) -> None:
         # spawn, not fork: each worker builds its own loop, sessions and pools.
         self._context = multiprocessing.get_context("spawn")
         # Handed to every worker started from now on, a restarted one too.
@@ -253,7 +246,6 @@ class _Workers:
         self.processes: list[BaseProcess] = [self._new(i) for i in range(count)]
         self._started_at = [0.0] * count
         self._delay = [_RESTART_DELAY] * count
-        self.metrics_dir = metrics_dir
         self.stopping = False
         self.all_exited = asyncio.Event()
 
@@ -287,8 +279,6 @@ class _Workers:
         asyncio.get_running_loop().remove_reader(process.sentinel)
         process.join()
         assert process.pid is not None
-        # Its live gauges must not be summed any more; its counters stay.
-        mark_process_dead(process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
         if self.stopping:
             log.info("%s (pid %d) exited with %s", process.name, process.pid, process.exitcode)
             if not any(p.is_alive() for p in self.processes):
@@ -329,19 +319,15 @@ async def _supervise(config: GatewayConfig, config_path: Path) -> int:
     stop = _stop_on_signals()
     reload = _wait_for_reload()
     runtime = Path(tempfile.mkdtemp(prefix="image-gateway-"))
-    metrics_dir = multiprocess_dir() or runtime / "metrics"
-    clear_multiprocess_dir(metrics_dir)
-    # Before any worker starts: prometheus_client picks multiprocess mode
-    # when it is imported, and spawned workers inherit the environment.
-    os.environ[MULTIPROC_ENV] = str(metrics_dir)
     decisions = DecisionLog(config.admin.recent_decisions)
     feed = FeedListener(runtime / "decisions.sock", decisions)
     await feed.start()
     link = WorkerLink(feed.path, runtime)
     link.status_dir.mkdir()
     hand_over(config, link.config_file)
-    workers = _Workers(config, link, config.listen.workers, metrics_dir)
-    parts = _SupervisorParts(config, workers, decisions)
+    workers = _Workers(config, link, config.listen.workers)
+    metrics = MetricsSource(GatewayMetrics(), feed.metrics)
+    parts = _SupervisorParts(config, workers, decisions, metrics)
     await parts.open()
     try:
         workers.start()
@@ -369,9 +355,16 @@ class _SupervisorParts:
     """What the supervisor serves from the configuration: its readiness (with
     the upstream and Redis it checks) and the admin listener."""
 
-    def __init__(self, config: GatewayConfig, workers: _Workers, decisions: DecisionLog) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        workers: _Workers,
+        decisions: DecisionLog,
+        metrics: MetricsSource,
+    ) -> None:
         self.workers = workers
         self.decisions = decisions
+        self.metrics = metrics
         self.admin: web.AppRunner | None = None
         self._build(config)
 
@@ -393,7 +386,7 @@ class _SupervisorParts:
 
     async def start_admin(self) -> None:
         if self.config.admin.enabled:
-            sources = AdminSources(self.readiness, exposition_registry(), self.decisions)
+            sources = AdminSources(self.readiness, self.metrics, self.decisions)
             self.admin = await _start_admin(self.config, sources)
 
     async def replace(self, config: GatewayConfig) -> None:

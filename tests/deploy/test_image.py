@@ -158,8 +158,8 @@ def _gateway_config(
     config = config_data(
         upstream,
         keys,
-        # Two workers: the multiprocess metrics and the decision socket live
-        # in a temporary directory, which must be the declared volume.
+        # Two workers: the decision socket lives in a temporary directory,
+        # which must be the declared volume.
         listen={"host": "127.0.0.1", "port": port, "workers": 2, "shutdown_timeout": 2},
         admin={"port": admin_port},
         logging={"level": "WARNING"},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
 
@@ -9,9 +11,10 @@ import pytest
 from aiohttp import web
 
 from gateway.demo_backend.image_store import add_image
-from gateway.observability.logs import JsonFormatter
+from gateway.observability.access_log import AccessLog, sole_json_handler
+from gateway.observability.logs import JsonFormatter, LoopBatchedHandler, RequestIdDefault
 from tests.conftest import TokenFactory
-from tests.observed import Observed, ObservedFactory, delete_new_image
+from tests.observed import Observed, ObservedFactory, delete_new_image, sample_record
 from tests.test_app import delete
 
 
@@ -103,3 +106,66 @@ async def test_a_refused_request_says_why(
     assert (line["status"], line["decision"]) == (403, "denied")
     assert line["reason"] == "Policy does not allow this operation."
     assert (line["upstream_status"], line["upstream_ms"]) == (None, None)
+
+
+def access_logger(name: str, stream: io.StringIO) -> tuple[logging.Logger, LoopBatchedHandler]:
+    """A logger set up as configure_logging sets up the root: one JSON handler."""
+    handler = LoopBatchedHandler(stream)
+    handler.addFilter(RequestIdDefault())
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    return logger, handler
+
+
+class Kept(logging.Handler):
+    """A second handler: it keeps the records it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_with_the_json_handler_alone_the_line_skips_logging_and_reads_the_same() -> None:
+    stream = io.StringIO()
+    logger, handler = access_logger("test.access.direct", stream)
+    assert sole_json_handler(logger) is handler
+    record = sample_record("req-direct")
+    AccessLog(logger).write(record)
+    await asyncio.sleep(0)  # the handler writes at the end of the loop turn
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+
+    # The same line the formatter writes for an ordinary log record of it.
+    kept = Kept()
+    logger.addHandler(kept)
+    assert sole_json_handler(logger) is None
+    AccessLog(logger).write(record)
+    (logged,) = kept.records
+    formatted = json.loads(JsonFormatter().format(logged))
+    assert {k: v for k, v in line.items() if k != "time"} == {
+        k: v for k, v in formatted.items() if k != "time"
+    }
+    assert line["message"] == "DELETE /v2/images/x 204 forwarded"
+    assert (line["request_id"], line["outcome"], line["logger"]) == (
+        "req-direct",
+        "deleted",
+        "test.access.direct",
+    )
+
+
+async def test_a_filter_or_a_higher_level_is_honoured() -> None:
+    stream = io.StringIO()
+    logger, handler = access_logger("test.access.filtered", stream)
+    logger.addFilter(lambda record: False)
+    assert sole_json_handler(logger) is None
+    AccessLog(logger).write(sample_record("req-filtered"))
+    logger.filters.clear()
+    logger.setLevel(logging.WARNING)
+    AccessLog(logger).write(sample_record("req-quiet"))
+    handler.flush()
+    assert stream.getvalue() == ""

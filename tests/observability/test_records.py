@@ -1,0 +1,88 @@
+"""One record per request: the access line, the audit line and the dashboard's
+record are the same fields, serialized once."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from gateway.demo_backend.image_store import add_image
+from gateway.observability.logs import JsonFormatter
+from gateway.observability.records import RequestRecord
+from tests.conftest import TokenFactory
+from tests.observed import ObservedFactory
+from tests.test_app import delete
+
+
+def record_of(caplog: pytest.LogCaptureFixture) -> RequestRecord:
+    (logged,) = [r for r in caplog.records if r.name == "gateway.access"]
+    record = getattr(logged, "fields", None)
+    assert isinstance(record, RequestRecord)
+    return record
+
+
+async def test_a_deletes_access_line_audit_line_and_dashboard_record_agree(
+    observe_standin: ObservedFactory,
+    store_app: web.Application,
+    token: TokenFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    sink = tmp_path / "audit.jsonl"
+    observed = await observe_standin(audit={"sink": str(sink)})
+    image = add_image(store_app, owner="project-a")
+    response = await delete(observed.gateway, image.id, token(user="alice"))
+    assert response.status == 204
+
+    record = record_of(caplog)
+    # Serialized once: every later use reads the same text.
+    assert record.fields_json is record.fields_json
+    fields = json.loads(record.fields_json)
+    assert fields["outcome"] == "deleted"
+
+    (logged,) = [r for r in caplog.records if r.name == "gateway.access"]
+    access = json.loads(JsonFormatter().format(logged))
+    (audit,) = [json.loads(line) for line in sink.read_text().splitlines()]
+    (shown,) = (await observed.api("/api/decisions"))["decisions"]
+    (trail,) = (await observed.api("/api/audit"))["audit"]
+    request_id = response.headers["X-OpenStack-Request-Id"]
+    for line in (access, audit, shown, trail):
+        assert line["request_id"] == request_id
+        assert {k: line[k] for k in fields} == fields
+    # Each use leads with its own keys; none repeats one.
+    assert access["time"].endswith("+00:00")
+    assert access["logger"] == "gateway.access"
+    assert (audit["audit"], audit["time"]) == ("image.delete_image", record.time)
+    assert audit["at"].endswith("+00:00")
+    assert shown["time"] == trail["time"] == record.time
+    text = JsonFormatter().format(logged)
+    assert text.count('"request_id"') == 1
+    assert text.count('"time"') == 1
+
+
+async def test_only_a_delete_is_an_audit_record(
+    observe_standin: ObservedFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    observed = await observe_standin()
+    assert (await observed.gateway.get("/nowhere")).status == 404
+    record = record_of(caplog)
+    assert not record.audited
+    assert "outcome" not in json.loads(record.json())
+    assert (await observed.api("/api/audit"))["audit"] == []
+    assert len((await observed.api("/api/decisions"))["decisions"]) == 1
+
+
+def test_a_request_id_that_needs_escaping_stays_valid_json() -> None:
+    record = RequestRecord(1.5, 'req-"odd"\\', {"status": 400})  # type: ignore[typeddict-item]
+    assert json.loads(record.json(audit="image.delete")) == {
+        "audit": "image.delete",
+        "time": 1.5,
+        "request_id": 'req-"odd"\\',
+        "status": 400,
+    }
