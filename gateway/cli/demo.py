@@ -36,8 +36,13 @@ def demo_config(port: int, upstream_url: str, admin_port: int = 9090) -> Gateway
     )
 
 
+DEMO_SHUTDOWN_SECONDS = 3.0
+
+
 async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
+    # Ctrl-C stops the demo promptly: a connection still open then gets a
+    # few seconds, not aiohttp's default minute.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=DEMO_SHUTDOWN_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
