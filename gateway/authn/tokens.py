@@ -38,6 +38,28 @@ class InvalidToken(Exception):
     """The token cannot be trusted; the message is safe to show the client."""
 
 
+def refuse_if_revoked(
+    revocations: RevocationList,
+    identity: Identity,
+    issued_at: float | None,
+    now: float,
+    *,
+    jti: str | None = None,
+    token: str | None = None,
+) -> None:
+    """InvalidToken when the caller's token is revoked, whichever kind it is."""
+    refused = revocations.reason_refused(
+        jti=jti,
+        token=token,
+        user=identity.user_id,
+        project=identity.project_id,
+        issued_at=issued_at,
+        now=now,
+    )
+    if refused is not None:
+        raise InvalidToken(f"The token has been revoked: {refused}.")
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
     identity: Identity
@@ -211,15 +233,9 @@ class TokenVerifier:
         else:
             verified, issuer = await self._decode(token)
             self.cache.put(digest, (verified, issuer), verified.expires_at)
-        refused = self.revocations.reason_refused(
-            jti=verified.jti,
-            user=verified.identity.user_id,
-            project=verified.identity.project_id,
-            issued_at=verified.issued_at,
-            now=now,
+        refuse_if_revoked(
+            self.revocations, verified.identity, verified.issued_at, now, jti=verified.jti
         )
-        if refused is not None:
-            raise InvalidToken(f"The token has been revoked: {refused}.")
         return verified
 
     def _issuer_of(self, token: str) -> TrustedIssuer:

@@ -31,7 +31,7 @@ from gateway.authn.keystone.token_body import (
     to_record,
 )
 from gateway.authn.revocation import RevocationList
-from gateway.authn.tokens import InvalidToken
+from gateway.authn.tokens import InvalidToken, refuse_if_revoked
 from gateway.config import KeystoneConfig
 from gateway.expiring_lru import ExpiringLRU
 
@@ -115,16 +115,9 @@ class KeystoneTokens:
             entry = await self._single_flight(digest, token)
         if isinstance(entry, str):
             raise InvalidToken(entry)
-        refused = self.revocations.reason_refused(
-            jti=None,
-            token=digest.hex(),
-            user=entry.identity.user_id,
-            project=entry.identity.project_id,
-            issued_at=entry.issued_at,
-            now=now,
+        refuse_if_revoked(
+            self.revocations, entry.identity, entry.issued_at, now, token=digest.hex()
         )
-        if refused is not None:
-            raise InvalidToken(f"The token has been revoked: {refused}.")
         return entry
 
     async def _single_flight(self, digest: bytes, token: str) -> Entry:
