@@ -1,17 +1,18 @@
 """Redis store: the sliding-window log in one Lua script, exact across processes.
 
-Concurrent requests are coalesced: every check made in one turn of the event
-loop goes to Redis in one pipeline, so a busy process pays one round trip
-per batch, not per request.
+Concurrent requests are coalesced: every request decided in one turn of the
+event loop goes to Redis in one script call, so a busy process pays one
+round trip and one command per batch, not per request. The script decides
+the batch's requests one after another, each atomically.
 
 Keys are hash-tagged by subject (``igw:window:{project:p1}:rule``). On a
-standalone or Sentinel-managed Redis one script call decides all of a
-request's checks atomically. On a Redis Cluster a script may only touch one
-slot, so checks are grouped by subject, one script call per group (all in
-the same pipeline, so still one round trip); each group is atomic, and when
-one group refuses after another admitted, the admitted entries are taken
-back. Between the two a concurrent request may see them counted, which can
-only refuse it early, never admit it beyond the limit.
+standalone or Sentinel-managed Redis the batch is one ``EVALSHA``. On a
+Redis Cluster a script may only touch one slot, so the batch's checks are
+grouped by subject, one script call per group, all in one pipeline (still
+one round trip); each group is atomic, and when one group refuses a request
+after another admitted it, the admitted entries are taken back. Between the
+two a concurrent request may see them counted, which can only refuse it
+early, never admit it beyond the limit.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from importlib import resources
-from itertools import groupby
 from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
@@ -44,30 +43,26 @@ SLIDING_WINDOW_SCRIPT = (
     resources.files("gateway.ratelimit").joinpath("sliding_window.lua").read_text()
 )
 _SCRIPT_SHA = hashlib.sha1(SLIDING_WINDOW_SCRIPT.encode()).hexdigest()
-_FIELDS_PER_CHECK = 4
+_US = 1_000_000
+# The script's reply for a request whose key is of the wrong type.
+_FAULT = -1
+
+# A request waiting for its batch's reply, and how many checks it has.
+_Waiter = tuple[asyncio.Future[Verdict], int]
+# A request waiting for a Cluster batch: its future, keys, checks and count flag.
+_ClusterRequest = tuple[asyncio.Future[Verdict], list[str], Sequence[LimitCheck], bool]
 
 
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """One script call: checks of one slot."""
+class _Batch:
+    """One loop turn's requests, already in the script's argument layout."""
 
-    keys: list[str]
-    args: list[Any]
+    __slots__ = ("args", "keys", "waiters")
 
-
-@dataclass(slots=True)
-class _Pending:
-    calls: list[_Call]
-    future: asyncio.Future[list[Any]]
-
-
-def _group_result(reply: list[Any]) -> tuple[bool, float, list[LimitCheckResult], list[bytes]]:
-    results, members = [], []
-    for i in range(2, len(reply), _FIELDS_PER_CHECK):
-        remaining, reset, wait, member = reply[i : i + _FIELDS_PER_CHECK]
-        results.append(LimitCheckResult(int(remaining), int(reset) / 1e6, int(wait) / 1e6))
-        members.append(member)
-    return reply[0] == 1, int(reply[1]) / 1e6, results, members
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        # ARGV[1] = 0: a standalone batch needs no members back.
+        self.args: list[int] = [0]
+        self.waiters: list[_Waiter] = []
 
 
 def _is_script_error(reply: Exception) -> bool:
@@ -78,39 +73,37 @@ def _is_script_error(reply: Exception) -> bool:
     return "script" in str(reply).lower()
 
 
+def _failure(exc: Exception) -> Exception:
+    """What the requests of a failed round trip get: one exception for them all,
+    so the breaker counts the round trip once."""
+    if _is_script_error(exc):
+        return StoreFault(f"redis: {exc}")
+    if isinstance(exc, ResponseError):
+        return StoreUnavailable(f"redis: {exc}")
+    return StoreUnavailable(f"redis: {type(exc).__name__}: {exc}")
+
+
+def _fault(message: Any) -> StoreFault:
+    text = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+    return StoreFault(f"redis: {text}")
+
+
 class RedisStore:
     def __init__(self, config: RedisConfig) -> None:
         self.config = config
         self.client: RedisClient = connect(config)
         self._by_slot = is_cluster(self.client)
-        self._pending: list[_Pending] = []
+        # The braces are a Redis Cluster hash tag: a subject's keys share a
+        # slot. "window", not the GCRA store's "rl", so that keys left by a
+        # gateway of the previous version are ignored, not a WRONGTYPE error.
+        self._key_head = f"{config.key_prefix}:window:{{"
+        self._batch = _Batch()
+        self._cluster_batch: list[_ClusterRequest] = []
         self._flush_scheduled = False
         self._in_flight: set[asyncio.Task[None]] = set()
 
     def key(self, check: LimitCheck) -> str:
-        # The braces are a Redis Cluster hash tag: a subject's keys share a
-        # slot. "window", not the GCRA store's "rl", so that keys left by a
-        # gateway of the previous version are ignored, not a WRONGTYPE error.
-        return f"{self.config.key_prefix}:window:{{{check.subject}}}:{check.rule}"
-
-    def _calls(self, checks: Sequence[LimitCheck], count: bool) -> list[_Call]:
-        groups = (
-            [
-                list(g)
-                for _, g in groupby(
-                    sorted(checks, key=lambda c: c.subject), key=lambda c: c.subject
-                )
-            ]
-            if self._by_slot
-            else [list(checks)]
-        )
-        calls = []
-        for group in groups:
-            args: list[Any] = ["1" if count else "0"]
-            for check in group:
-                args += [check.limit, int(check.period * 1_000_000), int(check.enforced)]
-            calls.append(_Call([self.key(c) for c in group], args))
-        return calls
+        return f"{self._key_head}{check.subject}}}:{check.rule}"
 
     async def acquire(self, checks: Sequence[LimitCheck]) -> Verdict:
         return await self._decide(checks, count=True)
@@ -119,110 +112,166 @@ class RedisStore:
         return await self._decide(checks, count=False)
 
     async def _decide(self, checks: Sequence[LimitCheck], *, count: bool) -> Verdict:
-        calls = self._calls(checks, count)
         loop = asyncio.get_running_loop()
-        pending = _Pending(calls, loop.create_future())
-        self._pending.append(pending)
+        future: asyncio.Future[Verdict] = loop.create_future()
+        head = self._key_head
+        if self._by_slot:
+            keys = [f"{head}{c.subject}}}:{c.rule}" for c in checks]
+            self._cluster_batch.append((future, keys, checks, count))
+        else:
+            batch = self._batch
+            append_key, args = batch.keys.append, batch.args
+            args += (1 if count else 0, len(checks))
+            for subject, rule, limit, period, enforced in checks:
+                append_key(f"{head}{subject}}}:{rule}")
+                args += (limit, int(period * _US), 1 if enforced else 0)
+            batch.waiters.append((future, len(checks)))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._start_flush)
-        replies = await pending.future
-        return self._verdict(checks, calls, replies)
-
-    def _verdict(
-        self, checks: Sequence[LimitCheck], calls: list[_Call], replies: list[Any]
-    ) -> Verdict:
-        if len(calls) == 1:
-            # One slot, one atomic script: its results are already in order.
-            allowed, retry_after, results, _ = _group_result(replies[0])
-            return Verdict(allowed=allowed, results=tuple(results), retry_after=retry_after)
-        by_key: dict[str, LimitCheckResult] = {}
-        admitted: list[tuple[str, bytes]] = []
-        allowed, retry_after = True, 0.0
-        for call, reply in zip(calls, replies, strict=True):
-            group_allowed, group_retry, results, members = _group_result(reply)
-            allowed = allowed and group_allowed
-            retry_after = max(retry_after, group_retry)
-            by_key.update(zip(call.keys, results, strict=True))
-            admitted += [(k, m) for k, m in zip(call.keys, members, strict=True) if m]
-        if not allowed and admitted:
-            self._spawn(self._take_back(admitted))
-            taken = {k for k, _ in admitted}
-            by_key = {
-                k: LimitCheckResult(r.remaining + 1, r.reset_after, r.retry_after)
-                if k in taken
-                else r
-                for k, r in by_key.items()
-            }
-        ordered = tuple(by_key[self.key(c)] for c in checks)
-        return Verdict(allowed=allowed, results=ordered, retry_after=retry_after)
+        return await future
 
     def _start_flush(self) -> None:
         self._flush_scheduled = False
-        batch, self._pending = self._pending, []
-        self._spawn(self._flush(batch))
+        if self._by_slot:
+            requests, self._cluster_batch = self._cluster_batch, []
+            self._spawn(self._flush_cluster(requests))
+        else:
+            batch, self._batch = self._batch, _Batch()
+            self._spawn(self._flush(batch))
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _flush(self, batch: list[_Pending]) -> None:
-        calls = [call for pending in batch for call in pending.calls]
+    async def _flush(self, batch: _Batch) -> None:
         try:
             async with asyncio.timeout(self.config.timeout):
-                replies = await self._run(calls)
+                reply = await self._evalsha(batch.keys, batch.args)
         except REDIS_FAILURES as exc:
-            self._fail(batch, StoreUnavailable(f"redis: {type(exc).__name__}: {exc}"))
+            self._fail([f for f, _ in batch.waiters], _failure(exc))
             return
         except Exception as exc:
             # A bug, not an outage: the requests get a 500 with the traceback
             # in the log, never a hang.
-            self._fail(batch, exc)
+            self._fail([f for f, _ in batch.waiters], exc)
             return
+        # One pass over the flat reply: per request its status and wait, then
+        # three numbers per check.
         at = 0
-        # One round trip, one failure for the breaker, however many requests.
-        unavailable: StoreUnavailable | None = None
-        for pending in batch:
-            mine, at = replies[at : at + len(pending.calls)], at + len(pending.calls)
-            if pending.future.done():
+        for future, n in batch.waiters:
+            status = reply[at]
+            if status == _FAULT:
+                if not future.done():
+                    future.set_exception(_fault(reply[at + 1]))
+                at += 2
                 continue
-            failure = next((r for r in mine if isinstance(r, Exception)), None)
-            if failure is None:
-                pending.future.set_result(mine)
-            elif _is_script_error(failure):
-                pending.future.set_exception(StoreFault(f"redis: {failure}"))
-            else:
-                unavailable = unavailable or StoreUnavailable(f"redis: {failure}")
-                pending.future.set_exception(unavailable)
+            end = at + 2 + 3 * n
+            if not future.done():
+                results = tuple(
+                    LimitCheckResult(reply[i], reply[i + 1] / _US, reply[i + 2] / _US)
+                    for i in range(at + 2, end, 3)
+                )
+                future.set_result(Verdict(status == 1, results, reply[at + 1] / _US))
+            at = end
+
+    async def _evalsha(self, keys: list[str], args: list[int]) -> Any:
+        # One execute_command, not a pipeline of one: redis-py's pipeline
+        # machinery costs more than the call itself.
+        command: tuple[str | int, ...] = ("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
+        try:
+            return await self.client.execute_command(*command)
+        except NoScriptError:
+            # A restarted or failed-over Redis has forgotten the script.
+            await self.client.script_load(SLIDING_WINDOW_SCRIPT)
+            return await self.client.execute_command(*command)
 
     @staticmethod
-    def _fail(batch: list[_Pending], error: BaseException) -> None:
-        for pending in batch:
-            if not pending.future.done():
-                pending.future.set_exception(error)
+    def _fail(futures: list[asyncio.Future[Verdict]], error: BaseException) -> None:
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
 
-    async def _run(self, calls: list[_Call]) -> list[Any]:
+    # Redis Cluster: one script per subject, all in one pipeline.
+
+    async def _flush_cluster(self, requests: list[_ClusterRequest]) -> None:
+        # subject -> (keys, args, and for each request part: request index and
+        # the positions of its checks in the request)
+        groups: dict[str, tuple[list[str], list[int], list[tuple[int, list[int]]]]] = {}
+        for r, (_, keys, checks, count) in enumerate(requests):
+            by_subject: dict[str, list[int]] = {}
+            for i, check in enumerate(checks):
+                by_subject.setdefault(check.subject, []).append(i)
+            for subject, positions in by_subject.items():
+                group = groups.get(subject)
+                if group is None:
+                    # ARGV[1] = 1: members back, to take admissions back.
+                    group = groups[subject] = ([], [1], [])
+                group_keys, args, parts = group
+                args += (1 if count else 0, len(positions))
+                for i in positions:
+                    _, _, limit, period, enforced = checks[i]
+                    group_keys.append(keys[i])
+                    args += (limit, int(period * _US), 1 if enforced else 0)
+                parts.append((r, positions))
+        calls = list(groups.values())
+        futures = [future for future, _, _, _ in requests]
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                replies = await self._run([(keys, args) for keys, args, _ in calls])
+        except REDIS_FAILURES as exc:
+            self._fail(futures, _failure(exc))
+            return
+        except Exception as exc:
+            self._fail(futures, exc)
+            return
+        outcomes = [_Outcome(len(checks)) for _, _, checks, _ in requests]
+        unavailable: Exception | None = None
+        for (_, _, call_parts), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, Exception):
+                failure = _failure(reply)
+                if isinstance(failure, StoreUnavailable):
+                    # One round trip, one failure for the breaker.
+                    failure = unavailable = unavailable or failure
+                for request, _positions in call_parts:
+                    outcomes[request].error = outcomes[request].error or failure
+                continue
+            at = 0
+            for request, positions in call_parts:
+                at = outcomes[request].take(reply, at, positions)
+        admitted: list[tuple[str, bytes]] = []
+        for (future, keys, _, _), outcome in zip(requests, outcomes, strict=True):
+            taken = outcome.admitted(keys)
+            admitted += taken
+            if not future.done():
+                if outcome.error is not None:
+                    future.set_exception(outcome.error)
+                else:
+                    future.set_result(outcome.verdict())
+        if admitted:
+            self._spawn(self._take_back(admitted))
+
+    async def _run(self, calls: list[tuple[list[str], list[int]]]) -> list[Any]:
         replies = await self._pipeline(calls)
         missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missing:
-            # A restarted or failed-over Redis has forgotten the script: load
-            # it and run again only the calls that did not run.
+            # A node that restarted or failed over has forgotten the script:
+            # load it everywhere and run again only the calls that did not run.
             await self.client.script_load(SLIDING_WINDOW_SCRIPT)
-            for i, reply in zip(
-                missing, await self._pipeline([calls[i] for i in missing]), strict=True
-            ):
+            again = await self._pipeline([calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         return replies
 
-    async def _pipeline(self, calls: list[_Call]) -> list[Any]:
+    async def _pipeline(self, calls: list[tuple[list[str], list[int]]]) -> list[Any]:
         # The pipeline's context hands its connection back to the pool even
         # when the caller's timeout cancels it half-way.
         async with self.client.pipeline(transaction=False) as pipe:
-            for call in calls:
+            for keys, args in calls:
                 # Not pipe.evalsha: redis-py's cluster pipeline refuses that
                 # method by name, though it routes the command by its keys.
-                pipe.execute_command("EVALSHA", _SCRIPT_SHA, len(call.keys), *call.keys, *call.args)
+                pipe.execute_command("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
             return list(await pipe.execute(raise_on_error=False))
 
     async def _take_back(self, admitted: list[tuple[str, bytes]]) -> None:
@@ -251,3 +300,51 @@ class RedisStore:
         with suppress(*REDIS_FAILURES):
             async with asyncio.timeout(self.config.timeout):
                 await self.client.aclose()
+
+
+class _Outcome:
+    """One request's verdict on a Cluster, assembled from its subjects' scripts."""
+
+    __slots__ = ("allowed", "error", "members", "results", "retry_after")
+
+    def __init__(self, n: int) -> None:
+        self.allowed = True
+        self.retry_after = 0
+        self.results: list[tuple[int, int, int]] = [(0, 0, 0)] * n
+        self.members: list[bytes] = [b""] * n
+        self.error: Exception | None = None
+
+    def take(self, reply: list[Any], at: int, positions: list[int]) -> int:
+        """Read this request's part of a script's reply from ``at``; return
+        where the next part starts."""
+        if reply[at] == _FAULT:
+            self.error = self.error or _fault(reply[at + 1])
+            return at + 2
+        self.allowed = self.allowed and reply[at] == 1
+        self.retry_after = max(self.retry_after, reply[at + 1])
+        at += 2
+        for i in positions:
+            self.results[i] = (reply[at], reply[at + 1], reply[at + 2])
+            self.members[i] = reply[at + 3]
+            at += 4
+        return at
+
+    def admitted(self, keys: list[str]) -> list[tuple[str, bytes]]:
+        """What must be taken back: the admissions of a request that a
+        subject's script counted while another refused it (or failed)."""
+        if self.allowed and self.error is None:
+            return []
+        taken = [(k, m) for k, m in zip(keys, self.members, strict=True) if m]
+        # A taken-back admission no longer counts against its limit.
+        self.results = [
+            (remaining + 1, reset, wait) if member else (remaining, reset, wait)
+            for (remaining, reset, wait), member in zip(self.results, self.members, strict=True)
+        ]
+        return taken
+
+    def verdict(self) -> Verdict:
+        results = tuple(
+            LimitCheckResult(remaining, reset / _US, wait / _US)
+            for remaining, reset, wait in self.results
+        )
+        return Verdict(self.allowed, results, self.retry_after / _US)

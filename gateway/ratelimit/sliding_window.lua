@@ -1,58 +1,119 @@
--- The sliding-window log over several limits at once, atomically: all pass
--- and are counted, or none is. The same algorithm as memory.py.
+-- The sliding-window log for a batch of requests, one after another. Each
+-- request's checks are decided atomically: all pass and are counted, or none
+-- is. The same algorithm as memory.py.
 --
--- KEYS[i]: the sorted set of limit i, admission times (µs) as scores
--- ARGV[1]: '1' to count an admitted request, '0' to only look
--- ARGV[3i-1], ARGV[3i], ARGV[3i+1]: limit i's count, period (µs), enforced ('1'/'0')
--- Returns {allowed, retry_after_us,
---          remaining_i, reset_after_us_i, retry_after_us_i, member_i, ...}
--- where member_i is the admission added to KEYS[i] ('' if none), so that a
--- caller deciding across several slots can take it back.
+-- KEYS: every check's sorted set (admission times in µs as scores), request
+--   after request, in the order of ARGV
+-- ARGV[1]: '1' to return each check's admission (member), which a caller
+--   deciding one request across several slots needs to take it back
+-- then for each request: '1' to count it when admitted ('0' to only look),
+--   its number of checks n, then n times: limit, period (µs), enforced ('1'/'0')
+-- Returns, for each request: allowed (1 or 0), retry_after_us, then for each
+-- of its checks: remaining, reset_after_us, retry_after_us[, member ('' if
+-- none)]. A request with a key of the wrong type gets -1 and the error
+-- instead, and counts nowhere; the other requests are decided as usual.
 --
--- Time is Redis's (TIME), so every gateway process shares one clock.
+-- Time is Redis's (TIME), read once, so every gateway process shares one
+-- clock and every admission of this call is at the same instant.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local count_it = ARGV[1] == '1'
-local n = #KEYS
-local limits, periods, waits = {}, {}, {}
-local retry = 0
-for i = 1, n do
-  local limit = tonumber(ARGV[3 * i - 1])
-  local period = tonumber(ARGV[3 * i])
-  limits[i], periods[i] = limit, period
-  -- The window is (now - period, now].
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - period)
-  local excess = redis.call('ZCARD', KEYS[i]) - limit
-  local wait = 0
-  if excess >= 0 then
-    local nth = redis.call('ZRANGE', KEYS[i], excess, excess, 'WITHSCORES')
-    wait = tonumber(nth[2]) + period - now
-    if ARGV[3 * i + 1] == '1' and wait > retry then retry = wait end
+local stamp = string.format('%.0f', now)
+local with_members = ARGV[1] == '1'
+
+-- What this call knows of a key once it has trimmed it: how many admissions
+-- are in the window and the oldest one's time. A key that several requests
+-- of the batch check is trimmed and read once.
+local cards, oldests, admitted = {}, {}, {}
+
+local function load(key, period)
+  local card = cards[key]
+  if card then return card end
+  local trimmed = redis.pcall('ZREMRANGEBYSCORE', key, '-inf', now - period)
+  if type(trimmed) == 'table' and trimmed.err then
+    -- One tenant's corrupt key is that tenant's error, not the batch's.
+    if string.find(trimmed.err, 'WRONGTYPE', 1, true) then return nil, trimmed.err end
+    error(trimmed)
   end
-  waits[i] = wait
+  card = redis.call('ZCARD', key)
+  if card > 0 then
+    oldests[key] = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+  end
+  cards[key] = card
+  return card
 end
-local allowed = retry == 0
-local out = {allowed and 1 or 0, retry}
-for i = 1, n do
-  local member = ''
-  if allowed and count_it and waits[i] == 0 then
-    -- Scores are unique and increasing even when TIME repeats, so that a
-    -- member names one admission.
-    local at = now
-    local last = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
-    if last[2] and tonumber(last[2]) >= at then at = tonumber(last[2]) + 1 end
-    member = string.format('%.0f', at)
-    redis.call('ZADD', KEYS[i], member, member)
-    redis.call('PEXPIRE', KEYS[i], math.ceil(periods[i] / 1000) + 1)
+
+local function admit(key, period)
+  -- A member names one admission. Several at this instant in one key, or
+  -- one left by an earlier call in the same microsecond, get a suffix.
+  local seq = admitted[key]
+  local member = seq and (stamp .. '-' .. seq) or stamp
+  seq = seq or 0
+  while redis.call('ZADD', key, 'NX', now, member) == 0 do
+    seq = seq + 1
+    member = stamp .. '-' .. seq
   end
-  local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-  local reset = 0
-  if oldest[2] then reset = tonumber(oldest[2]) + periods[i] - now end
-  local remaining = limits[i] - redis.call('ZCARD', KEYS[i])
-  if remaining < 0 then remaining = 0 end
-  out[#out + 1] = remaining
-  out[#out + 1] = reset
-  out[#out + 1] = waits[i]
-  out[#out + 1] = member
+  if not admitted[key] then
+    redis.call('PEXPIRE', key, math.ceil(period / 1000) + 1)
+  end
+  admitted[key] = seq + 1
+  local card = cards[key] + 1
+  cards[key] = card
+  if card == 1 then oldests[key] = now end
+  return member
+end
+
+local out = {}
+local k, a = 1, 2
+while a <= #ARGV do
+  local count_it = ARGV[a] == '1'
+  local n = tonumber(ARGV[a + 1])
+  a = a + 2
+  local waits, retry, fault = {}, 0, nil
+  for i = 0, n - 1 do
+    local key, at = KEYS[k + i], a + 3 * i
+    local period = tonumber(ARGV[at + 1])
+    local card, err = load(key, period)
+    if not card then
+      fault = err
+      break
+    end
+    local excess = card - tonumber(ARGV[at])
+    local wait = 0
+    if excess >= 0 then
+      -- The admission whose departure brings the count below the limit.
+      local nth = oldests[key]
+      if excess > 0 then
+        nth = tonumber(redis.call('ZRANGE', key, excess, excess, 'WITHSCORES')[2])
+      end
+      wait = nth + period - now
+      if ARGV[at + 2] == '1' and wait > retry then retry = wait end
+    end
+    waits[i] = wait
+  end
+  if fault then
+    out[#out + 1] = -1
+    out[#out + 1] = fault
+  else
+    local allowed = retry == 0
+    out[#out + 1] = allowed and 1 or 0
+    out[#out + 1] = retry
+    for i = 0, n - 1 do
+      local key, at = KEYS[k + i], a + 3 * i
+      local period = tonumber(ARGV[at + 1])
+      local member = ''
+      if allowed and count_it and waits[i] == 0 then member = admit(key, period) end
+      local card = cards[key]
+      local remaining = tonumber(ARGV[at]) - card
+      if remaining < 0 then remaining = 0 end
+      local reset = 0
+      if card > 0 then reset = oldests[key] + period - now end
+      out[#out + 1] = remaining
+      out[#out + 1] = reset
+      out[#out + 1] = waits[i]
+      if with_members then out[#out + 1] = member end
+    end
+  end
+  k = k + n
+  a = a + 3 * n
 end
 return out

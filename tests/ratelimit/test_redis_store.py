@@ -17,8 +17,9 @@ import redis
 from gateway.config import RedisConfig
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.redis_store import RedisStore
-from gateway.ratelimit.store import LimitCheck, StoreUnavailable, Verdict
+from gateway.ratelimit.store import LimitCheck, StoreFault, StoreUnavailable, Verdict
 from tests.conftest import free_port
+from tests.ratelimit.conftest import Cluster
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -190,11 +191,79 @@ async def test_concurrent_acquires_are_coalesced(
     allowed = [v.results[0].remaining for v in verdicts if v.allowed]
     assert sorted(allowed) == list(range(59))
     assert sum(not v.allowed for v in verdicts) == 41
-    # and batched: one EVALSHA per request, but one pipeline (its SCRIPT EXISTS
-    # check is sent once per pipeline) over one connection, not 100
-    assert command_calls(sync_redis, "evalsha") == 100
-    assert command_calls(sync_redis, "script|exists") <= 2
+    # and batched: the 100 requests of one loop turn reach Redis as one
+    # EVALSHA over one connection, not 100
+    assert command_calls(sync_redis, "evalsha") == 1
     assert connections_received(sync_redis) - connections_before <= 1
+
+
+async def test_one_command_per_loop_turn_and_each_request_atomic(
+    make_store: StoreFactory, sync_redis: redis.Redis
+) -> None:
+    store = make_store()
+    tight, loose = check(rule="tight", limit=1), check(rule="loose", limit=10)
+    other = check(subject="project:p2", rule="loose", limit=10)
+    assert (await store.acquire([tight])).allowed  # tight is now spent
+    sync_redis.config_resetstat()
+
+    refused, first, looked, second, elsewhere = await asyncio.gather(
+        store.acquire([tight, loose]),
+        store.acquire([loose]),
+        store.peek([loose]),
+        store.acquire([loose]),
+        store.acquire([other]),
+    )
+
+    assert command_calls(sync_redis, "evalsha") == 1
+    # The refused request counted against neither of its limits: the next
+    # request in the same script call sees all ten of loose's left.
+    assert not refused.allowed
+    assert [r.remaining for r in refused.results] == [0, 10]
+    assert refused.results[1].retry_after == 0
+    assert (first.allowed, first.results[0].remaining) == (True, 9)
+    # A look in between sees the first admission and counts nothing.
+    assert (looked.allowed, looked.results[0].remaining) == (True, 9)
+    assert (second.allowed, second.results[0].remaining) == (True, 8)
+    assert (elsewhere.allowed, elsewhere.results[0].remaining) == (True, 9)
+    assert int(sync_redis.zcard("igw:window:{project:p1}:loose")) == 2
+    assert int(sync_redis.zcard("igw:window:{project:p1}:tight")) == 1
+    # Two admissions at one Redis instant are still two distinct entries.
+    assert len(set(sync_redis.zrange("igw:window:{project:p1}:loose", 0, -1))) == 2
+
+
+async def test_a_corrupt_key_fails_only_its_own_request_in_a_batch(
+    make_store: StoreFactory, sync_redis: redis.Redis
+) -> None:
+    store = make_store()
+    assert (await store.acquire([check(subject="project:fine")])).allowed
+    sync_redis.set("igw:window:{project:bad}:deletes", "corrupt")
+    sync_redis.config_resetstat()
+
+    bad, fine = await asyncio.gather(
+        store.acquire([check(subject="project:fine", rule="other"), check(subject="project:bad")]),
+        store.acquire([check(subject="project:fine")]),
+        return_exceptions=True,
+    )
+
+    assert command_calls(sync_redis, "evalsha") == 1
+    assert isinstance(bad, StoreFault)
+    assert "WRONGTYPE" in str(bad)
+    assert isinstance(fine, Verdict)
+    assert (fine.allowed, fine.results[0].remaining) == (True, 3)
+    # The failed request counted nowhere, not even on its sound key.
+    assert sync_redis.exists("igw:window:{project:fine}:other") == 0
+
+
+async def test_a_forgotten_script_is_loaded_again(
+    make_store: StoreFactory, sync_redis: redis.Redis
+) -> None:
+    store = make_store()
+    c = check(limit=5)
+    assert (await store.acquire([c])).results[0].remaining == 4
+    sync_redis.script_flush()
+    verdicts = await asyncio.gather(*(store.acquire([c]) for _ in range(3)))
+    assert sorted(v.results[0].remaining for v in verdicts) == [1, 2, 3]
+    assert int(sync_redis.zcard("igw:window:{project:p1}:deletes")) == 4
 
 
 async def test_unreachable_redis_raises_within_the_timeout(make_store: StoreFactory) -> None:
@@ -313,3 +382,24 @@ async def test_memory_and_redis_stores_agree(make_store: StoreFactory) -> None:
         assert t.retry_after == pytest.approx(m.retry_after, abs=1.0)
         for mr, tr in zip(m.results, t.results, strict=True):
             assert tr.reset_after == pytest.approx(mr.reset_after, abs=1.0)
+
+
+async def test_cluster_batch_is_one_script_per_subject(redis_cluster: Cluster) -> None:
+    store = RedisStore(RedisConfig(cluster_nodes=redis_cluster.nodes, key_prefix="batch"))
+    nodes = [redis.Redis(port=port) for port in redis_cluster.ports]
+    a, b = check(subject="project:a", limit=3), check(subject="user:b", limit=3)
+    cluster: Any = store.client
+    assert cluster.keyslot(store.key(a)) != cluster.keyslot(store.key(b))
+    try:
+        assert (await store.acquire([a, b])).allowed  # connect and load the script
+        for node in nodes:
+            node.config_resetstat()
+        verdicts = await asyncio.gather(*(store.acquire([a, b]) for _ in range(4)))
+        # Eight checks of four requests over two subjects: two scripts.
+        assert sum(command_calls(node, "evalsha") for node in nodes) == 2
+        assert [v.allowed for v in verdicts] == [True, True, False, False]
+        assert [[r.remaining for r in v.results] for v in verdicts[:2]] == [[1, 1], [0, 0]]
+    finally:
+        await store.close()
+        for node in nodes:
+            node.close()
