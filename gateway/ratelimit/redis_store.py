@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import struct
 from collections.abc import Coroutine, Sequence
 from contextlib import suppress
 from importlib import resources
@@ -56,13 +57,18 @@ _ClusterRequest = tuple[asyncio.Future[Verdict], list[str], Sequence[LimitCheck]
 class _Batch:
     """One loop turn's requests, already in the script's argument layout."""
 
-    __slots__ = ("args", "keys", "waiters")
+    __slots__ = ("keys", "numbers", "waiters")
 
     def __init__(self) -> None:
         self.keys: list[str] = []
-        # ARGV[1] = 0: a standalone batch needs no members back.
-        self.args: list[int] = [0]
+        # 0 first: a standalone batch needs no members back.
+        self.numbers: list[int] = [0]
         self.waiters: list[_Waiter] = []
+
+
+def _packed(numbers: list[int]) -> bytes:
+    """The script's ARGV[1]: every number in one argument, 64-bit little-endian."""
+    return struct.pack(f"<{len(numbers)}q", *numbers)
 
 
 def _is_script_error(reply: Exception) -> bool:
@@ -120,11 +126,11 @@ class RedisStore:
             self._cluster_batch.append((future, keys, checks, count))
         else:
             batch = self._batch
-            append_key, args = batch.keys.append, batch.args
-            args += (1 if count else 0, len(checks))
+            append_key, numbers = batch.keys.append, batch.numbers
+            numbers += (1 if count else 0, len(checks))
             for subject, rule, limit, period, enforced in checks:
                 append_key(f"{head}{subject}}}:{rule}")
-                args += (limit, int(period * _US), 1 if enforced else 0)
+                numbers += (limit, int(period * _US), 1 if enforced else 0)
             batch.waiters.append((future, len(checks)))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -148,7 +154,7 @@ class RedisStore:
     async def _flush(self, batch: _Batch) -> None:
         try:
             async with asyncio.timeout(self.config.timeout):
-                reply = await self._evalsha(batch.keys, batch.args)
+                reply = await self._evalsha(batch.keys, _packed(batch.numbers))
         except REDIS_FAILURES as exc:
             self._fail([f for f, _ in batch.waiters], _failure(exc))
             return
@@ -170,16 +176,18 @@ class RedisStore:
             end = at + 2 + 3 * n
             if not future.done():
                 results = tuple(
-                    LimitCheckResult(reply[i], reply[i + 1] / _US, reply[i + 2] / _US)
-                    for i in range(at + 2, end, 3)
+                    [
+                        LimitCheckResult(reply[i], reply[i + 1] / _US, reply[i + 2] / _US)
+                        for i in range(at + 2, end, 3)
+                    ]
                 )
                 future.set_result(Verdict(status == 1, results, reply[at + 1] / _US))
             at = end
 
-    async def _evalsha(self, keys: list[str], args: list[int]) -> Any:
+    async def _evalsha(self, keys: list[str], numbers: bytes) -> Any:
         # One execute_command, not a pipeline of one: redis-py's pipeline
         # machinery costs more than the call itself.
-        command: tuple[str | int, ...] = ("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
+        command: tuple[str | int | bytes, ...] = ("EVALSHA", _SCRIPT_SHA, len(keys), *keys, numbers)
         try:
             return await self.client.execute_command(*command)
         except NoScriptError:
@@ -206,20 +214,20 @@ class RedisStore:
             for subject, positions in by_subject.items():
                 group = groups.get(subject)
                 if group is None:
-                    # ARGV[1] = 1: members back, to take admissions back.
+                    # 1 first: members back, to take admissions back.
                     group = groups[subject] = ([], [1], [])
-                group_keys, args, parts = group
-                args += (1 if count else 0, len(positions))
+                group_keys, numbers, parts = group
+                numbers += (1 if count else 0, len(positions))
                 for i in positions:
                     _, _, limit, period, enforced = checks[i]
                     group_keys.append(keys[i])
-                    args += (limit, int(period * _US), 1 if enforced else 0)
+                    numbers += (limit, int(period * _US), 1 if enforced else 0)
                 parts.append((r, positions))
         calls = list(groups.values())
         futures = [future for future, _, _, _ in requests]
         try:
             async with asyncio.timeout(self.config.timeout):
-                replies = await self._run([(keys, args) for keys, args, _ in calls])
+                replies = await self._run([(keys, _packed(numbers)) for keys, numbers, _ in calls])
         except REDIS_FAILURES as exc:
             self._fail(futures, _failure(exc))
             return
@@ -252,7 +260,7 @@ class RedisStore:
         if admitted:
             self._spawn(self._take_back(admitted))
 
-    async def _run(self, calls: list[tuple[list[str], list[int]]]) -> list[Any]:
+    async def _run(self, calls: list[tuple[list[str], bytes]]) -> list[Any]:
         replies = await self._pipeline(calls)
         missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missing:
@@ -264,14 +272,14 @@ class RedisStore:
                 replies[i] = reply
         return replies
 
-    async def _pipeline(self, calls: list[tuple[list[str], list[int]]]) -> list[Any]:
+    async def _pipeline(self, calls: list[tuple[list[str], bytes]]) -> list[Any]:
         # The pipeline's context hands its connection back to the pool even
         # when the caller's timeout cancels it half-way.
         async with self.client.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
+            for keys, numbers in calls:
                 # Not pipe.evalsha: redis-py's cluster pipeline refuses that
                 # method by name, though it routes the command by its keys.
-                pipe.execute_command("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
+                pipe.execute_command("EVALSHA", _SCRIPT_SHA, len(keys), *keys, numbers)
             return list(await pipe.execute(raise_on_error=False))
 
     async def _take_back(self, admitted: list[tuple[str, bytes]]) -> None:

@@ -3,11 +3,13 @@
 -- is. The same algorithm as memory.py.
 --
 -- KEYS: every check's sorted set (admission times in µs as scores), request
---   after request, in the order of ARGV
--- ARGV[1]: '1' to return each check's admission (member), which a caller
---   deciding one request across several slots needs to take it back
--- then for each request: '1' to count it when admitted ('0' to only look),
---   its number of checks n, then n times: limit, period (µs), enforced ('1'/'0')
+--   after request, in the order of ARGV[1]
+-- ARGV[1]: signed 64-bit little-endian integers (one argument, not one per
+--   number: each argument costs the caller more to send than the script
+--   to read): first 1 to return each check's admission (member), which a
+--   caller deciding one request across several slots needs to take it back;
+--   then for each request: 1 to count it when admitted (0 to only look), its
+--   number of checks n, then n times: limit, period (µs), enforced (1/0)
 -- Returns, for each request: allowed (1 or 0), retry_after_us, then for each
 -- of its checks: remaining, reset_after_us, retry_after_us[, member ('' if
 -- none)]. A request with a key of the wrong type gets -1 and the error
@@ -18,7 +20,6 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local stamp = string.format('%.0f', now)
-local with_members = ARGV[1] == '1'
 
 -- What this call knows of a key once it has trimmed it: how many admissions
 -- are in the window and the oldest one's time. A key that several requests
@@ -62,33 +63,44 @@ local function admit(key, period)
   return member
 end
 
+local blob, pos = ARGV[1], 1
+local function int()
+  local value
+  value, pos = struct.unpack('<i8', blob, pos)
+  return value
+end
+
+local with_members = int() == 1
 local out = {}
-local k, a = 1, 2
-while a <= #ARGV do
-  local count_it = ARGV[a] == '1'
-  local n = tonumber(ARGV[a + 1])
-  a = a + 2
-  local waits, retry, fault = {}, 0, nil
-  for i = 0, n - 1 do
-    local key, at = KEYS[k + i], a + 3 * i
-    local period = tonumber(ARGV[at + 1])
-    local card, err = load(key, period)
-    if not card then
-      fault = err
-      break
-    end
-    local excess = card - tonumber(ARGV[at])
-    local wait = 0
-    if excess >= 0 then
-      -- The admission whose departure brings the count below the limit.
-      local nth = oldests[key]
-      if excess > 0 then
-        nth = tonumber(redis.call('ZRANGE', key, excess, excess, 'WITHSCORES')[2])
+local k = 0
+while pos <= #blob do
+  local count_it = int() == 1
+  local n = int()
+  local limits, periods, waits = {}, {}, {}
+  local retry, fault = 0, nil
+  for i = 1, n do
+    local key, limit, period, enforced = KEYS[k + i], int(), int(), int()
+    limits[i], periods[i] = limit, period
+    -- After a fault the rest of the request is only read past.
+    if not fault then
+      local card, err = load(key, period)
+      if card then
+        local excess = card - limit
+        local wait = 0
+        if excess >= 0 then
+          -- The admission whose departure brings the count below the limit.
+          local nth = oldests[key]
+          if excess > 0 then
+            nth = tonumber(redis.call('ZRANGE', key, excess, excess, 'WITHSCORES')[2])
+          end
+          wait = nth + period - now
+          if enforced == 1 and wait > retry then retry = wait end
+        end
+        waits[i] = wait
+      else
+        fault = err
       end
-      wait = nth + period - now
-      if ARGV[at + 2] == '1' and wait > retry then retry = wait end
     end
-    waits[i] = wait
   end
   if fault then
     out[#out + 1] = -1
@@ -97,16 +109,15 @@ while a <= #ARGV do
     local allowed = retry == 0
     out[#out + 1] = allowed and 1 or 0
     out[#out + 1] = retry
-    for i = 0, n - 1 do
-      local key, at = KEYS[k + i], a + 3 * i
-      local period = tonumber(ARGV[at + 1])
+    for i = 1, n do
+      local key = KEYS[k + i]
       local member = ''
-      if allowed and count_it and waits[i] == 0 then member = admit(key, period) end
+      if allowed and count_it and waits[i] == 0 then member = admit(key, periods[i]) end
       local card = cards[key]
-      local remaining = tonumber(ARGV[at]) - card
+      local remaining = limits[i] - card
       if remaining < 0 then remaining = 0 end
       local reset = 0
-      if card > 0 then reset = oldests[key] + period - now end
+      if card > 0 then reset = oldests[key] + periods[i] - now end
       out[#out + 1] = remaining
       out[#out + 1] = reset
       out[#out + 1] = waits[i]
@@ -114,6 +125,5 @@ while a <= #ARGV do
     end
   end
   k = k + n
-  a = a + 3 * n
 end
 return out
