@@ -16,7 +16,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.authn.identity import Identity
 from gateway.config import RateLimitConfig, RateLimitRule
@@ -39,14 +39,19 @@ LIMITER_UNAVAILABLE = "ratelimit_unavailable"
 # A Redis outage under load would otherwise log once per request.
 _LOG_EVERY_SECONDS = 10.0
 _DEFAULT_PROBE_INTERVAL = 0.25
+# Which rules a (method, route) can match is worked out once per pair; the
+# pairs are the routes' own, but a client picks the method, so the table is
+# bounded all the same.
+_PLANS_KEPT = 256
+# A path pattern that matches any path is not searched.
+_ANY_PATH = ".*"
 
 
 class LimiterUnavailable(Exception):
     """The store cannot decide and the limiter is configured to fail closed."""
 
 
-@dataclass(frozen=True, slots=True)
-class EnforcedLimit:
+class EnforcedLimit(NamedTuple):
     """Where a caller stands against one enforced rule."""
 
     rule: RateLimitRule
@@ -55,8 +60,7 @@ class EnforcedLimit:
     result: LimitCheckResult
 
 
-@dataclass(frozen=True, slots=True)
-class LimitDecision:
+class LimitDecision(NamedTuple):
     # Every rule decided, shadow ones too, and what was asked of the store
     # for each (subject, effective limit), in the order of verdict.results.
     rules: tuple[RateLimitRule, ...]
@@ -79,6 +83,43 @@ class LimitDecision:
         return any(rule.by == "global" for rule in self.refused)
 
 
+class _Rule(NamedTuple):
+    """A configured rule with what each decision needs of it worked out once."""
+
+    rule: RateLimitRule
+    name: str
+    by: str
+    value: int
+    period: int
+    enforced: bool
+    # None when the rule matches any path.
+    pattern: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, rule: RateLimitRule) -> _Rule:
+        pattern = None if rule.path == _ANY_PATH else re.compile(rule.path)
+        return cls(
+            rule, rule.name, rule.by, rule.value, rule.period_seconds, not rule.shadow, pattern
+        )
+
+
+class _Plan(NamedTuple):
+    """The rules a (method, route) can match, before looking at the path."""
+
+    rules: tuple[_Rule, ...]
+    any_path: bool
+
+
+def _subject(by: str, identity: Identity, client_ip: str) -> str:
+    if by == "project":
+        return f"project:{identity.project_id}"
+    if by == "global":
+        return "global"
+    if by == "user":
+        return f"user:{identity.user_id}"
+    return f"ip:{client_ip}"
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -93,7 +134,8 @@ class RateLimiter:
         self.counting = counting
         self.store = store
         self.overrides = overrides
-        self._rules = [(rule, re.compile(rule.path)) for rule in config.rules]
+        self._rules = [_Rule.of(rule) for rule in config.rules]
+        self._plans: dict[tuple[str, str | None], _Plan] = {}
         self._fallback = MemoryStore()
         redis = config.redis
         self.breaker = CircuitBreaker(
@@ -108,45 +150,44 @@ class RateLimiter:
         self.rejections: Counter[str] = Counter()
         self.shadow_rejections: Counter[str] = Counter()
 
-    def matching(
-        self, method: str, path: str, route: str | None = None
-    ) -> tuple[RateLimitRule, ...]:
-        return tuple(
-            rule
-            for rule, pattern in self._rules
-            if ("*" in rule.methods or method in rule.methods)
-            and (not rule.routes or route in rule.routes)
-            and pattern.search(path)
+    def _matching(self, method: str, path: str, route: str | None) -> Sequence[_Rule]:
+        plan = self._plans.get((method, route))
+        if plan is None:
+            plan = self._plan(method, route)
+        if plan.any_path:
+            return plan.rules
+        return [r for r in plan.rules if r.pattern is None or r.pattern.search(path)]
+
+    def _plan(self, method: str, route: str | None) -> _Plan:
+        rules = tuple(
+            r
+            for r in self._rules
+            if ("*" in r.rule.methods or method in r.rule.methods)
+            and (not r.rule.routes or route in r.rule.routes)
         )
-
-    @staticmethod
-    def subject(rule: RateLimitRule, identity: Identity, client_ip: str) -> str:
-        if rule.by == "global":
-            return "global"
-        if rule.by == "user":
-            return f"user:{identity.user_id}"
-        if rule.by == "ip":
-            return f"ip:{client_ip}"
-        return f"project:{identity.project_id}"
-
-    def limit_of(self, rule: RateLimitRule, identity: Identity) -> int:
-        if self.overrides is None or rule.by == "global":
-            return rule.value
-        return self.overrides.table.get((identity.project_id, rule.name), rule.value)
+        plan = _Plan(rules, all(r.pattern is None for r in rules))
+        if len(self._plans) < _PLANS_KEPT:
+            self._plans[(method, route)] = plan
+        return plan
 
     def _checks(
-        self, rules: Sequence[RateLimitRule], identity: Identity, client_ip: str
-    ) -> list[LimitCheck]:
-        return [
-            LimitCheck(
-                self.subject(rule, identity, client_ip),
-                rule.name,
-                self.limit_of(rule, identity),
-                rule.period_seconds,
-                enforced=not rule.shadow,
-            )
-            for rule in rules
-        ]
+        self, rules: Sequence[_Rule], identity: Identity, client_ip: str
+    ) -> tuple[LimitCheck, ...]:
+        table = self.overrides.table if self.overrides is not None else None
+        return tuple(
+            [
+                LimitCheck(
+                    _subject(r.by, identity, client_ip),
+                    r.name,
+                    r.value
+                    if table is None or r.by == "global"
+                    else table.get((identity.project_id, r.name), r.value),
+                    r.period,
+                    r.enforced,
+                )
+                for r in rules
+            ]
+        )
 
     async def decide(
         self,
@@ -157,31 +198,31 @@ class RateLimiter:
         request_id: str,
         route: str | None = None,
     ) -> LimitDecision | None:
-        rules = self.matching(method, path, route)
+        rules = self._matching(method, path, route)
         if not rules:
             return None
         checks = self._checks(rules, identity, client_ip)
         verdict = await self._ask(checks, request_id, count=self.counting)
-        would_refuse = [
-            rule for rule, result in zip(rules, verdict.results, strict=True) if result.retry_after
-        ]
-        for rule in would_refuse:
-            if rule.shadow:
-                self.shadow_rejections[rule.name] += 1
+        refused: list[RateLimitRule] = []
+        for r, check, result in zip(rules, checks, verdict.results, strict=True):
+            if not result.retry_after:
+                continue
+            if not r.enforced:
+                self.shadow_rejections[r.name] += 1
                 log.info(
                     "shadow rule %s would refuse %s",
-                    rule.name,
-                    self.subject(rule, identity, client_ip),
+                    r.name,
+                    check.subject,
                     extra={"request_id": request_id},
                 )
             elif not verdict.allowed:
-                self.rejections[rule.name] += 1
-        refused = tuple(rule for rule in would_refuse if not rule.shadow)
-        return self._decision(rules, checks, verdict, refused)
+                self.rejections[r.name] += 1
+                refused.append(r.rule)
+        return self._decision(rules, checks, verdict, tuple(refused))
 
     async def standing(self, identity: Identity, client_ip: str, request_id: str) -> LimitDecision:
         """Where the caller stands against every enforced rule, counting nothing."""
-        rules = [rule for rule, _ in self._rules if not rule.shadow]
+        rules = [r for r in self._rules if r.enforced]
         checks = self._checks(rules, identity, client_ip)
         if checks:
             verdict = await self._ask(checks, request_id, count=False)
@@ -191,17 +232,19 @@ class RateLimiter:
 
     @staticmethod
     def _decision(
-        rules: Sequence[RateLimitRule],
-        checks: Sequence[LimitCheck],
+        rules: Sequence[_Rule],
+        checks: tuple[LimitCheck, ...],
         verdict: Verdict,
         refused: tuple[RateLimitRule, ...],
     ) -> LimitDecision:
         limits = tuple(
-            EnforcedLimit(rule, check.limit, result)
-            for rule, check, result in zip(rules, checks, verdict.results, strict=True)
-            if not rule.shadow
+            [
+                EnforcedLimit(r.rule, check.limit, result)
+                for r, check, result in zip(rules, checks, verdict.results, strict=True)
+                if r.enforced
+            ]
         )
-        return LimitDecision(tuple(rules), tuple(checks), verdict, limits, refused)
+        return LimitDecision(tuple([r.rule for r in rules]), checks, verdict, limits, refused)
 
     async def _ask(self, checks: Sequence[LimitCheck], request_id: str, *, count: bool) -> Verdict:
         try:
