@@ -133,25 +133,20 @@ class RedisStore:
                 numbers += (limit, int(period * _US), 1 if enforced else 0)
             batch.waiters.append((future, len(checks)))
         if not self._flush_scheduled:
+            # The task's first step runs in the loop's next turn: every
+            # request decided in this one joins the batch first.
             self._flush_scheduled = True
-            loop.call_soon(self._start_flush)
+            self._spawn(self._flush_cluster() if self._by_slot else self._flush())
         return await future
-
-    def _start_flush(self) -> None:
-        self._flush_scheduled = False
-        if self._by_slot:
-            requests, self._cluster_batch = self._cluster_batch, []
-            self._spawn(self._flush_cluster(requests))
-        else:
-            batch, self._batch = self._batch, _Batch()
-            self._spawn(self._flush(batch))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _flush(self, batch: _Batch) -> None:
+    async def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._batch = self._batch, _Batch()
         try:
             async with asyncio.timeout(self.config.timeout):
                 reply = await self._evalsha(batch.keys, _packed(batch.numbers))
@@ -203,7 +198,9 @@ class RedisStore:
 
     # Redis Cluster: one script per subject, all in one pipeline.
 
-    async def _flush_cluster(self, requests: list[_ClusterRequest]) -> None:
+    async def _flush_cluster(self) -> None:
+        self._flush_scheduled = False
+        requests, self._cluster_batch = self._cluster_batch, []
         # subject -> (keys, args, and for each request part: request index and
         # the positions of its checks in the request)
         groups: dict[str, tuple[list[str], list[int], list[tuple[int, list[int]]]]] = {}
