@@ -201,7 +201,7 @@ class RedisStore:
     async def _flush_cluster(self) -> None:
         self._flush_scheduled = False
         requests, self._cluster_batch = self._cluster_batch, []
-        # subject -> (keys, args, and for each request part: request index and
+        # subject -> (keys, numbers, and for each request part: request index and
         # the positions of its checks in the request)
         groups: dict[str, tuple[list[str], list[int], list[tuple[int, list[int]]]]] = {}
         for r, (_, keys, checks, count) in enumerate(requests):
