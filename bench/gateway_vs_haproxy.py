@@ -32,7 +32,10 @@ Needs Debian's nginx-light (or nginx), haproxy, wrk and redis-server:
 
     apt-get install -y nginx-light haproxy wrk redis-server
     python -m bench.gateway_vs_haproxy [--seconds 5] [--rounds 2] [--workers 2]
-        [--baseline main] [--targets haproxy,gw-backend]
+        [--baseline main] [--targets haproxy,gw-backend] [--soak 500000]
+
+``--soak N`` keeps each gateway busy after the rounds until it has served N
+requests, so that the memory line covers that many.
 """
 
 from __future__ import annotations
@@ -356,6 +359,16 @@ def measure(
     )  # fmt: skip
 
 
+def soak(url: str, script: Path, args: argparse.Namespace, rounds: list[Round]) -> int:
+    """Requests sent after the measured rounds until ``args.soak`` were served
+    in all; how many that was."""
+    served = sum(r.requests for r in rounds)
+    extra = 0
+    while served + extra < args.soak:
+        extra += int(run_wrk(url, script, 30, args.connections)["requests"])
+    return extra
+
+
 def token_cache(admin_port: int) -> tuple[float, float]:
     """The gateway's verified-token cache hits and misses so far, from /metrics."""
     url = f"http://127.0.0.1:{admin_port}/metrics"
@@ -445,6 +458,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="gateway processes = threads")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
+        "--soak",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then keep each gateway busy until it has served N requests, for the memory line",
+    )
+    parser.add_argument(
         "--baseline", metavar="REF", help="also run gw-backend from this commit, side by side"
     )
     parser.add_argument(
@@ -516,12 +536,13 @@ def main() -> int:
                         measure(urls[name], pids[name], pids["redis"], script,
                                 args.seconds, args.connections)
                     )  # fmt: skip
+            soaked = {n: soak(urls[n], script, args, results[n]) for n in workers}
             rss_end = {n: {p: rss_mb(p) for p in workers[n]} for n in workers}
             hit_rates = {}
             for name, port in admin_ports.items():
                 (hits, misses), (hits0, misses0) = token_cache(port), cache_start[name]
                 hit_rates[name] = (hits - hits0) / max(hits - hits0 + misses - misses0, 1)
-        report(args, results, rss_start, rss_end, hit_rates)
+        report(args, results, rss_start, rss_end, hit_rates, soaked)
     return 0
 
 
@@ -531,6 +552,7 @@ def report(
     rss_start: dict[str, dict[int, float]],
     rss_end: dict[str, dict[int, float]],
     hit_rates: dict[str, float],
+    soaked: dict[str, int],
 ) -> None:
     print(
         f"DELETE /v2/images/<uuid>, {TOKENS} RS256 tokens, wrk -t1 -c{args.connections}, "
@@ -552,7 +574,7 @@ def report(
         print(f"  {name:<20} {rps[name] / rps['haproxy']:5.2f}x req/s, "
               f"{cpu[name]:5.0f} CPU-us/req ({times:4.1f}x haproxy's)")  # fmt: skip
     for name, start in rss_start.items():
-        served = sum(r.requests for r in results[name])
+        served = sum(r.requests for r in results[name]) + soaked[name]
         lines = ", ".join(
             f"{start[p]:.0f}->{rss_end[name][p]:.0f} MB ({(rss_end[name][p] / start[p] - 1):+.1%})"
             for p in start

@@ -27,7 +27,6 @@ from gateway.http.routes import Handler, RouteTable
 from gateway.http.upstream import UpstreamClient
 from gateway.middleware.authentication import AuthenticationMiddleware
 from gateway.middleware.authorization import AuthorizationMiddleware
-from gateway.middleware.context import run_before_send
 from gateway.middleware.fault_envelope import FaultEnvelopeMiddleware
 from gateway.middleware.header_hygiene import HeaderHygieneMiddleware
 from gateway.middleware.observability import ObservabilityMiddleware
@@ -237,7 +236,6 @@ def build_app(
         boundary=boundary,
         client_limits=client_limits,
     )
-    app.on_response_prepare.append(run_before_send)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_not_ready)
     return app

@@ -221,16 +221,18 @@ class TokenVerifier:
     async def inspect(self, token: str) -> VerifiedToken:
         if len(token) > self.config.max_token_bytes:
             raise InvalidToken("The token is too large.")
-        if not _TOKEN_CHARS.match(token):
-            # A header may carry any byte (aiohttp hands non-UTF-8 ones on as
-            # surrogates); a token is printable ASCII.
-            raise InvalidToken("The token is malformed.")
-        digest = hashlib.sha256(token.encode()).digest()
+        # A header may carry any byte (aiohttp hands non-UTF-8 ones on as
+        # surrogates): hashed as they came.
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
         now = time.time()
         cached = self.cache.get(digest, now)
         if cached is not None and cached[1].still_trusts(cached[0].key):
+            # The very same bytes passed every check below when they were cached.
             verified = cached[0]
         else:
+            if not _TOKEN_CHARS.match(token):
+                # A token is printable ASCII.
+                raise InvalidToken("The token is malformed.")
             verified, issuer = await self._decode(token)
             self.cache.put(digest, (verified, issuer), verified.expires_at)
         refuse_if_revoked(

@@ -20,6 +20,9 @@ class BadForwardedFor(ValueError):
 
 
 def is_trusted_proxy(address: str, proxies: Sequence[IPNetwork]) -> bool:
+    if not proxies:
+        # The shipped set-up trusts none: no address to parse per request.
+        return False
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -28,7 +31,7 @@ def is_trusted_proxy(address: str, proxies: Sequence[IPNetwork]) -> bool:
 
 
 def client_ip(peer: str, forwarded_for: Sequence[str], proxies: Sequence[IPNetwork]) -> str:
-    if not proxies or not is_trusted_proxy(peer, proxies):
+    if not is_trusted_proxy(peer, proxies):
         return peer
     hops = [hop.strip() for line in forwarded_for for hop in line.split(",")]
     client = peer

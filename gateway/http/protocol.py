@@ -22,7 +22,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,10 +32,10 @@ from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.http.faults import fault_body
+from gateway.http.request_ids import RESPONSE_HEADERS, new_request_id
 
 log = logging.getLogger("gateway.http")
 
-REQUEST_ID_HEADERS = ("X-Compute-Request-Id", "X-OpenStack-Request-Id")
 
 # What the client is told, by the parser's exception class: a fixed text,
 # never the exception's message (which quotes the client's bytes).
@@ -64,7 +63,7 @@ def fault_bytes(status: int, reason: str, message: str, request_id: str) -> byte
     """A whole HTTP/1.1 response carrying a fault, for a connection with no request."""
     body = json.dumps(fault_body(status, message)).encode()
     head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json"]
-    head += [f"{name}: {request_id}" for name in REQUEST_ID_HEADERS]
+    head += [f"{name}: {request_id}" for name in RESPONSE_HEADERS]
     head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
     return "\r\n".join(head).encode() + body
 
@@ -159,7 +158,7 @@ class GatewayRequestHandler(RequestHandler):
         if self.transport is None or self._messages or self._waiter is None:
             return
         self._limits.header_timeouts += 1
-        request_id = f"req-{uuid.uuid4()}"
+        request_id = new_request_id()
         self._limits.timeout_log.event(
             f"no complete request head within {self._limits.header_read_timeout:g}s", request_id
         )
@@ -175,7 +174,7 @@ class GatewayRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        request_id = f"req-{uuid.uuid4()}"
+        request_id = new_request_id()
         if isinstance(exc, ConnectionError):
             # The client closed its side while aiohttp wrote to it (a
             # 100 Continue, say): nothing is wrong here.
@@ -205,7 +204,7 @@ class GatewayRequestHandler(RequestHandler):
             status=status,
             body=json.dumps(fault_body(status, message)).encode(),
             content_type="application/json",
-            headers={name: request_id for name in REQUEST_ID_HEADERS},
+            headers={name: request_id for name in RESPONSE_HEADERS},
         )
         response.force_close()
         return response
@@ -216,7 +215,7 @@ class GatewayRequestHandler(RequestHandler):
         if isinstance(resp, web.HTTPException) and resp.status >= 400:
             # Raised by aiohttp before the chain ran (an Expect it does not
             # know is a 417 whose text quotes the header): our envelope instead.
-            resp = self._fault_response(resp.status, resp.reason, f"req-{uuid.uuid4()}")
+            resp = self._fault_response(resp.status, resp.reason, new_request_id())
         return await super().finish_response(request, resp, start_time)
 
     def log_exception(self, *args: Any, **kwargs: Any) -> None:
@@ -240,7 +239,7 @@ class _Refusal(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        request_id = f"req-{uuid.uuid4()}"
+        request_id = new_request_id()
         self._limits.refused_connections += 1
         self._limits.refusal_log.event(
             f"{self._limits.max_connections} connection(s) open", request_id

@@ -16,7 +16,12 @@ from gateway.http.faults import GatewayFault
 from gateway.http.hop_by_hop import end_to_end
 from gateway.http.public_links import FORWARDING_HEADERS, PublicLinks
 from gateway.http.upstream import UpstreamClient
-from gateway.middleware.context import RequestContext, append_header_value, context_of
+from gateway.middleware.context import (
+    RequestContext,
+    append_header_value,
+    context_of,
+    run_before_send,
+)
 
 log = logging.getLogger("gateway.http.proxy")
 
@@ -129,6 +134,7 @@ class Proxy:
         )
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
+        run_before_send(ctx, response)
         try:
             await response.prepare(request)
             while chunk := await upstream.read_chunk():

@@ -3,6 +3,9 @@
 aiohttp prepares (sends the headers of) a streamed response inside the proxy,
 below every middleware, so a middleware that must add a response header
 registers a callback here instead of editing the response after the fact.
+Whoever sends headers first runs them: the proxy before it streams, the
+request-id step for any other answer. Not aiohttp's on_response_prepare
+signal: that costs every request an async signal dispatch.
 """
 
 from __future__ import annotations
@@ -73,9 +76,8 @@ def append_header_value(headers: CIMultiDict[str], name: str, value: str) -> Non
     headers[name] = ", ".join([*existing, value])
 
 
-async def run_before_send(request: web.Request, response: web.StreamResponse) -> None:
-    """The app's on_response_prepare signal: apply every registered hook."""
-    ctx = request.get(CONTEXT)
-    if ctx is not None:
-        for hook in ctx.before_send:
-            hook(response)
+def run_before_send(ctx: RequestContext, response: web.StreamResponse) -> None:
+    """Apply every registered hook, once, before the response's headers go."""
+    hooks, ctx.before_send = ctx.before_send, []
+    for hook in hooks:
+        hook(response)

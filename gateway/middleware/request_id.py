@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import re
-import uuid
-
 from aiohttp import web
 
+from gateway.http.request_ids import GLOBAL_REQUEST_ID, RESPONSE_HEADERS, new_request_id
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.middleware.context import CONTEXT, RequestContext
-
-GLOBAL_REQUEST_ID = re.compile(
-    r"^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-)
-RESPONSE_HEADERS = ("X-Compute-Request-Id", "X-OpenStack-Request-Id")
+from gateway.middleware.context import CONTEXT, RequestContext, run_before_send
 
 
 class RequestIdMiddleware(Middleware):
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        ctx = RequestContext(request_id=f"req-{uuid.uuid4()}")
+        ctx = RequestContext(request_id=new_request_id())
         inbound = request.headers.get("X-OpenStack-Request-Id")
         if inbound is not None and GLOBAL_REQUEST_ID.match(inbound):
             ctx.global_request_id = inbound
@@ -31,4 +24,8 @@ class RequestIdMiddleware(Middleware):
 
         ctx.before_send.append(set_ids)
         request[CONTEXT] = ctx
-        return await handler(request)
+        response = await handler(request)
+        if not response.prepared:
+            # Outermost step: every hook the chain registered is set by now.
+            run_before_send(ctx, response)
+        return response

@@ -10,13 +10,13 @@ request's headers, so the token cannot end up in it.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
 import orjson
 
 from gateway.http.upstream import UPSTREAM_CAUSE_PREFIX
 from gateway.middleware.context import RequestContext
+from gateway.observability.logs import utc_iso_ms
 from gateway.ratelimit.limiter import LIMITER_UNAVAILABLE
 
 # The route whose successful calls are "deleted" in the audit trail.
@@ -87,7 +87,7 @@ class RequestRecord:
         return self._fields_json
 
     def at(self) -> str:
-        return datetime.fromtimestamp(self.time, UTC).isoformat(timespec="milliseconds")
+        return utc_iso_ms(self.time)
 
     def json(self, **leading: Any) -> str:
         """The record as one JSON object: ``leading`` keys first, then its time,

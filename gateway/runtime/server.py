@@ -27,11 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvloop
 from aiohttp import web
 
-from gateway.admin.app import AdminSources, build_admin_app, local_sources
 from gateway.app import GATEWAY, build_app, build_readiness, make_store, worker_checks
 from gateway.config import ConfigError, GatewayConfig, ListenConfig, load_config
 from gateway.http.protocol import ClientLimits, GatewayRunner
@@ -43,6 +43,11 @@ from gateway.observability.metrics import GatewayMetrics, MetricsSource
 from gateway.observability.readiness import Readiness, ReadinessCheck, ReadinessResult
 from gateway.runtime.lifecycle import die_with_parent, hand_over, read_config, take_over
 from gateway.runtime.worker_status import WorkersReady, report_forever
+
+if TYPE_CHECKING:
+    # The dashboard's app, with jinja2 and its templates: imported only by the
+    # process that serves it, never by a worker (about 9 MB of RSS each).
+    from gateway.admin.app import AdminSources
 
 log = logging.getLogger("gateway.runtime.server")
 
@@ -118,7 +123,14 @@ async def _next_signal(stop: asyncio.Event, reload: asyncio.Event) -> bool:
     return not stop.is_set()
 
 
-async def _start_admin(config: GatewayConfig, sources: AdminSources) -> web.AppRunner:
+async def _start_admin(
+    config: GatewayConfig, sources: AdminSources | web.Application
+) -> web.AppRunner:
+    """The admin listener, showing ``sources``, or a gateway app's own."""
+    from gateway.admin.app import build_admin_app, local_sources
+
+    if isinstance(sources, web.Application):
+        sources = local_sources(sources)
     admin_app = build_admin_app(config.admin, sources)
     admin = await start_site(admin_app, config.admin.host, config.admin.port)
     log.info("admin listener on %s:%d", config.admin.host, config.admin.port)
@@ -155,7 +167,7 @@ async def _serve(
     assert isinstance(proxy, GatewayRunner)
     admin = None
     if worker is None and config.admin.enabled:
-        admin = await _start_admin(config, local_sources(proxy.app))
+        admin = await _start_admin(config, proxy.app)
     reporter = None
     if worker is not None:
 
@@ -182,7 +194,7 @@ async def _serve(
         log.info("configuration reloaded")
         if admin is not None:
             await admin.cleanup()
-            admin = await _start_admin(config, local_sources(proxy.app))
+            admin = await _start_admin(config, proxy.app)
     if reporter is not None:
         reporter.cancel()
     # Unready first, so load balancers stop sending while in-flight
@@ -386,6 +398,8 @@ class _SupervisorParts:
 
     async def start_admin(self) -> None:
         if self.config.admin.enabled:
+            from gateway.admin.app import AdminSources
+
             sources = AdminSources(self.readiness, self.metrics, self.decisions)
             self.admin = await _start_admin(self.config, sources)
 

@@ -12,7 +12,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.http.protocol import ClientLimits
-from gateway.middleware.context import run_before_send
 from gateway.middleware.fault_envelope import FaultEnvelopeMiddleware
 from gateway.middleware.request_id import RequestIdMiddleware
 from gateway.ratelimit.store import LimitCheck, Verdict
@@ -73,7 +72,6 @@ async def test_a_body_whose_framing_breaks_mid_read_is_400_not_500(
         return web.Response(status=204)
 
     app = web.Application(middlewares=[RequestIdMiddleware(), FaultEnvelopeMiddleware()])
-    app.on_response_prepare.append(run_before_send)
     app.router.add_post("/", read_body)
     runner = await start_site(app, "127.0.0.1", 0, limits=ClientLimits(5.0, 5.0, 10))
     try:

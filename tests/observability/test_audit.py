@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from gateway.config import ConfigError, parse_config
+from gateway.config import AuditConfig, ConfigError, parse_config
 from gateway.demo_backend.image_store import add_image
+from gateway.observability.audit import AuditSink
+from gateway.observability.records import RequestRecord
 from tests.conftest import Keys, TokenFactory, config_data
 from tests.observed import ObservedFactory, delete_new_image
 from tests.test_app import delete
@@ -106,3 +109,24 @@ async def test_an_audit_sink_that_cannot_be_written_is_logged_and_the_delete_sti
     # The dashboard's trail still has it.
     trail = (await observed.api("/api/audit"))["audit"]
     assert [r["request_id"] for r in trail] == [request_id]
+
+
+async def test_the_records_of_one_loop_turn_are_written_together_in_order(
+    tmp_path: Path,
+) -> None:
+    sink = AuditSink(AuditConfig(sink=str(tmp_path / "audit.jsonl")))
+    sink.open()
+    fields = {"route": "delete_image", "outcome": "deleted"}
+    for i in range(5):
+        sink.write(RequestRecord(1.5 + i, f"req-{i}", fields))  # type: ignore[arg-type]
+    # Nothing is written until the turn ends...
+    assert (tmp_path / "audit.jsonl").read_text() == ""
+    await asyncio.sleep(0)
+    # ...then every record, in order, each a whole line.
+    assert [r["request_id"] for r in read_audit(tmp_path / "audit.jsonl")] == [
+        f"req-{i}" for i in range(5)
+    ]
+    sink.write(RequestRecord(9.0, "req-last", fields))  # type: ignore[arg-type]
+    sink.close()
+    # Closing writes what is still pending.
+    assert read_audit(tmp_path / "audit.jsonl")[-1]["request_id"] == "req-last"

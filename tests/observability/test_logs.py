@@ -1,4 +1,5 @@
-"""Log lines logged in one loop turn share one write; none is lost or reordered."""
+"""Log lines logged in one loop turn share one write; none is lost or reordered.
+Their time reads as datetime writes it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import asyncio
 import io
 import json
 import logging
+import random
+from datetime import UTC, datetime
 
-from gateway.observability.logs import JsonFormatter, LoopBatchedHandler
+from gateway.observability.logs import JsonFormatter, LoopBatchedHandler, utc_iso_ms
 
 
 class CountingStream(io.StringIO):
@@ -61,3 +64,13 @@ def test_lines_off_a_loop_are_written_at_once_after_what_is_pending() -> None:
     assert messages(stream) == ["from the loop", "from no loop"]
     handler.flush()
     assert messages(stream) == ["from the loop", "from no loop"]
+
+
+def test_utc_iso_ms_is_datetimes_text_to_the_millisecond() -> None:
+    rng = random.Random(7)
+    moments = [rng.uniform(0, 4_102_444_800) for _ in range(20_000)]
+    # Where rounding to the microsecond carries into the next second or millisecond.
+    moments += [1_700_000_000.9999996, 1_700_000_000.9999994, 1_700_000_001.0009995, 0.0]
+    for moment in moments:
+        expected = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+        assert utc_iso_ms(moment) == expected, moment
