@@ -232,8 +232,8 @@ def gateway_conf(
     return path
 
 
-def make_tokens(tmp: Path) -> tuple[Path, Path]:
-    """An RS256 key's public half, and a file of 1000 tokens it signed."""
+def make_tokens(tmp: Path, count: int = TOKENS) -> tuple[Path, Path]:
+    """An RS256 key's public half, and a file of ``count`` tokens it signed."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = tmp / "bench-public.pem"
     public.write_bytes(
@@ -246,7 +246,7 @@ def make_tokens(tmp: Path) -> tuple[Path, Path]:
               "roles": ["cloudImages:admin"], "iat": now, "exp": now + 3600}  # fmt: skip
     tokens = [
         jwt.encode({**claims, "sub": f"user-{i}"}, key, algorithm="RS256", headers={"kid": "bench"})
-        for i in range(TOKENS)
+        for i in range(count)
     ]
     token_file = tmp / "tokens.txt"
     token_file.write_text("\n".join(tokens) + "\n")
@@ -424,10 +424,13 @@ def checkout(ref: str, into: Path) -> Path:
 
 @contextmanager
 def started(
-    commands: dict[str, tuple[list[str], int]], logs: Path, trees: dict[str, Path]
+    commands: dict[str, tuple[list[str], int]],
+    logs: Path,
+    trees: dict[str, Path],
+    deadline: float = 20.0,
 ) -> Iterator[dict[str, int]]:
     """Start each command (in its tree, REPO unless ``trees`` names another),
-    wait for its port; yield their pids; stop them all."""
+    wait ``deadline`` seconds at most for its port; yield their pids; stop them all."""
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name, (command, port) in commands.items():
@@ -438,7 +441,7 @@ def started(
             processes[name] = subprocess.Popen(
                 command, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=env
             )
-            wait_listening(port, processes[name])
+            wait_listening(port, processes[name], deadline)
         yield {name: process.pid for name, process in processes.items()}
     finally:
         # The proxies first, so they never see their upstream vanish.

@@ -40,9 +40,11 @@ class ImageOwners:
             roles=frozenset(r.lower() for r in service.roles),
         )
         self._in_flight: dict[str, asyncio.Task[ImageRecord | None]] = {}
+        # The service's identity never changes: only the request id does.
+        self._service_headers = dict(identity_headers(self._service, ""))
 
     def _headers(self, request_id: str) -> dict[str, str]:
-        return dict(identity_headers(self._service, request_id))
+        return {**self._service_headers, "X-OpenStack-Request-Id": request_id}
 
     async def record(self, image_id: str, request_id: str) -> ImageRecord | None:
         """The image's owner and visibility, or None when it does not exist."""

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from multidict import CIMultiDict
 
 from gateway.config import UpstreamConfig
@@ -170,7 +171,7 @@ class UpstreamClient:
                 if response.status >= 400:
                     return response.status, None
                 body = await response.read(_MAX_JSON_BYTES)
-            return response.status, json.loads(body)
+            return response.status, orjson.loads(body)
         except UpstreamError as exc:
             kind = transport_error_kind(exc)
             if kind == "timeout":

@@ -1,0 +1,157 @@
+"""Instructions per request, counted by callgrind: a figure the machine's noise does not move.
+
+CPU time per request, on a shared 2-core machine, moves by a fifth between
+rounds of one run; the number of instructions a process executes for the same
+requests moves by well under 1% (valgrind counts them, whatever else the
+machine is doing). This bench runs, one process each under
+``valgrind --tool=callgrind`` and each with one worker:
+
+- ``floor``: aiohttp's server forwarding through the gateway's own lean
+  client (bench/lean_passthrough.py), no policy;
+- ``gw-backend``: the gateway as shipped (bench/gateway_vs_haproxy.py's
+  configuration: Redis limiter and revocations, JSON access log, audit file,
+  ``owner_check: backend``);
+- ``gw-memory``: the same with the in-process limiter, so that the Redis
+  limiter's share is the difference;
+- with ``--baseline REF``, ``gw-backend@REF`` and ``gw-memory@REF``: the same
+  from that commit's tree.
+
+Each is warmed up (imports, caches, every token verified once), then
+counted over ``--seconds`` of ``wrk -c1`` (one request at a time, so that no
+batching differs between runs) sending the same DELETEs as
+bench/gateway_vs_haproxy.py with one of 50 RS256 tokens. It prints thousands
+of instructions per request and the ratios. Instructions are not time: a
+system call counts a few, a cache miss none; bench/gateway_vs_haproxy.py
+measures time.
+
+    apt-get install -y valgrind nginx-light wrk redis-server
+    python -m bench.gateway_instructions [--seconds 20] [--baseline main]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+from bench.gateway_vs_haproxy import (
+    REPO,
+    WRK_SCRIPT,
+    checkout,
+    free_port,
+    gateway_conf,
+    make_tokens,
+    nginx_upstream_conf,
+    run_wrk,
+    started,
+)
+
+TOKENS = 50
+# Python under callgrind runs some fifty times slower.
+STARTUP_DEADLINE = 180.0
+DUMP_DEADLINE = 120.0
+
+
+def counted(out: Path) -> int:
+    """The instructions in callgrind's dumps of ``out``, once one is complete."""
+    end = time.monotonic() + DUMP_DEADLINE
+    while time.monotonic() < end:
+        for dump in out.parent.glob(out.name + ".*"):
+            for line in dump.read_text(errors="replace").splitlines():
+                if line.startswith(("summary:", "totals:")) and int(line.split()[1]):
+                    return int(line.split()[1])
+        time.sleep(0.5)
+    raise SystemExit(f"callgrind wrote no dump for {out} in {DUMP_DEADLINE}s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=20, help="counted, per target")
+    parser.add_argument("--warmup", type=int, default=15, help="seconds, per target")
+    parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--baseline", metavar="REF", help="also count this commit's gateway")
+    args = parser.parse_args()
+    missing = [b for b in ("valgrind", "callgrind_control", "nginx", "wrk", "redis-server")
+               if not shutil.which(b)]  # fmt: skip
+    if missing:
+        print(f"missing: {', '.join(missing)} (apt-get install valgrind nginx-light wrk)")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="gateway-instructions-") as tmpdir:
+        tmp = Path(tmpdir)
+        public_pem, token_file = make_tokens(tmp, TOKENS)
+        script = tmp / "delete.lua"
+        script.write_text(WRK_SCRIPT % token_file)
+        trees = {"": REPO}
+        if args.baseline:
+            trees[f"@{args.baseline}"] = checkout(args.baseline, tmp)
+        up, redis = free_port(), free_port()
+        redis_url = f"redis://127.0.0.1:{redis}/0"
+        commands = {
+            "upstream": (["nginx", "-p", str(tmp), "-e", "stderr",
+                          "-c", str(nginx_upstream_conf(tmp, up))], up),
+            "redis": (["redis-server", "--port", str(redis), "--bind", "127.0.0.1",
+                       "--save", "", "--appendonly", "no"], redis),
+        }  # fmt: skip
+        ports, outs, where = {}, {}, {}
+        targets = ["floor"] + [f"gw-{kind}{suffix}" for suffix in trees for kind in
+                               ("backend", "memory")]  # fmt: skip
+        for name in targets:
+            port = ports[name] = free_port()
+            out = outs[name] = tmp / f"callgrind-{port}.out"
+            valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                        f"--callgrind-out-file={out}", sys.executable]  # fmt: skip
+            if name == "floor":
+                commands[name] = (
+                    [*valgrind, "-m", "bench.lean_passthrough", str(port), f"http://127.0.0.1:{up}"],
+                    port,
+                )
+                continue
+            suffix = name.partition("@")[1] + name.partition("@")[2]
+            tree = where[name] = trees[suffix]
+            conf = gateway_conf(tmp, f"gw-backend-{port}", port, up, 1, redis_url, public_pem,
+                                free_port(), tree)  # fmt: skip
+            data = yaml.safe_load(conf.read_text())
+            data["authorization"]["owner_check"] = "backend"
+            if name.startswith("gw-memory"):
+                data["rate_limit"]["store"] = "memory"
+                data["rate_limit"].pop("redis")
+            conf.write_text(yaml.safe_dump(data))
+            commands[name] = ([*valgrind, "-m", "gateway", "run", "--config", str(conf)], port)
+        per_request: dict[str, float] = {}
+        with started(commands, tmp, where, STARTUP_DEADLINE) as pids:
+            for name in targets:
+                url = f"http://127.0.0.1:{ports[name]}/v2/images/{uuid.uuid4()}"
+                run_wrk(url, script, args.warmup, args.connections)
+                control = ["callgrind_control", str(pids[name])]
+                subprocess.run([*control, "--instr=on"], check=True, capture_output=True)
+                result = run_wrk(url, script, args.seconds, args.connections)
+                subprocess.run([*control, "--instr=off"], check=True, capture_output=True)
+                subprocess.run([*control, "--dump"], check=True, capture_output=True)
+                requests = max(int(result["requests"]), 1)
+                per_request[name] = counted(outs[name]) / requests
+                thousands, refused = per_request[name] / 1000, int(result["non_2xx"])
+                print(f"{name:<24}{requests:7d} requests {thousands:9.1f} "
+                      f"k instructions/request  non-2xx {refused}", flush=True)  # fmt: skip
+    floor = per_request["floor"]
+    print("ratios:")
+    for name, count in per_request.items():
+        line = f"  {name:<22} {count / floor:5.2f}x the floor"
+        if name.startswith("gw-backend"):
+            memory = per_request[name.replace("gw-backend", "gw-memory")]
+            line += f", Redis limiter {(count - memory) / 1000:+.1f} k over the in-process one"
+        base = f"{name.partition('@')[0]}@{args.baseline}"
+        if args.baseline and "@" not in name and base in per_request:
+            line += f", {count / per_request[base]:5.3f}x {base}"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""aiohttp's server forwarding through the gateway's own upstream client, no policy.
+
+The floor for the gateway as built: what aiohttp's request handling and the
+lean client (gateway/http/client.py) cost together, before any step of the
+chain. bench/gateway_instructions.py counts it beside the gateway.
+
+    python -m bench.lean_passthrough PORT UPSTREAM_URL
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+
+import uvloop
+from aiohttp import web
+
+from gateway.http.client import HttpClient
+from gateway.http.hop_by_hop import end_to_end
+
+CLIENT = web.AppKey("client", HttpClient)
+UPSTREAM = web.AppKey("upstream", str)
+
+
+async def forward(request: web.Request) -> web.Response:
+    headers = end_to_end(request.headers)
+    async with await request.app[CLIENT].request(request.method, request.path_qs, headers) as up:
+        body = await up.read(1 << 20)
+        return web.Response(status=up.status, body=body or None, headers=end_to_end(up.headers))
+
+
+async def _client(app: web.Application) -> AsyncIterator[None]:
+    app[CLIENT] = HttpClient(
+        app[UPSTREAM], max_connections=100, connect_timeout=2, read_timeout=30, keepalive_timeout=30
+    )
+    yield
+    await app[CLIENT].close()
+
+
+def main() -> None:
+    port, upstream = int(sys.argv[1]), sys.argv[2]
+    app = web.Application()
+    app[UPSTREAM] = upstream
+    app.cleanup_ctx.append(_client)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    web.run_app(
+        app, host="127.0.0.1", port=port, access_log=None, print=None,
+        loop=uvloop.new_event_loop(),
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
