@@ -47,6 +47,10 @@ _SCRIPT_SHA = hashlib.sha1(SLIDING_WINDOW_SCRIPT.encode()).hexdigest()
 _US = 1_000_000
 # The script's reply for a request whose key is of the wrong type.
 _FAULT = -1
+# Redis runs nothing else while a script runs: a batch this large goes out
+# as it stands and the next request starts another, so that a burst becomes
+# several short script calls (in flight together), not one long one.
+MAX_BATCH_REQUESTS = 256
 
 # A request waiting for its batch's reply, and how many checks it has.
 _Waiter = tuple[asyncio.Future[Verdict], int]
@@ -132,6 +136,9 @@ class RedisStore:
                 append_key(f"{head}{subject}}}:{rule}")
                 numbers += (limit, int(period * _US), 1 if enforced else 0)
             batch.waiters.append((future, len(checks)))
+            if len(batch.waiters) >= MAX_BATCH_REQUESTS:
+                self._batch = _Batch()
+                self._spawn(self._send(batch))
         if not self._flush_scheduled:
             # The task's first step runs in the loop's next turn: every
             # request decided in this one joins the batch first.
@@ -147,6 +154,10 @@ class RedisStore:
     async def _flush(self) -> None:
         self._flush_scheduled = False
         batch, self._batch = self._batch, _Batch()
+        if batch.waiters:
+            await self._send(batch)
+
+    async def _send(self, batch: _Batch) -> None:
         try:
             async with asyncio.timeout(self.config.timeout):
                 reply = await self._evalsha(batch.keys, _packed(batch.numbers))

@@ -16,7 +16,7 @@ import redis
 
 from gateway.config import RedisConfig
 from gateway.ratelimit.memory import MemoryStore
-from gateway.ratelimit.redis_store import RedisStore
+from gateway.ratelimit.redis_store import MAX_BATCH_REQUESTS, RedisStore
 from gateway.ratelimit.store import LimitCheck, StoreFault, StoreUnavailable, Verdict
 from tests.conftest import free_port
 from tests.ratelimit.conftest import Cluster
@@ -195,6 +195,25 @@ async def test_concurrent_acquires_are_coalesced(
     # EVALSHA over one connection, not 100
     assert command_calls(sync_redis, "evalsha") == 1
     assert connections_received(sync_redis) - connections_before <= 1
+
+
+async def test_a_burst_past_the_batch_cap_goes_as_several_script_calls(
+    make_store: StoreFactory, sync_redis: redis.Redis
+) -> None:
+    store = make_store()
+    c = check(subject="project:burst", limit=1000, period=DAY)
+    assert (await store.acquire([c])).allowed
+    sync_redis.config_resetstat()
+    burst = 2 * MAX_BATCH_REQUESTS + 10
+
+    verdicts = await asyncio.gather(*(store.acquire([c]) for _ in range(burst)))
+
+    # One loop turn, yet three calls: two full batches and the rest.
+    assert command_calls(sync_redis, "evalsha") == 3
+    # Still exact: every admission counted once, in some order.
+    remaining = sorted(v.results[0].remaining for v in verdicts)
+    assert remaining == list(range(999 - burst, 999))
+    assert sync_redis.zcard("igw:window:{project:burst}:deletes") == burst + 1
 
 
 async def test_one_command_per_loop_turn_and_each_request_atomic(
