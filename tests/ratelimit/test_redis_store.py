@@ -175,17 +175,23 @@ async def test_refused_acquire_writes_nothing(
     assert sync_redis.exists("igw:window:{project:p1}:fresh") == 0
 
 
+async def burst_of(
+    store: RedisStore, c: LimitCheck, requests: int, sync_redis: redis.Redis
+) -> list[Verdict]:
+    """``requests`` acquires of ``c`` in one loop turn, Redis's command counts
+    reset just before (the store connected and its script loaded first)."""
+    assert (await store.acquire([c])).allowed
+    sync_redis.config_resetstat()
+    return await asyncio.gather(*(store.acquire([c]) for _ in range(requests)))
+
+
 async def test_concurrent_acquires_are_coalesced(
     make_store: StoreFactory, sync_redis: redis.Redis
 ) -> None:
-    store = make_store()
-    c = check(subject="project:busy", limit=60, period=DAY)
-    # warm up: connect and load the script, so only the burst is measured
-    assert (await store.acquire([c])).allowed
-    sync_redis.config_resetstat()
     connections_before = connections_received(sync_redis)
+    c = check(subject="project:busy", limit=60, period=DAY)
 
-    verdicts = await asyncio.gather(*(store.acquire([c]) for _ in range(100)))
+    verdicts = await burst_of(make_store(), c, 100, sync_redis)
 
     # correct per request: 59 left, each remaining value seen once, the rest refused
     allowed = [v.results[0].remaining for v in verdicts if v.allowed]
@@ -200,13 +206,10 @@ async def test_concurrent_acquires_are_coalesced(
 async def test_a_burst_past_the_batch_cap_goes_as_several_script_calls(
     make_store: StoreFactory, sync_redis: redis.Redis
 ) -> None:
-    store = make_store()
     c = check(subject="project:burst", limit=1000, period=DAY)
-    assert (await store.acquire([c])).allowed
-    sync_redis.config_resetstat()
     burst = 2 * MAX_BATCH_REQUESTS + 10
 
-    verdicts = await asyncio.gather(*(store.acquire([c]) for _ in range(burst)))
+    verdicts = await burst_of(make_store(), c, burst, sync_redis)
 
     # One loop turn, yet three calls: two full batches and the rest.
     assert command_calls(sync_redis, "evalsha") == 3
