@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.http.hop_by_hop import ALWAYS_HOP_BY_HOP, connection_tokens
+from gateway.http.public_links import FORWARDING_HEADERS
 
 # What a Glance v2 client (python-glanceclient, openstacksdk, curl users of
 # the API reference) sends end to end: content negotiation, the body's
@@ -94,7 +95,10 @@ class HeaderBoundary:
         hop_by_hop = sorted(extra & ALWAYS_HOP_BY_HOP)
         if hop_by_hop:
             raise ValueError(f"hop-by-hop headers are not forwarded: {', '.join(hop_by_hop)}")
-        self.allowed = DEFAULT_FORWARDED | extra
+        # The path a request took (X-Forwarded-*, Forwarded) and Expect are the
+        # gateway's to write to the backend, never the client's to pass on:
+        # left off the list here, so no request pays to strip them later.
+        self.allowed = (DEFAULT_FORWARDED | extra) - _GATEWAYS_OWN
         # Requests that carried at least one identity-like header; read by metrics.
         self.identity_headers_dropped = 0
 
@@ -124,6 +128,7 @@ class HeaderBoundary:
 
 
 _MAX_LOGGED_NAME = 64
+_GATEWAYS_OWN = frozenset(fold(name) for name in (*FORWARDING_HEADERS, "Expect"))
 
 # Sent by every legitimate client and read by the authentication step; not a
 # spoofing attempt (their look-alikes, X_Auth_Token say, are).

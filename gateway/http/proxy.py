@@ -14,7 +14,7 @@ from gateway.authn.identity import identity_headers
 from gateway.http.client import RequestBodyError, StreamedBody, UpstreamError, UpstreamResponse
 from gateway.http.faults import GatewayFault
 from gateway.http.hop_by_hop import end_to_end
-from gateway.http.public_links import FORWARDING_HEADERS, PublicLinks
+from gateway.http.public_links import PublicLinks
 from gateway.http.upstream import UpstreamClient
 from gateway.middleware.context import (
     RequestContext,
@@ -36,14 +36,12 @@ def upstream_request_headers(
     forwarded: Mapping[str, str] | None = None,
 ) -> CIMultiDict[str]:
     """The client's cleaned headers, then ours: identity, request id, Via, X-Forwarded-*."""
+    # The header boundary kept no forwarding header and no Expect: ours to write.
     headers = CIMultiDict(ctx.forward_headers)
-    for name in FORWARDING_HEADERS:
-        headers.popall(name, None)
     if ctx.identity is not None:
         headers.update(identity_headers(ctx.identity, ctx.request_id, role_mapping))
-    else:
-        # Version discovery: no caller to speak for, only the request id.
-        headers["X-OpenStack-Request-Id"] = ctx.request_id
+    # The request id comes with the chain's own headers (the request-id step),
+    # version discovery included, where there is no caller to speak for.
     headers.update(forwarded or {})
     for name, value in ctx.upstream_headers.items():
         if name.lower() in _APPENDED:
@@ -87,8 +85,6 @@ class Proxy:
         headers = upstream_request_headers(
             ctx, self.role_mapping, self.links.forwarded_headers(request)
         )
-        # Ours to speak to the backend, on our connection: see the client.
-        headers.popall("Expect", None)
         sent = time.monotonic()
         try:
             upstream_response = await self.upstream.request(
