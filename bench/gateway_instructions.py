@@ -115,10 +115,9 @@ def main() -> int:
                 continue
             suffix = name.partition("@")[1] + name.partition("@")[2]
             tree = where[name] = trees[suffix]
-            conf = gateway_conf(tmp, f"gw-backend-{port}", port, up, 1, redis_url, public_pem,
-                                free_port(), tree)  # fmt: skip
+            conf = gateway_conf(tmp, f"gw-{port}", port, up, 1, redis_url, public_pem,
+                                free_port(), tree, owner_check="backend")  # fmt: skip
             data = yaml.safe_load(conf.read_text())
-            data["authorization"]["owner_check"] = "backend"
             if name.startswith("gw-memory"):
                 data["rate_limit"]["store"] = "memory"
                 data["rate_limit"].pop("redis")

@@ -209,8 +209,10 @@ def gateway_conf(
     public_pem: Path,
     admin_port: int,
     tree: Path = REPO,
+    owner_check: str | None = None,
 ) -> Path:
-    """``tree``'s config/gateway.yaml, changed only where it must be to run here."""
+    """``tree``'s config/gateway.yaml, changed only where it must be to run here;
+    ``owner_check`` by default from ``name`` (``gw-backend``, ``gw-gateway@REF``)."""
     data: dict[str, Any] = yaml.safe_load((tree / "config" / "gateway.yaml").read_text())
     data["listen"].update(host="127.0.0.1", port=port, workers=workers)
     data["upstream"]["url"] = f"http://127.0.0.1:{upstream}"
@@ -219,7 +221,7 @@ def gateway_conf(
     issuer["keys"] = [{"kid": "bench", "algorithm": "RS256", "public_key_file": str(public_pem)}]
     issuer.pop("jwks")
     data["authorization"]["policy_file"] = str(tree / "config" / "policy.yaml")
-    data["authorization"]["owner_check"] = name.removeprefix("gw-").split("@")[0]
+    data["authorization"]["owner_check"] = owner_check or name.removeprefix("gw-").split("@")[0]
     data["revocation"]["redis"]["url"] = redis_url
     data["rate_limit"]["redis"]["url"] = redis_url
     # Every request is counted, none refused: a run makes far fewer than this.

@@ -124,12 +124,10 @@ class RedisStore:
     async def _decide(self, checks: Sequence[LimitCheck], *, count: bool) -> Verdict:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Verdict] = loop.create_future()
-        head = self._key_head
         if self._by_slot:
-            keys = [f"{head}{c.subject}}}:{c.rule}" for c in checks]
-            self._cluster_batch.append((future, keys, checks, count))
+            self._cluster_batch.append((future, [self.key(c) for c in checks], checks, count))
         else:
-            batch = self._batch
+            batch, head = self._batch, self._key_head
             append_key, numbers = batch.keys.append, batch.numbers
             numbers += (1 if count else 0, len(checks))
             for subject, rule, limit, period, enforced in checks:
