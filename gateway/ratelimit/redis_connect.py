@@ -70,7 +70,8 @@ def node_locator(config: RedisConfig, client: RedisClient) -> NodeLocator:
     For Sentinel, ``client`` is the one connect() made: its pool asks the
     sentinels where the master is now.
     """
-    assert config.url is not None and isinstance(client, aioredis.Redis)
+    assert config.url is not None
+    assert isinstance(client, aioredis.Redis)
     if config.url.startswith("redis+sentinel://"):
         _, _, db = sentinel_parts(config.url)
         ask = client.connection_pool
