@@ -8,21 +8,30 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.app import GATEWAY, build_app
 from gateway.config import parse_config
+from gateway.observability.batch import RecordBatch
 from gateway.observability.decisions import DecisionLog
-from gateway.observability.feed import FeedListener, SocketFeed
+from gateway.observability.feed import (
+    MAX_BATCH,
+    MAX_FRAME_BYTES,
+    FeedListener,
+    LocalFeed,
+    SocketFeed,
+)
 from gateway.observability.metrics import GatewayMetrics, MetricsSnapshot, local_source, render
+from gateway.observability.records import RequestRecord
 from tests.conftest import Client, Keys, config_data
 from tests.observed import sample_record, sample_value
 
 
 async def arrived(decisions: DecisionLog, count: int) -> None:
     deadline = asyncio.get_running_loop().time() + 5
-    while len(decisions.decisions) < count:
+    while len(decisions) < count:
         assert asyncio.get_running_loop().time() < deadline, "records did not arrive"
         await asyncio.sleep(0.01)
 
@@ -129,22 +138,266 @@ async def test_a_worker_that_does_not_answer_counts_with_its_last_report(
     assert deletes_in(await listener.metrics()) == 4
 
 
+def frame(*records: RequestRecord) -> bytes:
+    """A worker's frame for ``records``, as SocketFeed writes it."""
+    batch = RecordBatch()
+    for record in records:
+        batch.add(record)
+    return batch.frame()
+
+
+def reframed(body: bytes, *, count: int, size: int | None = None) -> bytes:
+    """``body`` behind a header that says ``count`` records and ``size`` bytes."""
+    size = len(body) if size is None else size
+    return b'{"batch":%d,"bytes":%d}\n' % (count, size) + body
+
+
+def body_of(frame: bytes) -> bytes:
+    return frame.split(b"\n", 1)[1]
+
+
+def warnings_with(caplog: pytest.LogCaptureFixture, text: str) -> int:
+    return sum(1 for r in caplog.records if r.levelno == logging.WARNING and text in r.getMessage())
+
+
+async def connected(listener: FeedListener) -> asyncio.StreamWriter:
+    """A raw connection, once the listener has taken it."""
+    before = listener.connected
+    _, writer = await asyncio.open_unix_connection(str(listener.path))
+    deadline = asyncio.get_running_loop().time() + 5
+    while listener.connected == before:
+        assert asyncio.get_running_loop().time() < deadline, "the listener took no connection"
+        await asyncio.sleep(0.001)
+    return writer
+
+
+async def gone(listener: FeedListener) -> None:
+    deadline = asyncio.get_running_loop().time() + 5
+    while listener.connected:
+        assert asyncio.get_running_loop().time() < deadline, "the listener kept the connection"
+        await asyncio.sleep(0.001)
+
+
+async def only_a_good_batch_after(listener: FeedListener, writer: asyncio.StreamWriter) -> None:
+    """A good batch sent after what the test wrote is taken, and only it."""
+    writer.write(frame(sample_record("req-ok")))
+    await writer.drain()
+    await arrived(listener.decisions, 1)
+    assert [d["request_id"] for d in listener.decisions.search()] == ["req-ok"]
+
+
+def limited_record(request_id: str, subject: str, remaining: int, limiter: str) -> RequestRecord:
+    record = sample_record(request_id)
+    record.fields["limiter"] = limiter
+    record.fields["limits"] = [
+        {"subject": subject, "rule": "deletes", "limit": 2, "period": 60,
+         "remaining": remaining, "reset_after": 1.0},
+    ]  # fmt: skip
+    return record
+
+
 async def test_malformed_lines_are_logged_and_skipped(
     listener: FeedListener, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, writer = await asyncio.open_unix_connection(str(listener.path))
     writer.write(b"not json\n")
     writer.write(b'{"kind": "decision"}\n')
-    writer.write(b'[{"request_id": "req-no-time"}, 7]\n')
+    # Records as lines of their own are not a batch.
+    writer.write(b'[{"time": 0, "request_id": "req-array"}]\n')
+    writer.write(sample_record("req-line").json().encode() + b"\n")
     writer.write(b'{"reply_to": null, "metrics": {"counters": 3}}\n')
-    writer.write(b'[{"time": 0, "request_id": "req-ok"}]\n')
-    await writer.drain()
-    await arrived(listener.decisions, 1)
-    assert [d["request_id"] for d in listener.decisions.search()] == ["req-ok"]
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len([w for w in warnings if "malformed decision" in w]) == 4
-    assert len([w for w in warnings if "malformed metrics report" in w]) == 1
+    await only_a_good_batch_after(listener, writer)
+    assert warnings_with(caplog, "malformed decision") == 4
+    assert warnings_with(caplog, "malformed metrics report") == 1
     writer.close()
+
+
+@pytest.mark.parametrize(
+    ("misstated", "lines_left"),
+    [("more-records", 0), ("fewer-records", 0), ("fewer-bytes", 1)],
+)
+async def test_a_batch_its_header_misstates_is_logged_and_skipped(
+    listener: FeedListener, caplog: pytest.LogCaptureFixture, misstated: str, lines_left: int
+) -> None:
+    _, writer = await asyncio.open_unix_connection(str(listener.path))
+    two = body_of(frame(sample_record("req-a"), sample_record("req-b")))
+    headed = {
+        "more-records": reframed(two, count=3),
+        "fewer-records": reframed(two, count=1),
+        # One record and its bytes fewer: the last text is read as a line of its own.
+        "fewer-bytes": reframed(two, count=1, size=two.rindex(b"\n", 0, -1) + 1),
+    }
+    writer.write(headed[misstated])
+    await only_a_good_batch_after(listener, writer)
+    assert warnings_with(caplog, "malformed decision batch") == 1
+    assert warnings_with(caplog, "malformed decision line") == lines_left
+    writer.close()
+
+
+# One audited record's text, as the block a frame carries it in.
+AUDITED_BLOCK = sample_record("req-garbage").json().encode() + b"\n"
+
+
+def digest(**changes: Any) -> bytes:
+    """A good digest for one record, with ``changes`` (``records__times=...`` sets
+    ``records.times``)."""
+    good: dict[str, Any] = {
+        "records": {"times": [1.0], "durations": [1.0], "statuses": [204], "decisions": ["ok"]},
+        "audited": [0],
+        "audited_bytes": len(AUDITED_BLOCK),
+        "limits": {
+            "subjects": ["project:p"], "rules": ["deletes"], "limits": [2], "periods": [60],
+            "remaining": [1], "at": [1.0], "limited": [False], "limited_counts": [0],
+        },
+    }  # fmt: skip
+    for key, value in changes.items():
+        holder, _, name = key.partition("__")
+        if name:
+            good[holder][name] = value
+        else:
+            good[holder] = value
+    return json.dumps(good).encode()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"not json",
+        b"[]",
+        digest(records=[]),
+        digest(records__times=[1.0, 2.0]),
+        digest(records__times=["now"]),
+        digest(records__decisions=[7]),
+        digest(records__statuses=[204.0]),
+        digest(audited=None),
+        digest(audited=[1]),
+        digest(audited=[-1]),
+        digest(audited=[True]),
+        digest(audited=[]),
+        digest(audited_bytes=len(AUDITED_BLOCK) - 1),
+        digest(audited_bytes=len(AUDITED_BLOCK) + 1),
+        digest(audited_bytes=-1),
+        digest(audited_bytes="all"),
+        digest(limits__periods=[60, 60]),
+        digest(limits__limits=[0]),
+        digest(limits__limited=[0]),
+        digest(limits__at=None),
+    ],
+    ids=[
+        "not-json", "not-an-object", "records-not-an-object", "short-column",
+        "time-not-a-number", "decision-not-text", "status-not-whole", "no-audited",
+        "audited-past-the-end", "audited-negative", "audited-not-an-index", "audited-missing",
+        "audited-block-short", "audited-block-long", "audited-block-negative",
+        "audited-block-not-a-number",
+        "limit-columns-uneven", "limit-of-zero", "limited-not-a-flag", "limit-column-missing",
+    ],
+)  # fmt: skip
+async def test_a_garbage_digest_is_logged_and_its_batch_skipped(
+    listener: FeedListener, caplog: pytest.LogCaptureFixture, garbage: bytes
+) -> None:
+    _, writer = await asyncio.open_unix_connection(str(listener.path))
+    # The same frame with a good digest is taken: the digest alone is at fault.
+    writer.write(reframed(digest() + b"\n" + AUDITED_BLOCK, count=1))
+    writer.write(reframed(garbage + b"\n" + AUDITED_BLOCK, count=1))
+    writer.write(frame(sample_record("req-ok")))
+    await writer.drain()
+    await arrived(listener.decisions, 2)
+    assert [d["request_id"] for d in listener.decisions.search()] == ["req-ok", "req-garbage"]
+    assert [d["request_id"] for d in listener.decisions.audit_trail()] == ["req-ok", "req-garbage"]
+    assert len(listener.decisions.limit_states()) == 1
+    assert warnings_with(caplog, "malformed decision batch") == 1
+    writer.close()
+
+
+async def test_a_truncated_batch_is_logged_and_its_records_skipped(
+    listener: FeedListener, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = await connected(listener)
+    whole = frame(sample_record("req-a"), sample_record("req-b"))
+    writer.write(whole[: len(whole) - 10])
+    await writer.drain()
+    writer.close()
+    await gone(listener)
+    assert warnings_with(caplog, "closed within a batch") == 1
+    assert len(listener.decisions) == 0
+    # The listener goes on with other workers.
+    feed, _ = await worker(listener)
+    feed.publish(sample_record("req-ok"))
+    await arrived(listener.decisions, 1)
+    await feed.close()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'{"batch": 1, "bytes": %d}\n' % (MAX_FRAME_BYTES + 1),
+        b'{"batch": %d, "bytes": 100}\n' % (MAX_BATCH + 1),
+        b'{"batch": 1, "bytes": "many"}\n',
+        b'{"batch": 0, "bytes": 0}\n',
+    ],
+    ids=["too-many-bytes", "too-many-records", "bytes-not-a-number", "empty"],
+)
+async def test_a_header_that_does_not_bound_its_batch_ends_the_connection(
+    listener: FeedListener, caplog: pytest.LogCaptureFixture, header: bytes
+) -> None:
+    # The stream cannot be split past it: the connection ends, as with a line too long.
+    writer = await connected(listener)
+    writer.write(header)
+    await writer.drain()
+    await gone(listener)
+    assert warnings_with(caplog, "a batch header that is not ours") == 1
+    writer.close()
+
+
+async def test_limit_states_folded_by_a_worker_are_the_ones_one_process_keeps(
+    listener: FeedListener,
+) -> None:
+    records = [
+        limited_record("req-1", "project:a", 1, "allowed"),
+        limited_record("req-2", "project:b", 1, "allowed"),
+        limited_record("req-3", "project:a", 0, "allowed"),
+        limited_record("req-4", "project:a", 0, "limited"),
+        limited_record("req-5", "project:a", 0, "limited"),
+    ]
+    local = LocalFeed(DecisionLog(100))
+    feed, _ = await worker(listener)
+    for published, record in enumerate(records, 1):
+        local.publish(record)
+        feed.publish(record)
+        if published == 4:
+            # A scrape sends what was gathered: the rest goes in a second batch.
+            await listener.metrics()
+    await listener.metrics()
+    at = records[-1].time
+    states = listener.decisions.limit_states(now=at)
+    assert states == local.decisions.limit_states(now=at)
+    assert [(s["subject"], s["used"], s["limited_count"]) for s in states] == [
+        ("project:a", 2, 2),
+        ("project:b", 1, 0),
+    ]
+    assert listener.decisions.overview(now=at) == local.decisions.overview(now=at)
+    assert listener.decisions.search() == local.decisions.search()
+    assert [d["request_id"] for d in listener.decisions.audit_trail(limit=2)] == ["req-5", "req-4"]
+    await feed.close()
+
+
+async def test_a_burst_of_large_records_is_sent_in_frames_the_listener_takes(
+    tmp_path: Path,
+) -> None:
+    # More than a frame holds, gathered in one loop turn: sent as several.
+    count = 3 * MAX_FRAME_BYTES // 8000
+    listener = FeedListener(tmp_path / "feed.sock", DecisionLog(count))
+    await listener.start()
+    feed, _ = await worker(listener)
+    for n in range(count):
+        record = sample_record(f"req-{n}")
+        record.fields["path"] = "/v2/images/" + "x" * 8000
+        feed.publish(record)
+    await listener.metrics()
+    assert (len(listener.decisions), feed.dropped) == (count, 0)
+    assert listener.decisions.search(limit=1)[0]["request_id"] == f"req-{count - 1}"
+    await feed.close()
+    await listener.close()
 
 
 async def test_without_an_admin_process_records_are_dropped_and_counted(
