@@ -36,9 +36,9 @@ def wait_until(condition: Callable[[], bool], deadline: float, what: str) -> Non
         time.sleep(0.02)
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, password: str | None = None) -> bool:
     try:
-        return bool(redis.Redis(port=port, socket_timeout=0.2).ping())
+        return bool(redis.Redis(port=port, password=password, socket_timeout=0.2).ping())
     except redis.RedisError:
         return False
 
@@ -50,6 +50,8 @@ class RedisProcess:
     port: int
     workdir: Path
     extra: tuple[str, ...] = ()
+    # Clients must log in with it (requirepass).
+    password: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,11 +61,14 @@ class RedisProcess:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir), *self.extra],
+             "--save", "", "--appendonly", "no", "--dir", str(self.workdir), *self.extra,
+             *(("--requirepass", self.password) if self.password is not None else ())],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_until(lambda: _answers(self.port), STARTUP_DEADLINE, f"redis on {self.port}")
+        wait_until(
+            lambda: _answers(self.port, self.password), STARTUP_DEADLINE, f"redis on {self.port}"
+        )
 
     def kill(self) -> None:
         assert self.process is not None

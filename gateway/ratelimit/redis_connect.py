@@ -1,4 +1,5 @@
-"""One Redis client for the configured topology: standalone, Sentinel or Cluster.
+"""One Redis client for the configured topology: standalone, Sentinel or Cluster;
+and, for the limiter's own connection (redis_pipe.py), where the node is.
 
 Connecting is bounded by the configured timeout. Replies are not bounded
 per reply: every caller wraps its whole exchange in ``asyncio.timeout``
@@ -12,12 +13,19 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import (
+    RedisSSLContext,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.config import RedisConfig, host_port, sentinel_parts
+from gateway.ratelimit.redis_pipe import NodeLocator, RedisNode
 
 RedisClient = aioredis.Redis | RedisCluster
 
@@ -54,3 +62,52 @@ def _reconnect_once() -> Retry:
 
 def is_cluster(client: RedisClient) -> bool:
     return isinstance(client, RedisCluster)
+
+
+def node_locator(config: RedisConfig, client: RedisClient) -> NodeLocator:
+    """Where the single node of a standalone or Sentinel-managed Redis is.
+
+    For Sentinel, ``client`` is the one connect() made: its pool asks the
+    sentinels where the master is now.
+    """
+    assert config.url is not None
+    assert isinstance(client, aioredis.Redis)
+    if config.url.startswith("redis+sentinel://"):
+        _, _, db = sentinel_parts(config.url)
+        ask = client.connection_pool
+
+        async def master() -> RedisNode:
+            host, port = await ask.get_master_address()  # type: ignore[attr-defined]
+            return RedisNode(host=host, port=int(port), db=db)
+
+        return master
+    node = _node_of_url(config.url)
+
+    async def fixed() -> RedisNode:
+        return node
+
+    return fixed
+
+
+def _node_of_url(url: str) -> RedisNode:
+    # redis-py's own reading of the URL, so that both clients agree on it.
+    parts: dict[str, Any] = dict(parse_url(url))
+    kind = parts.pop("connection_class", None)
+    tls = None
+    if kind is SSLConnection:
+        tls = RedisSSLContext(
+            keyfile=parts.get("ssl_keyfile"),
+            certfile=parts.get("ssl_certfile"),
+            cert_reqs=parts.get("ssl_cert_reqs", "required"),
+            ca_certs=parts.get("ssl_ca_certs"),
+            check_hostname=bool(parts.get("ssl_check_hostname", True)),
+        ).get()
+    return RedisNode(
+        host=parts.get("host", "localhost"),
+        port=int(parts.get("port", 6379)),
+        path=parts["path"] if kind is UnixDomainSocketConnection else None,
+        tls=tls,
+        username=parts.get("username"),
+        password=parts.get("password"),
+        db=int(parts.get("db", 0)),
+    )

@@ -26,10 +26,17 @@ from contextlib import suppress
 from importlib import resources
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 
 from gateway.config import RedisConfig
-from gateway.ratelimit.redis_connect import REDIS_FAILURES, RedisClient, connect, is_cluster
+from gateway.ratelimit.redis_connect import (
+    REDIS_FAILURES,
+    RedisClient,
+    connect,
+    is_cluster,
+    node_locator,
+)
+from gateway.ratelimit.redis_pipe import RedisPipe, pack_command
 from gateway.ratelimit.store import (
     LimitCheck,
     LimitCheckResult,
@@ -45,6 +52,7 @@ SLIDING_WINDOW_SCRIPT = (
 )
 _SCRIPT_SHA = hashlib.sha1(SLIDING_WINDOW_SCRIPT.encode()).hexdigest()
 _US = 1_000_000
+_PING = pack_command("PING")
 # The script's reply for a request whose key is of the wrong type.
 _FAULT = -1
 # Redis runs nothing else while a script runs: a batch this large goes out
@@ -78,7 +86,7 @@ def _packed(numbers: list[int]) -> bytes:
 def _is_script_error(reply: Exception) -> bool:
     """Redis ran the script and it failed (a bug, or a key of the wrong type),
     as opposed to Redis being unable to run it (read-only replica, OOM, …)."""
-    if isinstance(reply, NoScriptError) or not isinstance(reply, ResponseError):
+    if isinstance(reply, NoScriptError | ReadOnlyError) or not isinstance(reply, ResponseError):
         return False
     return "script" in str(reply).lower()
 
@@ -103,6 +111,9 @@ class RedisStore:
         self.config = config
         self.client: RedisClient = connect(config)
         self._by_slot = is_cluster(self.client)
+        # A standalone or Sentinel-managed node is asked over the lean pipe;
+        # a Cluster's slots and redirections stay redis-py's business.
+        self._pipe = None if self._by_slot else RedisPipe(node_locator(config, self.client))
         # The braces are a Redis Cluster hash tag: a subject's keys share a
         # slot. "window", not the GCRA store's "rl", so that keys left by a
         # gateway of the previous version are ignored, not a WRONGTYPE error.
@@ -189,15 +200,14 @@ class RedisStore:
             at = end
 
     async def _evalsha(self, keys: list[str], numbers: bytes) -> Any:
-        # One execute_command, not a pipeline of one: redis-py's pipeline
-        # machinery costs more than the call itself.
-        command: tuple[str | int | bytes, ...] = ("EVALSHA", _SCRIPT_SHA, len(keys), *keys, numbers)
+        assert self._pipe is not None
+        command = pack_command("EVALSHA", _SCRIPT_SHA, len(keys), *keys, numbers)
         try:
-            return await self.client.execute_command(*command)
+            return await self._pipe.call(command)
         except NoScriptError:
             # A restarted or failed-over Redis has forgotten the script.
-            await self.client.script_load(SLIDING_WINDOW_SCRIPT)
-            return await self.client.execute_command(*command)
+            await self._pipe.call(pack_command("SCRIPT", "LOAD", SLIDING_WINDOW_SCRIPT))
+            return await self._pipe.call(command)
 
     @staticmethod
     def _fail(futures: list[asyncio.Future[Verdict]], error: BaseException) -> None:
@@ -302,7 +312,10 @@ class RedisStore:
     async def ping(self) -> None:
         try:
             async with asyncio.timeout(self.config.timeout):
-                await self.client.ping()
+                if self._pipe is not None:
+                    await self._pipe.call(_PING)
+                else:
+                    await self.client.ping()
         except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
 
@@ -311,6 +324,8 @@ class RedisStore:
         # their answer before the connections go, but never hold shutdown.
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=self.config.timeout)
+        if self._pipe is not None:
+            await self._pipe.close()
         with suppress(*REDIS_FAILURES):
             async with asyncio.timeout(self.config.timeout):
                 await self.client.aclose()

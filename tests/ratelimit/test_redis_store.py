@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +17,12 @@ import redis
 
 from gateway.config import RedisConfig
 from gateway.ratelimit.memory import MemoryStore
+from gateway.ratelimit.redis_pipe import CLIENT_NAME
 from gateway.ratelimit.redis_store import MAX_BATCH_REQUESTS, RedisStore
 from gateway.ratelimit.store import LimitCheck, StoreFault, StoreUnavailable, Verdict
 from tests.conftest import free_port
 from tests.ratelimit.conftest import Cluster
+from tests.servers import RedisProcess
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -58,6 +61,11 @@ def check(
 def command_calls(client: redis.Redis, command: str) -> int:
     stats: dict[str, dict[str, Any]] = client.info("commandstats")
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def limiter_connections(client: redis.Redis) -> list[int]:
+    """The ids of the connections the limiter has open, by their client name."""
+    return [int(c["id"]) for c in client.client_list() if c["name"] == CLIENT_NAME]
 
 
 def connections_received(client: redis.Redis) -> int:
@@ -342,23 +350,59 @@ async def test_store_recovers_after_a_slow_redis(
     assert following.results[0].remaining == verdict.results[0].remaining - 1
 
 
-async def test_timeouts_do_not_leak_pool_connections(
+async def test_a_timed_out_connection_is_closed_not_reused(
     make_store: StoreFactory, sync_redis: redis.Redis
 ) -> None:
     store = make_store(timeout=0.05)
-    # A standalone client here; the store also types a cluster client.
-    client: Any = store.client
-    pool = client.connection_pool
     c = check(limit=50)
     assert (await store.acquire([c])).allowed
+    first = limiter_connections(sync_redis)
     for _ in range(2):
         sync_redis.client_pause(150, all=True)
         with pytest.raises(StoreUnavailable):
             await store.acquire([c])
         sync_redis.ping()
         assert (await store.acquire([c])).allowed
-    # nothing is in flight, so no connection may be in use
-    assert len(pool._in_use_connections) == 0  # fails: 2, one per timed-out batch
+    # Each timeout cost its connection (its late reply could otherwise reach
+    # the next caller); none is left open behind the one in use.
+    now = limiter_connections(sync_redis)
+    assert len(now) == 1
+    assert now[0] not in first
+
+
+async def test_one_connection_carries_batches_in_flight_together(
+    make_store: StoreFactory, sync_redis: redis.Redis
+) -> None:
+    c = check(subject="project:burst", limit=1000, period=DAY)
+
+    await burst_of(make_store(), c, 2 * MAX_BATCH_REQUESTS + 10, sync_redis)
+
+    # Three script calls were in flight at once, pipelined on the connection
+    # the store already had: Redis was asked for no other.
+    assert command_calls(sync_redis, "evalsha") == 3
+    assert connections_received(sync_redis) == 0
+    assert len(limiter_connections(sync_redis)) == 1
+
+
+async def test_credentials_and_database_from_the_url(tmp_path: Path) -> None:
+    server = RedisProcess(free_port(), tmp_path, password="s3cret")
+    server.start()
+    try:
+        right = RedisStore(RedisConfig(url=f"redis://:s3cret@127.0.0.1:{server.port}/3"))
+        wrong = RedisStore(RedisConfig(url=f"redis://:nope@127.0.0.1:{server.port}/3"))
+        try:
+            assert (await right.acquire([check()])).results[0].remaining == 4
+            with pytest.raises(StoreUnavailable, match="credentials"):
+                await wrong.acquire([check()])
+        finally:
+            await right.close()
+            await wrong.close()
+        in_db_3 = redis.Redis(port=server.port, password="s3cret", db=3)
+        assert in_db_3.zcard("igw:window:{project:p1}:deletes") == 1
+        # The refused login wrote nothing.
+        assert redis.Redis(port=server.port, password="s3cret", db=0).dbsize() == 0
+    finally:
+        server.stop()
 
 
 async def test_reset_after_never_exceeds_the_period(make_store: StoreFactory) -> None:
