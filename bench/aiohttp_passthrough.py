@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import uvloop
@@ -60,9 +60,14 @@ def serve(port: int, upstream: str) -> None:
     )
 
 
-def main() -> None:
+def run_workers(serve: Callable[[int, str], None]) -> None:
+    """``serve(PORT, UPSTREAM_URL)`` in WORKERS processes sharing the port, from argv."""
     port, upstream = int(sys.argv[1]), sys.argv[2]
     workers = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    if workers == 1:
+        # In this process, so that a profiler or valgrind on it sees the work.
+        serve(port, upstream)
+        return
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=serve, args=(port, upstream)) for _ in range(workers)]
     for process in processes:
@@ -78,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_workers(serve)

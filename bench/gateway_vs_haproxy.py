@@ -10,6 +10,9 @@ a small image document to GET):
   (client ones stripped), Via and a request id;
 - ``aiohttp``: a bare aiohttp pass-through (bench/aiohttp_passthrough.py),
   the floor for anything built on aiohttp;
+- ``lean``: aiohttp's server forwarding through the gateway's own upstream
+  client, no policy (bench/lean_passthrough.py): the floor for the gateway
+  as built;
 - ``gw-backend`` and ``gw-gateway``: the gateway as shipped
   (config/gateway.yaml: Redis limiter and revocations, JSON logs, audit),
   with ``owner_check: backend`` and ``gateway``. Only what must change to
@@ -474,7 +477,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--targets",
-        default="nginx,haproxy,aiohttp,gw-backend,gw-gateway",
+        default="nginx,haproxy,aiohttp,lean,gw-backend,gw-gateway",
         help="which to measure, comma-separated (haproxy always: the ratios are to it)",
     )
     args = parser.parse_args()
@@ -513,6 +516,9 @@ def main() -> int:
             "aiohttp": ([sys.executable, "-m", "bench.aiohttp_passthrough",
                          str(ports.get("aiohttp", 0)), f"http://127.0.0.1:{up}", str(w)],
                         ports.get("aiohttp", 0)),
+            "lean": ([sys.executable, "-m", "bench.lean_passthrough",
+                      str(ports.get("lean", 0)), f"http://127.0.0.1:{up}", str(w)],
+                     ports.get("lean", 0)),
         }  # fmt: skip
         commands = {n: c for n, c in known.items() if n in ("upstream", "redis", *targets)}
         admin_ports = {name: free_port() for name in gateways}

@@ -4,17 +4,17 @@ The floor for the gateway as built: what aiohttp's request handling and the
 lean client (gateway/http/client.py) cost together, before any step of the
 chain. bench/gateway_instructions.py counts it beside the gateway.
 
-    python -m bench.lean_passthrough PORT UPSTREAM_URL
+    python -m bench.lean_passthrough PORT UPSTREAM_URL [WORKERS]
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 
 import uvloop
 from aiohttp import web
 
+from bench.aiohttp_passthrough import run_workers
 from gateway.http.client import HttpClient
 from gateway.http.hop_by_hop import end_to_end
 
@@ -37,17 +37,16 @@ async def _client(app: web.Application) -> AsyncIterator[None]:
     await app[CLIENT].close()
 
 
-def main() -> None:
-    port, upstream = int(sys.argv[1]), sys.argv[2]
+def serve(port: int, upstream: str) -> None:
     app = web.Application()
     app[UPSTREAM] = upstream
     app.cleanup_ctx.append(_client)
     app.router.add_route("*", "/{tail:.*}", forward)
     web.run_app(
-        app, host="127.0.0.1", port=port, access_log=None, print=None,
+        app, host="127.0.0.1", port=port, reuse_port=True, access_log=None, print=None,
         loop=uvloop.new_event_loop(),
     )  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    run_workers(serve)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from multidict import CIMultiDict
 
@@ -79,27 +80,54 @@ def backend_roles(roles: frozenset[str], mapping: Mapping[str, Sequence[str]]) -
     return sorted(mapped)
 
 
+# Identity headers in the order they are sent, the request id left out.
+HeaderPairs = tuple[tuple[str, str], ...]
+
+
+def caller_headers(identity: Identity, role_mapping: Mapping[str, Sequence[str]]) -> HeaderPairs:
+    """Every identity header but the request id: the same on each request of one identity."""
+    headers = [
+        ("X-Identity-Status", "Confirmed"),
+        ("X-Project-Id", identity.project_id),
+        ("X-Tenant-Id", identity.project_id),
+        ("X-User-Id", identity.user_id),
+        ("X-Roles", ",".join(backend_roles(identity.roles, role_mapping))),
+    ]
+    for field, header in _FIELD_HEADERS.items():
+        value = getattr(identity, field)
+        if value is not None:
+            headers.append((header, value))
+    if identity.is_admin_project is not None:
+        headers.append(("X-Is-Admin-Project", str(identity.is_admin_project)))
+    if identity.service is not None:
+        headers.extend(_service_headers(identity.service).items())
+    return tuple(headers)
+
+
 def identity_headers(
     identity: Identity,
     request_id: str,
     role_mapping: Mapping[str, Sequence[str]] | None = None,
 ) -> CIMultiDict[str]:
-    headers = CIMultiDict(
-        {
-            "X-Identity-Status": "Confirmed",
-            "X-Project-Id": identity.project_id,
-            "X-Tenant-Id": identity.project_id,
-            "X-User-Id": identity.user_id,
-            "X-Roles": ",".join(backend_roles(identity.roles, role_mapping or {})),
-            "X-OpenStack-Request-Id": request_id,
-        }
-    )
-    for field, header in _FIELD_HEADERS.items():
-        value = getattr(identity, field)
-        if value is not None:
-            headers[header] = value
-    if identity.is_admin_project is not None:
-        headers["X-Is-Admin-Project"] = str(identity.is_admin_project)
-    if identity.service is not None:
-        headers.update(_service_headers(identity.service))
+    headers = CIMultiDict(caller_headers(identity, role_mapping or {}))
+    headers["X-OpenStack-Request-Id"] = request_id
     return headers
+
+
+class IdentityHeaders:
+    """Each caller's identity headers, made once and kept.
+
+    A token is verified once and then cached, so the same Identity comes back
+    request after request; its headers (roles mapped, sorted and joined) are
+    made on its first request only. Equal identities share one entry.
+    """
+
+    def __init__(self, role_mapping: Mapping[str, Sequence[str]], size: int = 4096) -> None:
+        self.role_mapping = role_mapping
+        self._made = lru_cache(maxsize=size)(self._make)
+
+    def __call__(self, identity: Identity) -> HeaderPairs:
+        return self._made(identity)
+
+    def _make(self, identity: Identity) -> HeaderPairs:
+        return caller_headers(identity, self.role_mapping)

@@ -43,6 +43,14 @@ class PolicyDecision:
         return self.status == 200
 
 
+# Decisions on roles alone kept per (route, roles, project, has image): a
+# handful per tenant. Past this many the table starts again, so a large
+# cloud's tenants take turns rather than the first ones keeping it.
+_ROLE_DECISIONS_KEPT = 4096
+# The table's entry for a rule that needs the image's owner.
+_NEEDS_OWNER = None
+
+
 class Policy:
     def __init__(self, config: AuthorizationConfig) -> None:
         self.texts = config.rule_texts()
@@ -51,6 +59,7 @@ class Policy:
         self.owner_check = config.owner_check
         # Refusals a shadowed rule would have made, by rule; metrics read them.
         self.shadow_refusals: Counter[str] = Counter()
+        self._by_roles: dict[tuple[str, frozenset[str], str, bool], PolicyDecision | None] = {}
 
     async def decide(
         self,
@@ -61,42 +70,76 @@ class Policy:
         request_id: str,
     ) -> PolicyDecision:
         """The route's rule for this caller; ``owners`` None skips the owner look-up."""
+        key = (route, identity.roles, identity.project_id, image_id is None)
+        try:
+            decided = self._by_roles[key]
+        except KeyError:
+            # The same answer for every request with this key: worked out once.
+            decided = self._on_roles(route, identity, image_id is None)
+            if len(self._by_roles) >= _ROLE_DECISIONS_KEPT:
+                self._by_roles.clear()
+            self._by_roles[key] = decided
+        if decided is _NEEDS_OWNER:
+            assert image_id is not None
+            decided = await self._on_owner(route, identity, image_id, owners, request_id)
+        if decided.shadow and decided.status not in (None, 200):
+            self.shadow_refusals[route] += 1
+        return decided
+
+    def _decision(
+        self, route: str, status: int | None, reason: str, message: str = ""
+    ) -> PolicyDecision:
+        if status == 403 and not message:
+            message = "Policy does not allow this operation."
+        return PolicyDecision(
+            route, self.texts[route], status, reason, route in self.shadowed, message
+        )
+
+    def _on_roles(self, route: str, identity: Identity, no_image: bool) -> PolicyDecision | None:
+        """The decision the caller's roles settle, or _NEEDS_OWNER."""
         expr = self.rules[route]
-
-        def decision(status: int | None, reason: str, message: str = "") -> PolicyDecision:
-            if status == 403 and not message:
-                message = "Policy does not allow this operation."
-            shadow = route in self.shadowed
-            if shadow and status is not None and status != 200:
-                self.shadow_refusals[route] += 1
-            return PolicyDecision(route, self.texts[route], status, reason, shadow, message)
-
-        not_found = f"No image found with ID {image_id}."
-
-        roles = ", ".join(sorted(identity.roles)) or "none"
-        subject = Subject(identity.roles, identity.project_id)
-        verdict = expr.evaluate(subject)
-        if verdict is not None or image_id is None:
+        roles = _roles_text(identity)
+        verdict = expr.evaluate(Subject(identity.roles, identity.project_id))
+        if verdict is not None or no_image:
             if verdict:
-                return decision(200, f"the caller's roles ({roles}) satisfy it")
-            return decision(403, f"the caller's roles ({roles}) do not satisfy it")
+                return self._decision(route, 200, f"the caller's roles ({roles}) satisfy it")
+            return self._decision(route, 403, f"the caller's roles ({roles}) do not satisfy it")
         if self.owner_check == "backend":
             # The most the caller could be allowed: on its own project's image.
             own = Subject(identity.roles, identity.project_id, True, identity.project_id)
             if expr.evaluate(own):
                 mine = f"project {identity.project_id}'s images"
-                return decision(200, f"roles ({roles}) allow it on {mine}; the backend checks")
-            return decision(403, f"the caller's roles ({roles}) do not satisfy it")
+                return self._decision(
+                    route, 200, f"roles ({roles}) allow it on {mine}; the backend checks"
+                )
+            return self._decision(route, 403, f"the caller's roles ({roles}) do not satisfy it")
+        return _NEEDS_OWNER
+
+    async def _on_owner(
+        self,
+        route: str,
+        identity: Identity,
+        image_id: str,
+        owners: ImageOwners | None,
+        request_id: str,
+    ) -> PolicyDecision:
+        decision = self._decision
         if owners is None:
-            return decision(None, "it depends on the image's owner, and the look-up was skipped")
+            return decision(
+                route, None, "it depends on the image's owner, and the look-up was skipped"
+            )
+        not_found = f"No image found with ID {image_id}."
         record = await owners.record(image_id, request_id)
         if record is None:
-            return decision(404, "the backend has no such image", not_found)
+            return decision(route, 404, "the backend has no such image", not_found)
+        roles = _roles_text(identity)
         owned = Subject(identity.roles, identity.project_id, owner_known=True, owner=record.owner)
-        if expr.evaluate(owned):
-            return decision(200, f"project {identity.project_id} owns the image, roles ({roles})")
+        if self.rules[route].evaluate(owned):
+            return decision(
+                route, 200, f"project {identity.project_id} owns the image, roles ({roles})"
+            )
         if record.owner == identity.project_id:
-            return decision(403, f"the caller's roles ({roles}) do not satisfy it")
+            return decision(route, 403, f"the caller's roles ({roles}) do not satisfy it")
         visible = record.visibility in VISIBLE_TO_ALL or (
             record.visibility == "shared"
             and await owners.is_member(image_id, identity.project_id, request_id)
@@ -104,8 +147,13 @@ class Policy:
         where = f"the image belongs to project {record.owner}, visibility {record.visibility}"
         if visible:
             return decision(
+                route,
                 403,
                 f"{where}, which the caller may see but not change",
                 f"Image {image_id} belongs to another project.",
             )
-        return decision(404, f"{where}, which the caller may not see", not_found)
+        return decision(route, 404, f"{where}, which the caller may not see", not_found)
+
+
+def _roles_text(identity: Identity) -> str:
+    return ", ".join(sorted(identity.roles)) or "none"

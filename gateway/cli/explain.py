@@ -24,6 +24,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.app import GATEWAY, DryRun, build_app
+from gateway.authn.identity import IdentityHeaders
 from gateway.authn.keystone.token_body import KeystoneToken
 from gateway.authn.tokens import TokenVerifier, VerifiedToken
 from gateway.config import GatewayConfig
@@ -85,11 +86,15 @@ class Recorder:
 
     def __init__(self) -> None:
         self.forwarded: Forwarded | None = None
+        # As the proxy makes them, with no role mapping.
+        self.identity_headers = IdentityHeaders({})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
         self.forwarded = Forwarded(
-            request.method, upstream_target(ctx, request), upstream_request_headers(ctx)
+            request.method,
+            upstream_target(ctx, request),
+            upstream_request_headers(ctx, self.identity_headers),
         )
         return web.Response(status=204)
 

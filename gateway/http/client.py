@@ -29,9 +29,9 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Coroutine, Mapping
 from types import MappingProxyType
-from typing import Final, cast
+from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -104,26 +104,28 @@ class UpstreamResponse:
     with``): it returns the connection to the pool when that is safe.
     """
 
-    __slots__ = ("_connection", "headers", "reason", "status")
+    __slots__ = ("_connection", "content_length", "headers", "reason", "status")
 
     def __init__(
-        self, connection: _Connection, status: int, reason: str, headers: CIMultiDict[str]
+        self,
+        connection: _Connection,
+        status: int,
+        reason: str,
+        headers: CIMultiDict[str],
+        content_length: int | None,
     ) -> None:
         self._connection = connection
         self.status = status
         self.reason = reason
         self.headers = headers
+        # The body's declared length; None when chunked or left to the end
+        # of the connection.
+        self.content_length = content_length
 
-    @property
-    def content_length(self) -> int | None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return None
-        value = self.headers.get("Content-Length")
-        return int(value) if value is not None and value.isdigit() else None
-
-    async def read_chunk(self) -> bytes:
+    def read_chunk(self) -> Coroutine[Any, Any, bytes]:
         """The body bytes that have arrived (waiting for some); b"" at its end."""
-        return await self._connection.read_chunk()
+        # The connection's coroutine, not one awaiting it: one frame fewer.
+        return self._connection.read_chunk()
 
     async def read(self, limit: int) -> bytes:
         """Up to ``limit`` bytes of the body; a longer body is left unread."""
@@ -263,10 +265,9 @@ class _Connection(asyncio.Protocol):
             return
         self._keep_alive = self._parser.should_keep_alive()
         headers = CIMultiDict(self._headers)
-        self._until_close = (
-            "Content-Length" not in headers
-            and "chunked" not in headers.get("Transfer-Encoding", "").lower()
-        )
+        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        length = headers.get("Content-Length")
+        self._until_close = length is None and not chunked
         self._answered = True
         if self._head_only:
             # A HEAD response has no body whatever its Content-Length says.
@@ -278,7 +279,8 @@ class _Connection(asyncio.Protocol):
         assert self._head is not None
         if not self._head.done():
             reason = self._reason.decode("latin-1")
-            self._head.set_result(UpstreamResponse(self, status, reason, headers))
+            declared = None if chunked or length is None or not length.isdigit() else int(length)
+            self._head.set_result(UpstreamResponse(self, status, reason, headers, declared))
 
     def on_body(self, body: bytes) -> None:
         if self._done:
@@ -309,7 +311,10 @@ class _Connection(asyncio.Protocol):
         head_future: asyncio.Future[UpstreamResponse] = loop.create_future()
         self._head = head_future
         self._activity = loop.time()
-        self._timer = loop.call_at(self._activity + self._client.read_timeout, self._check_idle)
+        if self._timer is None:
+            # Left armed between requests: it re-arms itself for the last
+            # activity when it fires, so a request pays for no timer of its own.
+            self._timer = loop.call_at(self._activity + self._client.read_timeout, self._check_idle)
         try:
             if body is None:
                 self.transport.write(head)
@@ -445,9 +450,6 @@ class _Connection(asyncio.Protocol):
         if not self._in_flight:
             return
         self._in_flight = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._stop_sending()
         reusable = (
             self._done
@@ -487,6 +489,9 @@ class _Connection(asyncio.Protocol):
         if self._dropped:
             return
         self._dropped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.transport is not None and not self.lost:
             # Clean after a whole exchange, reset after anything else.
             if self._exc is None and self._done:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.http.hop_by_hop import ALWAYS_HOP_BY_HOP, connection_tokens
+from gateway.http.hop_by_hop import ALWAYS_HOP_BY_HOP, hop_by_hop_names
 from gateway.http.public_links import FORWARDING_HEADERS
 
 # What a Glance v2 client (python-glanceclient, openstacksdk, curl users of
@@ -111,7 +111,7 @@ class HeaderBoundary:
         spoofed: set[str] = set()
         # Hop-by-hop names are never on the list (HeaderBoundary refuses
         # them); those the client names in Connection are dropped too.
-        named = connection_tokens(headers.getall("Connection", ()))
+        named = hop_by_hop_names(headers)
         allowed = self.allowed
         for name, value in headers.items():
             lower = name.lower()

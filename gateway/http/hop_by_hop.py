@@ -26,12 +26,18 @@ ALWAYS_HOP_BY_HOP = frozenset(
 
 def end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
     """A copy without hop-by-hop headers, including those named in Connection."""
-    named = connection_tokens(headers.getall("Connection", ()))
+    dropped = hop_by_hop_names(headers)
     return CIMultiDict(
-        (name, value)
-        for name, value in headers.items()
-        if name.lower() not in ALWAYS_HOP_BY_HOP and name.lower() not in named
+        [(name, value) for name, value in headers.items() if name.lower() not in dropped]
     )
+
+
+def hop_by_hop_names(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
+    """Lower-case names of the hop-by-hop headers of a message: those always
+    hop-by-hop and those its Connection header names."""
+    if "Connection" not in headers:
+        return ALWAYS_HOP_BY_HOP
+    return ALWAYS_HOP_BY_HOP | connection_tokens(headers.getall("Connection"))
 
 
 def connection_tokens(values: Iterable[str]) -> frozenset[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
@@ -10,7 +11,7 @@ from urllib.parse import quote
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.authn.identity import identity_headers
+from gateway.authn.identity import IdentityHeaders
 from gateway.http.client import RequestBodyError, StreamedBody, UpstreamError, UpstreamResponse
 from gateway.http.faults import GatewayFault
 from gateway.http.hop_by_hop import end_to_end
@@ -28,18 +29,20 @@ log = logging.getLogger("gateway.http.proxy")
 _APPENDED = frozenset({"via"})
 # A version document is a few hundred bytes; more is not one.
 MAX_DISCOVERY_BYTES = 1 << 20
+# What quote() never encodes (RFC 3986 §2.3 unreserved characters).
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 def upstream_request_headers(
     ctx: RequestContext,
-    role_mapping: Mapping[str, Sequence[str]] | None = None,
+    identity_headers: IdentityHeaders,
     forwarded: Mapping[str, str] | None = None,
 ) -> CIMultiDict[str]:
     """The client's cleaned headers, then ours: identity, request id, Via, X-Forwarded-*."""
     # The header boundary kept no forwarding header and no Expect: ours to write.
     headers = CIMultiDict(ctx.forward_headers)
     if ctx.identity is not None:
-        headers.update(identity_headers(ctx.identity, ctx.request_id, role_mapping))
+        headers.update(identity_headers(ctx.identity))
     # The request id comes with the chain's own headers (the request-id step),
     # version discovery included, where there is no caller to speak for.
     headers.update(forwarded or {})
@@ -51,12 +54,20 @@ def upstream_request_headers(
     return headers
 
 
+def path_segment(value: str) -> str:
+    """``value`` percent-encoded as one path segment."""
+    # A UUID, the usual value, is unreserved throughout: nothing to encode.
+    if _UNRESERVED.fullmatch(value):
+        return value
+    return quote(value, safe="")
+
+
 def upstream_target(ctx: RequestContext, request: web.Request) -> str:
     """The path and query the request goes to on the backend, encoded for the wire."""
     assert ctx.route is not None
     assert ctx.route.upstream_path is not None
     target = ctx.route.upstream_path.format(
-        **{name: quote(value, safe="") for name, value in ctx.params.items()}
+        **{name: path_segment(value) for name, value in ctx.params.items()}
     )
     # Raw, as the client sent it: decoding and encoding again could change it.
     query = request.rel_url.raw_query_string
@@ -72,7 +83,7 @@ class Proxy:
     ) -> None:
         self.upstream = upstream
         self.links = links
-        self.role_mapping = role_mapping or {}
+        self.identity_headers = IdentityHeaders(role_mapping or {})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
@@ -82,8 +93,9 @@ class Proxy:
         if body is None and request.body_exists:
             body = StreamedBody(request.content.iter_any(), request.content_length)
         expect_continue = request.headers.get("Expect", "").lower() == "100-continue"
+        base = self.links.base(request)
         headers = upstream_request_headers(
-            ctx, self.role_mapping, self.links.forwarded_headers(request)
+            ctx, self.identity_headers, self.links.forwarded_headers(request, base)
         )
         sent = time.monotonic()
         try:
@@ -111,15 +123,14 @@ class Proxy:
             ctx.upstream_seconds = time.monotonic() - sent
             if upstream_response.status >= 400 and not self.upstream.config.pass_through_errors:
                 raise await self.upstream.error_fault(upstream_response)
-            return await self._relay(request, upstream_response, ctx)
+            return await self._relay(request, upstream_response, ctx, base)
         finally:
             upstream_response.release()
 
     async def _relay(
-        self, request: web.Request, upstream: UpstreamResponse, ctx: RequestContext
+        self, request: web.Request, upstream: UpstreamResponse, ctx: RequestContext, base: str
     ) -> web.StreamResponse:
         headers = end_to_end(upstream.headers)
-        base = self.links.base(request)
         if "Location" in headers:
             headers["Location"] = self.links.rewrite(headers["Location"], base)
         assert ctx.route is not None

@@ -66,19 +66,20 @@ class PublicLinks:
             return [self._walk(item, base) for item in value]
         return value
 
-    def forwarded_headers(self, request: web.Request) -> dict[str, str]:
-        """X-Forwarded-For/-Proto/-Host for the backend, as the client reached us.
+    def forwarded_headers(self, request: web.Request, base: str) -> dict[str, str]:
+        """X-Forwarded-For/-Proto/-Host for the backend, as the client reached
+        us (at ``base``, what ``base(request)`` said).
 
         The client's own X-Forwarded-For is kept only from a trusted proxy,
         as the rate limiter believes it.
         """
         peer = request.remote or ""
-        chain = [peer]
+        forwarded_for = peer
         if is_trusted_proxy(peer, self.trusted_proxies):
-            chain = [*request.headers.getall("X-Forwarded-For", []), peer]
-        proto, _, host = self.base(request).partition("://")
+            forwarded_for = ", ".join([*request.headers.getall("X-Forwarded-For", []), peer])
+        proto, _, host = base.partition("://")
         return {
-            "X-Forwarded-For": ", ".join(chain),
+            "X-Forwarded-For": forwarded_for,
             "X-Forwarded-Proto": proto,
             "X-Forwarded-Host": host.split("/", 1)[0],
         }

@@ -250,7 +250,9 @@ class RouteTable:
         if enabled is not None:
             routes = tuple(r for r in routes if r.name in enabled)
         self.routes = routes
-        self._by_resource: dict[tuple[str, str], Route] = {}
+        # Each registered aiohttp route (path and method) to the route it is:
+        # one look-up per request, by what aiohttp's router matched.
+        self._by_route: dict[web.AbstractRoute, Route] = {}
 
     def register(
         self, router: web.UrlDispatcher, proxy: Handler, local: Mapping[str, Handler]
@@ -260,14 +262,9 @@ class RouteTable:
             handler = proxy if route.upstream_path is not None else local[route.name]
             for path in route.paths:
                 resource = router.add_resource(path)
-                resource.add_route(route.method, handler)
-                self._by_resource[(resource.canonical, route.method)] = route
+                self._by_route[resource.add_route(route.method, handler)] = route
 
     def route_of(self, request: web.Request) -> Route | None:
-        info = request.match_info
-        if info.http_exception is not None:
-            return None
-        resource = info.route.resource
-        if resource is None:
-            return None
-        return self._by_resource.get((resource.canonical, info.route.method))
+        # A request the router did not match (404, 405) has a system route,
+        # which is none of ours.
+        return self._by_route.get(request.match_info.route)

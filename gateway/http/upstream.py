@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import orjson
@@ -111,7 +111,7 @@ class UpstreamClient:
     async def close(self) -> None:
         await self.http.close()
 
-    async def request(
+    def request(
         self,
         method: str,
         target: str,
@@ -119,11 +119,11 @@ class UpstreamClient:
         body: RequestBody | None = None,
         *,
         expect_continue: bool = False,
-    ) -> UpstreamResponse:
-        """One request; the caller releases the response when done with it."""
-        return await self.http.request(
-            method, target, headers, body, expect_continue=expect_continue
-        )
+    ) -> Coroutine[Any, Any, UpstreamResponse]:
+        """One request, to await; the caller releases the response when done with it."""
+        # The client's coroutine itself, not one awaiting it: a request
+        # suspends and resumes through one frame fewer.
+        return self.http.request(method, target, headers, body, expect_continue=expect_continue)
 
     def unavailable(self, details: str, kind: str) -> GatewayFault:
         status = 503

@@ -50,7 +50,10 @@ class AuthenticationMiddleware(Middleware):
         service_token = request.headers.get("X-Service-Token")
         try:
             ctx.token = await self.verifier.inspect(token)
-            ctx.identity = await self.verifier.with_service(ctx.token.identity, service_token)
+            identity = ctx.token.identity
+            if service_token is not None:
+                identity = await self.verifier.with_service(identity, service_token)
+            ctx.identity = identity
         except KeystoneUnavailable:
             # Never a pass and never a 401: the token may well be good.
             # (Logged once per interval by the Keystone validator.)

@@ -81,8 +81,7 @@ class ObservabilityMiddleware(Middleware):
             decision=fields["decision"],
             seconds=fields["duration_ms"] / 1000,
             upstream_seconds=None if upstream_ms is None else upstream_ms / 1000,
+            limiter=fields["limiter"],
         )
-        if (limiter := fields["limiter"]) is not None:
-            self.metrics.ratelimit_decisions.labels(limiter).inc()
         if (upstream_error := fields["upstream_error"]) is not None:
             self.metrics.record_upstream_error(upstream_error)

@@ -36,6 +36,8 @@ def received_by(via_values: list[str]) -> list[str]:
 class ViaMiddleware(Middleware):
     def __init__(self, config: ViaConfig) -> None:
         self.pseudonym = config.pseudonym
+        # As received_by reports a hop: lower case.
+        self._hop = config.pseudonym.lower()
         self.entry = f"1.1 {config.pseudonym} (image-gateway/{__version__})"
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -47,7 +49,7 @@ class ViaMiddleware(Middleware):
             raise GatewayFault(
                 400, "Malformed Via header.", details="A member is not 'protocol received-by'."
             ) from None
-        if self.pseudonym.lower() in hops:
+        if self._hop in hops:
             raise GatewayFault(
                 508,
                 "Request loop detected.",

@@ -69,5 +69,5 @@ class AccessLog:
             return
         message = f"{fields['method']} {fields['path']} {fields['status']} {fields['decision']}"
         handler.write_line(
-            json_line(record.time, "INFO", logger.name, record.request_id, message, record)
+            json_line(record.at(), "INFO", logger.name, record.request_id, message, record)
         )

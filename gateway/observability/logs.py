@@ -53,7 +53,7 @@ class SerializedFields(Protocol):
 
 
 def json_line(
-    created: float,
+    at: str,
     level: str,
     logger: str,
     request_id: str,
@@ -61,9 +61,11 @@ def json_line(
     fields: SerializedFields | None = None,
     exception: str | None = None,
 ) -> str:
-    """One JSON log line: its own keys, then ``fields``' (already serialized)."""
+    """One JSON log line: its own keys, then ``fields``' (already serialized).
+
+    ``at`` is the line's time as ``utc_iso_ms`` writes it."""
     line: dict[str, Any] = {
-        "time": utc_iso_ms(created),
+        "time": at,
         "level": level,
         "logger": logger,
         "request_id": request_id,
@@ -81,7 +83,7 @@ def json_line(
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json_line(
-            record.created,
+            utc_iso_ms(record.created),
             record.levelname,
             record.name,
             getattr(record, "request_id", "-"),

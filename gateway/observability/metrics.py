@@ -118,6 +118,11 @@ class HistogramFamily:
         return series
 
 
+# A request's counter, its duration and upstream duration histograms, and
+# the counter of its rate-limit verdict (None when no rule matched).
+RequestSeries = tuple[CounterSeries, HistogramSeries, HistogramSeries, CounterSeries | None]
+
+
 @dataclass
 class MetricsSnapshot:
     """Every series' value at one moment: what a scrape renders, what a worker
@@ -312,10 +317,8 @@ class GatewayMetrics:
             "reason",
         )
         self._mirrors: list[CounterMirror] = []
-        # The three series of a request, by its label values: one look-up a request.
-        self._request_series: dict[
-            tuple[str | None, str, int, str], tuple[CounterSeries, HistogramSeries, HistogramSeries]
-        ] = {}
+        # The series a request counts in, by its label values: one look-up a request.
+        self._request_series: dict[tuple[str | None, str, int, str, str | None], RequestSeries] = {}
 
     def _counter(self, name: str, documentation: str, *labels: str) -> CounterFamily:
         family = CounterFamily(name, documentation, labels)
@@ -347,22 +350,32 @@ class GatewayMetrics:
         decision: str,
         seconds: float,
         upstream_seconds: float | None,
+        limiter: str | None = None,
     ) -> None:
-        key = (route, method, status, decision)
+        """Count one answered request; ``limiter`` is the rate limiter's verdict
+        on it, None when no rule matched."""
+        key = (route, method_label(method), status, decision, limiter)
         series = self._request_series.get(key)
         if series is None:
-            route_label, method_name = route or NO_ROUTE, method_label(method)
-            series = (
-                self.requests.labels(route_label, method_name, str(status), decision),
-                self.request_duration.labels(route_label, method_name),
-                self.upstream_duration.labels(route_label, method_name),
-            )
-            self._request_series[key] = series
-        requests, duration, upstream_duration = series
+            series = self._request_series[key] = self._series_of(*key)
+        requests, duration, upstream_duration, verdicts = series
         requests.value += 1
         duration.observe(seconds)
         if upstream_seconds is not None:
             upstream_duration.observe(upstream_seconds)
+        if verdicts is not None:
+            verdicts.value += 1
+
+    def _series_of(
+        self, route: str | None, method: str, status: int, decision: str, limiter: str | None
+    ) -> RequestSeries:
+        route_label = route or NO_ROUTE
+        return (
+            self.requests.labels(route_label, method, str(status), decision),
+            self.request_duration.labels(route_label, method),
+            self.upstream_duration.labels(route_label, method),
+            None if limiter is None else self.ratelimit_decisions.labels(limiter),
+        )
 
     def snapshot(self) -> MetricsSnapshot:
         """Every series as it stands now, mirrored counts read at this moment."""

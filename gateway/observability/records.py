@@ -67,13 +67,14 @@ class RecordFields(TypedDict):
 
 
 class RequestRecord:
-    __slots__ = ("_fields_json", "fields", "request_id", "time")
+    __slots__ = ("_at", "_fields_json", "fields", "request_id", "time")
 
     def __init__(self, time: float, request_id: str, fields: RecordFields) -> None:
         self.time = time
         self.request_id = request_id
         self.fields = fields
         self._fields_json: str | None = None
+        self._at: str | None = None
 
     @property
     def audited(self) -> bool:
@@ -87,7 +88,10 @@ class RequestRecord:
         return self._fields_json
 
     def at(self) -> str:
-        return utc_iso_ms(self.time)
+        """``time`` as ISO 8601 text, made once for the access line and the audit record."""
+        if self._at is None:
+            self._at = utc_iso_ms(self.time)
+        return self._at
 
     def json(self, **leading: Any) -> str:
         """The record as one JSON object: ``leading`` keys first, then its time,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDict
 
-from gateway.authn.identity import Identity, identity_headers
+from gateway.authn.identity import Identity, IdentityHeaders, identity_headers
 from gateway.http.hop_by_hop import end_to_end
 
 
@@ -46,3 +46,21 @@ def test_hop_by_hop_headers_and_those_named_in_connection_are_dropped() -> None:
         ]
     )
     assert list(end_to_end(headers).items()) == [("Accept", "*/*")]
+
+
+def test_identity_headers_are_made_once_per_identity_with_the_role_mapping() -> None:
+    made = IdentityHeaders({"cloudImages:admin": ["member", "reader"]})
+    identity = Identity("p1", "u1", frozenset({"cloudImages:admin", "observer"}))
+    first = made(identity)
+    assert dict(first) == {
+        "X-Identity-Status": "Confirmed",
+        "X-Project-Id": "p1",
+        "X-Tenant-Id": "p1",
+        "X-User-Id": "u1",
+        "X-Roles": "member,observer,reader",
+    }
+    # An equal identity (the same token verified again) gets the same headers.
+    assert made(Identity("p1", "u1", frozenset({"observer", "cloudImages:admin"}))) is first
+    other = made(Identity("p2", "u1", frozenset({"observer"})))
+    assert dict(other)["X-Project-Id"] == "p2"
+    assert dict(other)["X-Roles"] == "observer"

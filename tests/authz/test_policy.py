@@ -197,6 +197,11 @@ async def test_shadow_rule_logs_and_counts_and_lets_it_through(
     assert await delete(client, allowed.id, token()) == 204
     assert policy.shadow_refusals["delete_image"] == 1, "an allowed request is not counted"
     assert [r.method for r in store_app[RECEIVED]].count("DELETE") == 2
+    # The same caller again: the decision is the one already worked out, and
+    # still counted.
+    again = add_image(store_app, owner="project-a")
+    assert await delete(client, again.id, token(roles=["cloudImages:observer"])) == 204
+    assert policy.shadow_refusals["delete_image"] == 2
 
 
 @pytest.mark.parametrize("path", ["config/gateway.yaml", "gateway/cli/demo.yaml"])

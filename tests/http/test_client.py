@@ -466,6 +466,29 @@ async def test_no_answer_times_out() -> None:
         assert client.open_connections == 0
 
 
+async def test_a_kept_connections_next_request_still_times_out() -> None:
+    """The idle timer outlives a request on a kept connection: it must still
+    guard the next one, which this server never answers."""
+    answered = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        answered += 1
+        await reader.read()
+
+    async with raw_server(handler) as port:
+        client = make_client(port, read_timeout=0.2)
+        async with await client.request("GET", "/") as response:
+            assert response.status == 204
+        assert client.idle_connections == 1
+        with pytest.raises(UpstreamTimeout):
+            await client.request("GET", "/")
+        assert answered == 1
+        assert client.open_connections == 0
+
+
 async def test_interim_responses_are_skipped() -> None:
     interim_then_final = (
         b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"

@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from gateway.demo_backend.image_store import add_image
+from gateway.observability.metrics import GatewayMetrics
 from tests.conftest import ScriptedUpstream, TokenFactory, free_port
 from tests.observed import ObservedFactory, delete_new_image, sample_value
 from tests.test_app import delete
@@ -165,3 +166,19 @@ async def test_no_metric_lands_in_the_global_registry(
     await observe_standin()
     names = {family.name for family in REGISTRY.collect()}
     assert not any(name.startswith("gateway_") for name in names)
+
+
+def test_a_request_counts_its_labels_and_its_limiter_verdict_in_one_call() -> None:
+    metrics = GatewayMetrics()
+    for method, limiter in (("BREW", None), ("WHEN", "limited"), ("DELETE", "limited")):
+        metrics.record_request(
+            route=None, method=method, status=404, decision="rejected",
+            seconds=0.001, upstream_seconds=None, limiter=limiter,
+        )  # fmt: skip
+    counters = metrics.snapshot().counters
+    # Methods a client invents share one label, whatever it sends.
+    assert counters["gateway_requests"] == {
+        ("none", "OTHER", "404", "rejected"): 2.0,
+        ("none", "DELETE", "404", "rejected"): 1.0,
+    }
+    assert counters["gateway_ratelimit_decisions"] == {("limited",): 2.0}
