@@ -308,6 +308,14 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def process_role(pid: int, root: int) -> str:
+    """What a process of the gateway's tree is, for the memory line."""
+    if pid == root:
+        return "parent"
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    return "resource tracker" if b"resource_tracker" in cmdline else "worker"
+
+
 def rss_mb(pid: int) -> float:
     fields = Path(f"/proc/{pid}/statm").read_text().split()
     return int(fields[1]) * PAGE / 1e6
@@ -538,7 +546,8 @@ def main() -> int:
                 run_wrk(urls[name], script, 2, args.connections)
             for name, admin_port in admin_ports.items():
                 warm_gateway(urls[name], admin_port, script, args.connections)
-            workers = {n: process_tree(pids[n])[1:] for n in admin_ports}
+            workers = {n: process_tree(pids[n]) for n in admin_ports}
+            roles = {p: process_role(p, root=pids[n]) for n in workers for p in workers[n]}
             rss_start = {n: {p: rss_mb(p) for p in workers[n]} for n in workers}
             cache_start = {n: token_cache(port) for n, port in admin_ports.items()}
             for _ in range(args.rounds):
@@ -553,7 +562,7 @@ def main() -> int:
             for name, port in admin_ports.items():
                 (hits, misses), (hits0, misses0) = token_cache(port), cache_start[name]
                 hit_rates[name] = (hits - hits0) / max(hits - hits0 + misses - misses0, 1)
-        report(args, results, rss_start, rss_end, hit_rates, soaked)
+        report(args, results, rss_start, rss_end, roles, hit_rates, soaked)
     return 0
 
 
@@ -562,6 +571,7 @@ def report(
     results: dict[str, list[Round]],
     rss_start: dict[str, dict[int, float]],
     rss_end: dict[str, dict[int, float]],
+    roles: dict[int, str],
     hit_rates: dict[str, float],
     soaked: dict[str, int],
 ) -> None:
@@ -587,7 +597,8 @@ def report(
     for name, start in rss_start.items():
         served = sum(r.requests for r in results[name]) + soaked[name]
         lines = ", ".join(
-            f"{start[p]:.0f}->{rss_end[name][p]:.0f} MB ({(rss_end[name][p] / start[p] - 1):+.1%})"
+            f"{roles[p]} {start[p]:.1f}->{rss_end[name][p]:.1f} MB"
+            f" ({(rss_end[name][p] / start[p] - 1):+.1%})"
             for p in start
         )
         print(f"memory {name}: RSS per process over {served} requests: {lines}")
