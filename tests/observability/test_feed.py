@@ -16,6 +16,7 @@ from gateway.app import GATEWAY, build_app
 from gateway.config import parse_config
 from gateway.observability.batch import RecordBatch
 from gateway.observability.decisions import DecisionLog
+from gateway.observability.exposition import render
 from gateway.observability.feed import (
     MAX_BATCH,
     MAX_FRAME_BYTES,
@@ -23,7 +24,7 @@ from gateway.observability.feed import (
     LocalFeed,
     SocketFeed,
 )
-from gateway.observability.metrics import GatewayMetrics, MetricsSnapshot, local_source, render
+from gateway.observability.metrics import GatewayMetrics, MetricsSnapshot, local_source
 from gateway.observability.records import RequestRecord
 from tests.conftest import Client, Keys, config_data
 from tests.observed import sample_record, sample_value
