@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gateway.http.routes import Handler
+from gateway.observability.exposition import exposition
 from gateway.observability.metrics import MetricsSource
 from gateway.observability.readiness import Readiness
 
@@ -27,7 +28,7 @@ def readyz_handler(readiness: Readiness) -> Handler:
 
 def metrics_handler(source: MetricsSource) -> Handler:
     async def metrics(_request: web.Request) -> web.Response:
-        response = web.Response(body=await source.exposition())
+        response = web.Response(body=await exposition(source))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 

@@ -15,7 +15,12 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from gateway.observability.metrics import CounterFamily, GatewayMetrics, MetricsSnapshot
+from gateway.observability.metrics import (
+    CounterFamily,
+    GatewayMetrics,
+    MetricsSnapshot,
+    MetricsSource,
+)
 
 
 class _SnapshotFamilies(Collector):
@@ -56,3 +61,8 @@ def render(schema: GatewayMetrics, snapshot: MetricsSnapshot) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_SnapshotFamilies(schema, snapshot))
     return generate_latest(registry)
+
+
+async def exposition(source: MetricsSource) -> bytes:
+    """``source``'s snapshot as of now, rendered."""
+    return render(source.schema, await source.take())

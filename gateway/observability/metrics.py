@@ -387,17 +387,11 @@ class GatewayMetrics:
 
 @dataclass(frozen=True, slots=True)
 class MetricsSource:
-    """What ``/metrics`` serves: a snapshot taken at scrape time, rendered."""
+    """What ``/metrics`` serves: a snapshot taken at scrape time, and the
+    families' names and help (gateway/observability/exposition.py renders it)."""
 
     schema: GatewayMetrics
     take: Callable[[], Awaitable[MetricsSnapshot]]
-
-    async def exposition(self) -> bytes:
-        # Imported here: prometheus_client (about 5 MB) is for the process
-        # that serves /metrics, not for every worker.
-        from gateway.observability.exposition import render
-
-        return render(self.schema, await self.take())
 
 
 def local_source(metrics: GatewayMetrics) -> MetricsSource:

@@ -16,7 +16,7 @@ from gateway.app import GATEWAY, build_app
 from gateway.config import parse_config
 from gateway.observability.batch import RecordBatch
 from gateway.observability.decisions import DecisionLog
-from gateway.observability.exposition import render
+from gateway.observability.exposition import exposition, render
 from gateway.observability.feed import (
     MAX_BATCH,
     MAX_FRAME_BYTES,
@@ -421,5 +421,5 @@ async def test_dropped_records_are_a_metric(
     gateway = await aiohttp_client(app)
     for _ in range(3):
         assert (await gateway.get("/nowhere")).status == 404
-    exposition = (await local_source(app[GATEWAY].metrics).exposition()).decode()
-    assert sample_value(exposition, "gateway_decision_feed_dropped_total") == 3
+    text = (await exposition(local_source(app[GATEWAY].metrics))).decode()
+    assert sample_value(text, "gateway_decision_feed_dropped_total") == 3
