@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import uvloop
@@ -44,10 +44,17 @@ async def _session(app: web.Application) -> AsyncIterator[None]:
     await app[SESSION].close()
 
 
-def serve(port: int, upstream: str) -> None:
+def serve_passthrough(
+    port: int,
+    upstream: str,
+    forward: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    client: Callable[[web.Application], AsyncIterator[None]],
+) -> None:
+    """One pass-through process: every path to ``forward``, with ``client``
+    (an app cleanup context) open around the app's life."""
     app = web.Application()
     app[UPSTREAM] = upstream
-    app.cleanup_ctx.append(_session)
+    app.cleanup_ctx.append(client)
     app.router.add_route("*", "/{tail:.*}", forward)
     web.run_app(
         app,
@@ -58,6 +65,10 @@ def serve(port: int, upstream: str) -> None:
         print=None,
         loop=uvloop.new_event_loop(),  # as the gateway's workers run
     )
+
+
+def serve(port: int, upstream: str) -> None:
+    serve_passthrough(port, upstream, forward, _session)
 
 
 def run_workers(serve: Callable[[int, str], None]) -> None:

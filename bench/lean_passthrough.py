@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import uvloop
 from aiohttp import web
 
-from bench.aiohttp_passthrough import run_workers
+from bench.aiohttp_passthrough import UPSTREAM, run_workers, serve_passthrough
 from gateway.http.client import HttpClient
 from gateway.http.hop_by_hop import end_to_end
 
 CLIENT = web.AppKey("client", HttpClient)
-UPSTREAM = web.AppKey("upstream", str)
 
 
 async def forward(request: web.Request) -> web.Response:
@@ -38,14 +36,7 @@ async def _client(app: web.Application) -> AsyncIterator[None]:
 
 
 def serve(port: int, upstream: str) -> None:
-    app = web.Application()
-    app[UPSTREAM] = upstream
-    app.cleanup_ctx.append(_client)
-    app.router.add_route("*", "/{tail:.*}", forward)
-    web.run_app(
-        app, host="127.0.0.1", port=port, reuse_port=True, access_log=None, print=None,
-        loop=uvloop.new_event_loop(),
-    )  # fmt: skip
+    serve_passthrough(port, upstream, forward, _client)
 
 
 if __name__ == "__main__":
