@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-from gateway.authn.identity import Identity, identity_headers
+from gateway.authn.identity import Identity, caller_headers
 from gateway.config import UpstreamConfig
 from gateway.expiring_lru import ExpiringLRU
 from gateway.http.request_target import path_segment
@@ -41,7 +41,7 @@ class ImageOwners:
         )
         self._in_flight: dict[str, asyncio.Task[ImageRecord | None]] = {}
         # The service's identity never changes: only the request id does.
-        self._service_headers = dict(identity_headers(self._service, ""))
+        self._service_headers = dict(caller_headers(self._service, {}))
 
     def _headers(self, request_id: str) -> dict[str, str]:
         return {**self._service_headers, "X-OpenStack-Request-Id": request_id}
