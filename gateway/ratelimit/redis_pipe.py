@@ -87,11 +87,14 @@ class _RespProtocol(asyncio.Protocol):
         self._reader = hiredis.Reader()
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.is_open = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses.
         self._transport = cast(asyncio.Transport, transport)
+        # Kept: asking for the running loop is a system call on Python 3.11.
+        self._loop = asyncio.get_running_loop()
         self.is_open = True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -121,7 +124,8 @@ class _RespProtocol(asyncio.Protocol):
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         assert self._transport is not None
-        future = asyncio.get_running_loop().create_future()
+        assert self._loop is not None
+        future = self._loop.create_future()
         self._waiting.append(future)
         self._transport.write(packed)
         return future
