@@ -21,7 +21,10 @@ a small image document to GET):
   (raised so that nothing is refused) and log and audit files;
 - with ``--baseline REF`` (a git commit, branch or tag of this repository),
   ``gw-backend@REF`` too: the same, from that commit's tree, so that a change
-  is measured before and after in the same run, rounds alternating.
+  is measured before and after in the same run, rounds alternating;
+- with ``--mypyc``, ``gw-backend+mypyc`` too: HEAD's tree with the request
+  path compiled by mypyc (bench/compiled_tree.py), an experiment the
+  gateway does not ship.
 
 wrk -t1 sends DELETE /v2/images/<random uuid> with one of 1000 RS256 tokens
 (one project, 1000 users, role cloudImages:admin: not a global admin, so
@@ -35,7 +38,7 @@ Needs Debian's nginx-light (or nginx), haproxy, wrk and redis-server:
 
     apt-get install -y nginx-light haproxy wrk redis-server
     python -m bench.gateway_vs_haproxy [--seconds 5] [--rounds 2] [--workers 2]
-        [--baseline main] [--targets haproxy,gw-backend] [--soak 500000]
+        [--baseline main] [--mypyc] [--targets haproxy,gw-backend] [--soak 500000]
 
 ``--soak N`` keeps each gateway busy after the rounds until it has served N
 requests, so that the memory line covers that many.
@@ -67,6 +70,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from bench.compiled_tree import compile_tree
 from gateway.config import MAX_LIMIT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,6 +78,7 @@ ISSUER = "https://bench.identity.test"
 AUDIENCE = "image-api"
 PROJECT = "bench"
 TOKENS = 1000
+MYPYC = "gw-backend+mypyc"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -423,9 +428,9 @@ def check_policy(url: str, token: str) -> None:
     assert status({"X-Auth-Token": token[:-4] + "AAAA"}) == 401, url
 
 
-def checkout(ref: str, into: Path) -> Path:
-    """The tree of ``ref`` (a commit of this repository), extracted under ``into``."""
-    tree = into / "baseline"
+def checkout(ref: str, into: Path, name: str = "baseline") -> Path:
+    """The tree of ``ref`` (a commit of this repository), extracted to ``into/name``."""
+    tree = into / name
     tree.mkdir()
     archive = subprocess.run(
         ["git", "-C", str(REPO), "archive", "--format=tar", ref],
@@ -484,6 +489,11 @@ def main() -> int:
         "--baseline", metavar="REF", help="also run gw-backend from this commit, side by side"
     )
     parser.add_argument(
+        "--mypyc",
+        action="store_true",
+        help=f"also run {MYPYC}: HEAD's tree, the request path compiled (bench/compiled_tree.py)",
+    )
+    parser.add_argument(
         "--targets",
         default="nginx,haproxy,aiohttp,lean,gw-backend,gw-gateway",
         help="which to measure, comma-separated (haproxy always: the ratios are to it)",
@@ -505,6 +515,10 @@ def main() -> int:
         if args.baseline:
             trees[f"gw-backend@{args.baseline}"] = checkout(args.baseline, tmp)
             targets.append(f"gw-backend@{args.baseline}")
+        if args.mypyc:
+            trees[MYPYC] = checkout("HEAD", tmp, "mypyc")
+            compile_tree(trees[MYPYC])
+            targets.append(MYPYC)
         gateways = [t for t in targets if t.startswith("gw-")]
         ports = {name: free_port() for name in ("upstream", "redis", *targets)}
         redis_url = f"redis://127.0.0.1:{ports['redis']}/0"
@@ -533,7 +547,7 @@ def main() -> int:
         for name in gateways:
             conf = gateway_conf(
                 tmp, name, ports[name], up, w, redis_url, public_pem, admin_ports[name],
-                trees.get(name, REPO),
+                trees.get(name, REPO), owner_check="backend" if name == MYPYC else None,
             )  # fmt: skip
             command = [sys.executable, "-m", "gateway", "run", "--config", str(conf)]
             commands[name] = (command, ports[name])
