@@ -35,7 +35,6 @@ from gateway.middleware.request_id import RequestIdMiddleware
 from gateway.middleware.routing import RoutingMiddleware
 from gateway.middleware.via import ViaMiddleware
 from gateway.observability.audit import AuditSink, DiscardingAuditSink
-from gateway.observability.decisions import DecisionLog
 from gateway.observability.feed import DecisionFeed, LocalFeed
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.mirrors import mirror_counts
@@ -178,7 +177,7 @@ def build_app(
         keepalive_timeout=config.listen.keepalive_timeout,
         max_connections=config.listen.max_connections,
     )
-    feed = feed or LocalFeed(DecisionLog(config.admin.recent_decisions))
+    feed = feed or LocalFeed(config.admin.recent_decisions)
     mirror_counts(
         metrics,
         verifier=verifier,

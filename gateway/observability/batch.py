@@ -155,12 +155,6 @@ def _block(texts: list[str]) -> bytes:
     return ("\n".join(texts) + "\n").encode() if texts else b""
 
 
-def batch_of(record: RequestRecord) -> Batch:
-    one = RecordBatch()
-    one.add(record)
-    return one.batch()
-
-
 def parse_frame(body: bytes, count: int) -> Batch:
     """A frame's ``body`` back into a batch; ValueError if it is not one of ``count`` records.
 

@@ -19,7 +19,7 @@ import statistics
 import time
 from bisect import bisect_left
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -163,7 +163,10 @@ class _Newest(Generic[Run]):
 
 
 class DecisionLog:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, before_read: Callable[[], None] | None = None) -> None:
+        """``before_read``: called before every read, for a source that hands
+        its records over in batches to bring the log up to date first."""
+        self._before_read = before_read
         self._decisions: _Newest[_Chunk] = _Newest(size)
         # The audit records' block of each batch: what the audit trail keeps of it.
         self._audit: _Newest[_Texts] = _Newest(size)
@@ -172,7 +175,12 @@ class DecisionLog:
 
     def __len__(self) -> int:
         """Decisions kept."""
+        self._up_to_date()
         return len(self._decisions)
+
+    def _up_to_date(self) -> None:
+        if self._before_read is not None:
+            self._before_read()
 
     def add(self, batch: Batch) -> None:
         chunk = _Chunk(batch)
@@ -194,10 +202,12 @@ class DecisionLog:
 
     def search(self, query: str = "", limit: int = 100) -> list[Record]:
         """Newest first; ``query`` matches part of a request id, project, user or image."""
+        self._up_to_date()
         texts = (chunk.text(index) for chunk, index in self._decisions.newest_first())
         return _found(texts, query, limit)
 
     def audit_trail(self, query: str = "", limit: int = 100) -> list[Record]:
+        self._up_to_date()
         texts = (block[index] for block, index in self._audit.newest_first())
         return _found(texts, query, limit)
 
@@ -214,6 +224,7 @@ class DecisionLog:
         until a whole period has passed since, then zero: an upper bound,
         since earlier admissions may have left the window in between.
         """
+        self._up_to_date()
         now = time.time() if now is None else now
         needle = query.strip().lower()
         rows: list[dict[str, Any]] = []
@@ -240,6 +251,7 @@ class DecisionLog:
         return rows[:limit]
 
     def overview(self, now: float | None = None) -> dict[str, Any]:
+        self._up_to_date()
         now = time.time() if now is None else now
         recent = [
             kept

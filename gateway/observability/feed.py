@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from gateway.observability.batch import RecordBatch, batch_of, parse_frame
+from gateway.observability.batch import RecordBatch, parse_frame
 from gateway.observability.decisions import DecisionLog
 from gateway.observability.metrics import MetricsSnapshot
 from gateway.observability.records import RequestRecord
@@ -79,18 +79,37 @@ class DecisionFeed(Protocol):
 
 
 class LocalFeed:
-    def __init__(self, decisions: DecisionLog) -> None:
-        self.decisions = decisions
+    """One process's own log, which takes the records in batches as the
+    parent's does: a batch of one per request cost 15 CPU-µs a request.
+    Whoever reads the log first brings it up to date, so a read sees every
+    record published before it."""
+
+    def __init__(self, size: int) -> None:
+        self.decisions = DecisionLog(size, before_read=self.flush)
         self.dropped = 0
+        self._batch = RecordBatch()
+        self._flush_handle: asyncio.TimerHandle | None = None
 
     async def start(self, metrics: MetricsReader) -> None:
         pass
 
     def publish(self, record: RequestRecord) -> None:
-        self.decisions.add(batch_of(record))
+        self._batch.add(record)
+        if self._batch.chars >= FLUSH_CHARS or len(self._batch) >= MAX_BATCH:
+            self.flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._batch:
+            batch, self._batch = self._batch, RecordBatch()
+            self.decisions.add(batch.batch())
 
     async def close(self) -> None:
-        pass
+        self.flush()
 
 
 class SocketFeed:

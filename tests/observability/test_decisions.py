@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from gateway.observability.batch import Batch, RecordBatch, batch_of
+from gateway.observability.batch import Batch, RecordBatch
 from gateway.observability.decisions import DecisionLog, Record
 from gateway.observability.records import RequestRecord
 from tests.observed import sample_record
@@ -51,7 +51,7 @@ def test_search_finds_what_the_raw_text_spells_otherwise() -> None:
     # KELVIN SIGN: lower() makes it a plain "k", which its UTF-8 bytes are not.
     kelvin.fields["project"] = "\u212a-team"
     for record in (quoted, kelvin, plain):
-        log.add(batch_of(record))
+        log.add(batch(record))
     assert ids(log.search('"A"')) == ["req-1"]
     assert ids(log.search("K-TEAM")) == ["req-2"]
     assert ids(log.search("req-3")) == ["req-3"]

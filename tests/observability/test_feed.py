@@ -360,7 +360,7 @@ async def test_limit_states_folded_by_a_worker_are_the_ones_one_process_keeps(
         limited_record("req-4", "project:a", 0, "limited"),
         limited_record("req-5", "project:a", 0, "limited"),
     ]
-    local = LocalFeed(DecisionLog(100))
+    local = LocalFeed(100)
     feed, _ = await worker(listener)
     for published, record in enumerate(records, 1):
         local.publish(record)
@@ -423,3 +423,18 @@ async def test_dropped_records_are_a_metric(
         assert (await gateway.get("/nowhere")).status == 404
     text = (await exposition(local_source(app[GATEWAY].metrics))).decode()
     assert sample_value(text, "gateway_decision_feed_dropped_total") == 3
+
+
+async def test_one_process_log_shows_every_record_published_before_a_read() -> None:
+    # The records wait for their batch's turn (FLUSH_SECONDS away); a read
+    # in the same loop turn brings the log up to date first.
+    local = LocalFeed(100)
+    for n in range(3):
+        local.publish(sample_record(f"req-{n}"))
+    assert [d["request_id"] for d in local.decisions.search()] == ["req-2", "req-1", "req-0"]
+    assert len(local.decisions) == 3
+    local.publish(sample_record("req-3", route="images:list"))
+    assert local.decisions.overview()["requests"] == 4
+    assert [d["request_id"] for d in local.decisions.audit_trail()] == ["req-2", "req-1", "req-0"]
+    await local.close()
+
