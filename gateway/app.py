@@ -19,9 +19,10 @@ from gateway.authn.tokens import TokenVerifier
 from gateway.authz.ownership import ImageOwners
 from gateway.authz.policy import Policy
 from gateway.config import GatewayConfig, RateLimitConfig
+from gateway.handlers.limits import LimitsEndpoint
+from gateway.handlers.proxy import Proxy
 from gateway.http.header_boundary import HeaderBoundary
 from gateway.http.protocol import ClientLimits
-from gateway.http.proxy import Proxy
 from gateway.http.public_links import PublicLinks
 from gateway.http.routes import Handler, RouteTable
 from gateway.http.upstream import UpstreamClient
@@ -48,7 +49,6 @@ from gateway.observability.readiness import (
     RevocationSynced,
     UpstreamReachable,
 )
-from gateway.ratelimit.endpoint import LimitsEndpoint
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.overrides import OverrideRefresher, RedisOverrides

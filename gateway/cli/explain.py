@@ -28,8 +28,8 @@ from gateway.authn.identity import IdentityHeaders
 from gateway.authn.keystone.token_body import KeystoneToken
 from gateway.authn.tokens import TokenVerifier, VerifiedToken
 from gateway.config import GatewayConfig
-from gateway.http.proxy import upstream_request_headers, upstream_target
-from gateway.middleware.context import RequestContext, context_of
+from gateway.handlers.proxy import upstream_request_headers, upstream_target
+from gateway.request_context import RequestContext, context_of
 
 # A step passes (True), refuses (False), or cannot decide offline (None).
 Outcome = bool | None

@@ -17,7 +17,7 @@ from gateway.http.faults import GatewayFault
 from gateway.http.routes import Handler
 from gateway.http.upstream import LookupFailed
 from gateway.middleware.base import Middleware
-from gateway.middleware.context import context_of
+from gateway.request_context import context_of
 
 log = logging.getLogger("gateway.authorization")
 

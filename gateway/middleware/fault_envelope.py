@@ -11,7 +11,7 @@ from gateway.http.faults import GatewayFault, render_fault
 from gateway.http.protocol import parse_fault_message
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.middleware.context import context_of
+from gateway.request_context import context_of
 
 log = logging.getLogger("gateway.http.faults")
 

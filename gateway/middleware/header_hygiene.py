@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.http.header_boundary import HeaderBoundary
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.middleware.context import context_of
+from gateway.request_context import context_of
 
 log = logging.getLogger("gateway.headers")
 

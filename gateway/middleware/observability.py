@@ -18,12 +18,12 @@ from aiohttp import web
 
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.middleware.context import RequestContext, context_of
 from gateway.observability.access_log import ACCESS_LOGGER, AccessLog
 from gateway.observability.audit import AuditSink
 from gateway.observability.feed import DecisionFeed
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.records import CLIENT_CLOSED, RequestRecord, request_record
+from gateway.request_context import RequestContext, context_of
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 

@@ -14,13 +14,13 @@ from gateway.http.client_ip import BadForwardedFor, client_ip
 from gateway.http.faults import GatewayFault
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.middleware.context import context_of
 from gateway.ratelimit.limiter import (
     LIMITER_UNAVAILABLE,
     EnforcedLimit,
     LimiterUnavailable,
     RateLimiter,
 )
+from gateway.request_context import context_of
 
 
 def ratelimit_headers(limits: tuple[EnforcedLimit, ...]) -> dict[str, str]:

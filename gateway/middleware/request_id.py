@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.http.request_ids import GLOBAL_REQUEST_ID, RESPONSE_HEADERS, new_request_id
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.middleware.context import CONTEXT, RequestContext, run_before_send
+from gateway.request_context import CONTEXT, RequestContext, run_before_send
 
 
 class RequestIdMiddleware(Middleware):

@@ -9,7 +9,7 @@ from gateway.http.faults import GatewayFault
 from gateway.http.request_body import check_declared_size, check_media_type, read_json_body
 from gateway.http.routes import UUID_PATTERN, Body, Handler, RouteTable
 from gateway.middleware.base import Middleware
-from gateway.middleware.context import context_of
+from gateway.request_context import context_of
 
 
 class RoutingMiddleware(Middleware):

@@ -11,7 +11,7 @@ from gateway.config import ViaConfig
 from gateway.http.faults import GatewayFault
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
-from gateway.middleware.context import append_header_value, context_of
+from gateway.request_context import append_header_value, context_of
 
 # Each Via member: protocol, received-by, optional comment.
 _MEMBER = re.compile(r"^\s*(?:[A-Za-z0-9._-]+/)?[A-Za-z0-9._-]+\s+([^\s,()]+)(?:\s+\(.*\))?\s*$")

@@ -15,9 +15,9 @@ from typing import Any, NotRequired, TypedDict
 import orjson
 
 from gateway.http.upstream import UPSTREAM_CAUSE_PREFIX
-from gateway.middleware.context import RequestContext
 from gateway.observability.logs import utc_iso_ms
 from gateway.ratelimit.limiter import LIMITER_UNAVAILABLE
+from gateway.request_context import RequestContext
 
 # The route whose successful calls are "deleted" in the audit trail.
 DELETE_ROUTE = "delete_image"

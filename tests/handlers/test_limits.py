@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.ratelimit.endpoint import accepts_json
+from gateway.handlers.limits import accepts_json
 from tests.conftest import Client, GatewayFactory, ScriptedUpstream, TokenFactory, free_port
 from tests.test_app import assert_fault
 

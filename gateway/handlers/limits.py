@@ -20,9 +20,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway.http.faults import GatewayFault
-from gateway.middleware.context import context_of
 from gateway.middleware.rate_limit import request_client_ip, unavailable_fault
 from gateway.ratelimit.limiter import EnforcedLimit, LimiterUnavailable, RateLimiter
+from gateway.request_context import context_of
 
 _JSON_RANGES = frozenset({"*/*", "application/*", "application/json"})
 

@@ -1,4 +1,5 @@
-"""Per-request state shared by the middlewares of the chain.
+"""Per-request state: what the chain's steps settle about a request, for the
+steps after them, the handler at the end and the request's record.
 
 aiohttp prepares (sends the headers of) a streamed response inside the proxy,
 below every middleware, so a middleware that must add a response header

@@ -17,14 +17,14 @@ from gateway.http.faults import GatewayFault
 from gateway.http.hop_by_hop import end_to_end
 from gateway.http.public_links import PublicLinks
 from gateway.http.upstream import UpstreamClient
-from gateway.middleware.context import (
+from gateway.request_context import (
     RequestContext,
     append_header_value,
     context_of,
     run_before_send,
 )
 
-log = logging.getLogger("gateway.http.proxy")
+log = logging.getLogger("gateway.handlers.proxy")
 
 _APPENDED = frozenset({"via"})
 # A version document is a few hundred bytes; more is not one.

@@ -16,7 +16,7 @@ from yarl import URL
 
 from gateway.app import GATEWAY
 from gateway.demo_backend.image_store import RECEIVED, add_image
-from gateway.http.proxy import path_segment
+from gateway.handlers.proxy import path_segment
 from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
 from tests.test_app import OUR_VIA, assert_fault, assert_request_id
 
@@ -101,7 +101,7 @@ async def test_upstream_refused_is_503(
     make_gateway: GatewayFactory, token: TokenFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = await make_gateway(f"http://127.0.0.1:{free_port()}")
-    with caplog.at_level(logging.WARNING, logger="gateway.http.proxy"):
+    with caplog.at_level(logging.WARNING, logger="gateway.handlers.proxy"):
         response = await client.delete(
             f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
         )
@@ -180,7 +180,7 @@ async def test_upstream_body_cut_short_truncates_the_client_response(
     port = server.sockets[0].getsockname()[1]
     try:
         client = await make_gateway(f"http://127.0.0.1:{port}")
-        with caplog.at_level(logging.WARNING, logger="gateway.http.proxy"):
+        with caplog.at_level(logging.WARNING, logger="gateway.handlers.proxy"):
             response = await client.delete(
                 f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)}
             )
