@@ -1,5 +1,6 @@
-"""The proxy forwards through the upstream client, which runs under uvloop in
-the gateway and asyncio's own loop elsewhere: test both, as tests/http does."""
+"""What answers at the end of the chain runs under uvloop in the gateway and
+asyncio's own loop elsewhere (the proxy through the upstream client, GET
+/limits through the limiter's Redis connection): test both, as tests/http does."""
 
 from tests.http.conftest import pytest_asyncio_loop_factories
 
