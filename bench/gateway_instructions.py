@@ -109,7 +109,13 @@ def main() -> int:
                         f"--callgrind-out-file={out}", sys.executable]  # fmt: skip
             if name == "floor":
                 commands[name] = (
-                    [*valgrind, "-m", "bench.lean_passthrough", str(port), f"http://127.0.0.1:{up}"],
+                    [
+                        *valgrind,
+                        "-m",
+                        "bench.lean_passthrough",
+                        str(port),
+                        f"http://127.0.0.1:{up}",
+                    ],
                     port,
                 )
                 continue

@@ -65,8 +65,6 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     if isinstance(node, yaml.SequenceNode):
         size += sum(_expanded_size(child, sizes) for child in node.value)
     elif isinstance(node, yaml.MappingNode):
-        size += sum(
-            _expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value
-        )
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
     sizes[id(node)] = min(size, MAX_YAML_NODES + 1)
     return sizes[id(node)]

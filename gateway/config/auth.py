@@ -117,7 +117,7 @@ class AuthConfig(_Section):
     @classmethod
     def _quotable(cls, value: str) -> str:
         # It goes into WWW-Authenticate as a quoted string (RFC 9110 §5.6.4).
-        if not re.fullmatch(r'[\x20-\x7e]+', value) or '"' in value or "\\" in value:
+        if not re.fullmatch(r"[\x20-\x7e]+", value) or '"' in value or "\\" in value:
             raise ValueError("must be printable ASCII without quotes or backslashes")
         return value
 

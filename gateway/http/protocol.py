@@ -357,4 +357,3 @@ class GatewayRunner(web.AppRunner):
                         " shutting it down anyway", drain_timeout)  # fmt: skip
         await old_app.shutdown()
         await old_app.cleanup()
-

@@ -65,9 +65,7 @@ class AuditSink:
                 data = data[os.write(self._fd, data) :]
         except OSError as exc:
             for request_id, _ in batch:
-                log.error(
-                    "audit record for %s not written to %s: %s", request_id, self.target, exc
-                )
+                log.error("audit record for %s not written to %s: %s", request_id, self.target, exc)
 
     def close(self) -> None:
         self.flush()

@@ -66,9 +66,7 @@ def mirror_counts(
         metrics.mirror(metrics.revocation_failures, lambda: revocations.failures)
 
     metrics.mirror(metrics.feed_dropped, lambda: feed.dropped)
-    metrics.mirror(
-        metrics.identity_headers_dropped, lambda: boundary.identity_headers_dropped
-    )
+    metrics.mirror(metrics.identity_headers_dropped, lambda: boundary.identity_headers_dropped)
     refused = metrics.client_connections_refused
     metrics.mirror(refused.labels(reason="unparseable"), lambda: client_limits.parse_errors)
     metrics.mirror(refused.labels(reason="header_timeout"), lambda: client_limits.header_timeouts)

@@ -128,9 +128,7 @@ def _write_config(directory: Path, url: str) -> None:
     (directory / "glance-api.conf").write_text(GLANCE_API_CONF.format(url=url, dir=directory))
 
 
-def run_glance(
-    directory: Path, port: int, gunicorn_args: Sequence[str] = ()
-) -> Iterator[Glance]:
+def run_glance(directory: Path, port: int, gunicorn_args: Sequence[str] = ()) -> Iterator[Glance]:
     """Glance under gunicorn; ``gunicorn_args`` adds settings (``--header-map``, say)."""
     gunicorn = _glance_binary("gunicorn")
     manage = _glance_binary("glance-manage")

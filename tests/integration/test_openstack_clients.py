@@ -188,7 +188,6 @@ async def test_keystoneauth_discovers_v2_through_the_gateway(cycle: Cycle) -> No
 class Cli:
     """One of the command-line clients, as a user would run it against the gateway."""
 
-
     def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.argv = argv
         self.env = env

@@ -437,4 +437,3 @@ async def test_one_process_log_shows_every_record_published_before_a_read() -> N
     assert local.decisions.overview()["requests"] == 4
     assert [d["request_id"] for d in local.decisions.audit_trail()] == ["req-2", "req-1", "req-0"]
     await local.close()
-

@@ -66,7 +66,11 @@ async def test_no_spelling_of_an_identity_header_reaches_the_backend(
         assert folded.count(name) == 1, head
     assert dict((n.lower(), v.strip()) for n, v in lines)[b"x-roles"] == b"cloudimages:admin"
     assert not {n for n in folded if n in IDENTITY_NAMES} - {
-        b"x-roles", b"x-project-id", b"x-tenant-id", b"x-user-id", b"x-identity-status"
+        b"x-roles",
+        b"x-project-id",
+        b"x-tenant-id",
+        b"x-user-id",
+        b"x-identity-status",
     }
     assert all(b"_" not in name for name, _ in lines), head
     assert b"stolen" not in head

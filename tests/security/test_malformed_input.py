@@ -67,9 +67,7 @@ PARSER_CASES = {
         "DELETE /v2/images/x HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n"
         f"zz\r\n{SECRET}\r\n0\r\n\r\n"
     ),
-    "obs-fold": (
-        f"GET /limits HTTP/1.1\r\nHost: g\r\nX-Auth-Token: {SECRET}\r\n folded\r\n\r\n"
-    ),
+    "obs-fold": (f"GET /limits HTTP/1.1\r\nHost: g\r\nX-Auth-Token: {SECRET}\r\n folded\r\n\r\n"),
     "no Host": f"GET /limits HTTP/1.1\r\nX-Auth-Token: {SECRET}\r\n\r\n",
     "garbage request line": f"{SECRET} / HTTP/9\r\n\r\n",
     "control byte in a header": f"GET /limits HTTP/1.1\r\nHost: g\r\nX-A: {SECRET}\x00\r\n\r\n",
