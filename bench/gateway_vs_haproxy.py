@@ -504,6 +504,8 @@ def main() -> int:
         print(f"missing: {', '.join(missing)} (apt-get install nginx-light haproxy wrk)")
         return 2
 
+    # The machine's load before this run adds its own, and after.
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmpdir:
         tmp = Path(tmpdir)
         public_pem, token_file = make_tokens(tmp)
@@ -576,7 +578,8 @@ def main() -> int:
             for name, port in admin_ports.items():
                 (hits, misses), (hits0, misses0) = token_cache(port), cache_start[name]
                 hit_rates[name] = (hits - hits0) / max(hits - hits0 + misses - misses0, 1)
-        report(args, results, rss_start, rss_end, roles, hit_rates, soaked)
+        load.append(os.getloadavg()[0])
+        report(args, results, rss_start, rss_end, roles, hit_rates, soaked, load)
     return 0
 
 
@@ -588,11 +591,13 @@ def report(
     roles: dict[int, str],
     hit_rates: dict[str, float],
     soaked: dict[str, int],
+    load: list[float],
 ) -> None:
     print(
         f"DELETE /v2/images/<uuid>, {TOKENS} RS256 tokens, wrk -t1 -c{args.connections}, "
         f"{args.rounds} alternating rounds x {args.seconds}s, {args.workers} workers/threads, "
-        f"cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}"
+        f"cores: {os.cpu_count()}, load average (1 min) as the run started: {load[0]:.1f}, "
+        f"as it ended: {load[1]:.1f}"
     )
     print(f"{'':20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'CPU-us/req':>12}"
           f"{'redis us':>10}")  # fmt: skip
