@@ -42,7 +42,7 @@ HOT_MODULES = (
     "gateway/http/request_body.py",
     "gateway/ratelimit/limiter.py",
     "gateway/ratelimit/redis_store.py",
-    "gateway/ratelimit/redis_pipe.py",
+    "gateway/redis_pipe.py",
     "gateway/ratelimit/breaker.py",
     "gateway/ratelimit/store.py",
     "gateway/observability/records.py",

@@ -11,7 +11,7 @@ import asyncio
 
 from gateway.config import MAX_LIMIT, GatewayConfig, load_config
 from gateway.ratelimit.overrides import RedisOverrides
-from gateway.ratelimit.redis_connect import REDIS_FAILURES, connect
+from gateway.redis_connect import REDIS_FAILURES, connect
 
 # An operator at a terminal can wait longer than a request can.
 _REDIS_DEADLINE = 5.0

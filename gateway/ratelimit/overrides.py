@@ -18,7 +18,7 @@ from contextlib import suppress
 
 from gateway.config import MAX_LIMIT, RedisConfig
 from gateway.ratelimit.background import stop_task
-from gateway.ratelimit.redis_connect import REDIS_FAILURES, RedisClient
+from gateway.redis_connect import REDIS_FAILURES, RedisClient
 
 log = logging.getLogger("gateway.ratelimit")
 

@@ -29,14 +29,6 @@ from typing import Any
 from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 
 from gateway.config import RedisConfig
-from gateway.ratelimit.redis_connect import (
-    REDIS_FAILURES,
-    RedisClient,
-    connect,
-    is_cluster,
-    node_locator,
-)
-from gateway.ratelimit.redis_pipe import RedisPipe, pack_command
 from gateway.ratelimit.store import (
     LimitCheck,
     LimitCheckResult,
@@ -44,6 +36,14 @@ from gateway.ratelimit.store import (
     StoreUnavailable,
     Verdict,
 )
+from gateway.redis_connect import (
+    REDIS_FAILURES,
+    RedisClient,
+    connect,
+    is_cluster,
+    node_locator,
+)
+from gateway.redis_pipe import RedisPipe, pack_command
 
 log = logging.getLogger("gateway.ratelimit")
 

@@ -17,9 +17,9 @@ import redis
 
 from gateway.config import RedisConfig
 from gateway.ratelimit.memory import MemoryStore
-from gateway.ratelimit.redis_pipe import CLIENT_NAME
 from gateway.ratelimit.redis_store import MAX_BATCH_REQUESTS, RedisStore
 from gateway.ratelimit.store import LimitCheck, StoreFault, StoreUnavailable, Verdict
+from gateway.redis_pipe import CLIENT_NAME
 from tests.conftest import free_port
 from tests.ratelimit.conftest import Cluster
 from tests.servers import RedisProcess

@@ -14,7 +14,7 @@ from typing import cast
 
 from gateway.authn.keystone.sealing import TokenSealer
 from gateway.config import SharedTokenCache
-from gateway.ratelimit.redis_connect import REDIS_FAILURES, connect
+from gateway.redis_connect import REDIS_FAILURES, connect
 
 log = logging.getLogger("gateway.keystone")
 

@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.config import RedisConfig, host_port, sentinel_parts
-from gateway.ratelimit.redis_pipe import NodeLocator, RedisNode
+from gateway.redis_pipe import NodeLocator, RedisNode
 
 RedisClient = aioredis.Redis | RedisCluster
 

@@ -11,7 +11,7 @@ connection, and replies, parsed by hiredis (the C parser redis-py uses
 too), go to their callers in the order the commands were sent.
 
 What the connection needs to be set up comes from redis-py's public pieces
-(gateway/ratelimit/redis_connect.py): the URL's parts, the TLS context, and
+(gateway/redis_connect.py): the URL's parts, the TLS context, and
 for Sentinel, where the master is.
 
 A connection is not used again once a caller stopped waiting for its reply
