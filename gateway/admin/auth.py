@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.http.faults import GatewayFault, render_fault
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
+from gateway.request_context import context_of
 
 log = logging.getLogger("gateway.admin")
 
@@ -51,6 +52,7 @@ class AdminTokenMiddleware(Middleware):
             request.path,
             request.remote,
             "wrong token" if presented or offered or COOKIE in request.cookies else "no token",
+            extra={"request_id": context_of(request).request_id},
         )
         return render_fault(
             GatewayFault(

@@ -16,6 +16,7 @@ from gateway.admin.auth import OPEN_PATHS
 from gateway.http.faults import GatewayFault, render_fault
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
+from gateway.request_context import context_of
 
 log = logging.getLogger("gateway.admin")
 
@@ -36,7 +37,8 @@ class AdminHostMiddleware(Middleware):
         if request.path in OPEN_PATHS or host_name(request.host) in self.names:
             return await handler(request)
         log.warning("admin request refused: Host %r is not one of admin.allowed_hosts",
-                    request.host[:100])  # fmt: skip
+                    request.host[:100],
+                    extra={"request_id": context_of(request).request_id})  # fmt: skip
         return render_fault(
             GatewayFault(
                 403,

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from gateway.http.request_ids import GLOBAL_REQUEST_ID
 from tests.observed import Observed, ObservedFactory
 
 ADMIN_TOKEN = "operator-secret-0123456789"
@@ -34,7 +35,13 @@ async def test_without_the_token_everything_but_probes_is_401(
     body = await response.json()
     assert body["unauthorized"]["code"] == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert any("admin request refused" in r.getMessage() for r in caplog.records)
+    # The admin listener's faults carry their request id, as the gateway's do,
+    # and the log line of the refusal names it.
+    request_id = response.headers["X-OpenStack-Request-Id"]
+    assert GLOBAL_REQUEST_ID.match(request_id)
+    assert response.headers["X-Compute-Request-Id"] == request_id
+    refusals = [r for r in caplog.records if "admin request refused" in r.getMessage()]
+    assert [getattr(r, "request_id", None) for r in refusals] == [request_id]
     assert ADMIN_TOKEN not in caplog.text
 
 

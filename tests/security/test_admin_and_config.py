@@ -3,6 +3,7 @@ the configuration is validated by one path and loaded within bounds."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,19 @@ from tests.observed import ObservedFactory
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:9090", "127.0.0.1.nip.io"])
 async def test_the_dashboard_refuses_a_rebound_host_name(
-    observe_standin: ObservedFactory, host: str
+    observe_standin: ObservedFactory, host: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     observed = await observe_standin()
+    caplog.set_level(logging.WARNING, logger="gateway.admin")
     for path in ("/", "/api/audit", "/metrics"):
+        caplog.clear()
         response = await observed.admin.get(path, headers={"Host": host})
         assert response.status == 403
         assert list(await response.json()) == ["forbidden"]
+        # The refusal is logged under the id the fault carries.
+        request_id = response.headers["X-OpenStack-Request-Id"]
+        refusals = [r for r in caplog.records if "admin request refused" in r.getMessage()]
+        assert [getattr(r, "request_id", None) for r in refusals] == [request_id]
     # Probes answer any Host (the kubelet sends the pod's IP).
     assert (await observed.admin.get("/healthz", headers={"Host": host})).status == 200
 
