@@ -35,6 +35,7 @@ HOT_MODULES = (
     "gateway/http/header_boundary.py",
     "gateway/http/hop_by_hop.py",
     "gateway/http/request_ids.py",
+    "gateway/http/request_target.py",
     "gateway/http/public_links.py",
     "gateway/http/client_ip.py",
     "gateway/http/routes.py",

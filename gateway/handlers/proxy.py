@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Mapping, Sequence
-from urllib.parse import quote
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -16,6 +14,7 @@ from gateway.http.client import RequestBodyError, StreamedBody, UpstreamError, U
 from gateway.http.faults import GatewayFault
 from gateway.http.hop_by_hop import end_to_end
 from gateway.http.public_links import PublicLinks
+from gateway.http.request_target import path_segment
 from gateway.http.upstream import UpstreamClient
 from gateway.request_context import (
     RequestContext,
@@ -29,8 +28,6 @@ log = logging.getLogger("gateway.handlers.proxy")
 _APPENDED = frozenset({"via"})
 # A version document is a few hundred bytes; more is not one.
 MAX_DISCOVERY_BYTES = 1 << 20
-# What quote() never encodes (RFC 3986 §2.3 unreserved characters).
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 def upstream_request_headers(
@@ -52,14 +49,6 @@ def upstream_request_headers(
         else:
             headers[name] = value
     return headers
-
-
-def path_segment(value: str) -> str:
-    """``value`` percent-encoded as one path segment."""
-    # A UUID, the usual value, is unreserved throughout: nothing to encode.
-    if _UNRESERVED.fullmatch(value):
-        return value
-    return quote(value, safe="")
 
 
 def upstream_target(ctx: RequestContext, request: web.Request) -> str:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import uuid
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -16,7 +15,6 @@ from yarl import URL
 
 from gateway.app import GATEWAY
 from gateway.demo_backend.image_store import RECEIVED, add_image
-from gateway.handlers.proxy import path_segment
 from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
 from tests.test_app import OUR_VIA, assert_fault, assert_request_id
 
@@ -221,11 +219,3 @@ async def test_lookups_and_forwarding_share_one_kept_connection(
     assert http.open_connections == http.idle_connections == 1
     methods = [r.method for r in store_app[RECEIVED] if r.path.startswith("/v2/images/")]
     assert methods == ["GET", "DELETE"] * 3
-
-
-@pytest.mark.parametrize(
-    "value",
-    ["3fa85f64-5717-4562-b3fc-2c963f66afa6", "a_b.c~d-E9", "", "a b", "a/b", "ü", "%2F", "x?y#z"],
-)
-def test_a_path_segment_is_encoded_as_quote_encodes_it(value: str) -> None:
-    assert path_segment(value) == quote(value, safe="")
