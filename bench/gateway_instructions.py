@@ -44,11 +44,11 @@ import yaml
 from bench.gateway_vs_haproxy import (
     REPO,
     WRK_SCRIPT,
+    backing_services,
     checkout,
     free_port,
     gateway_conf,
     make_tokens,
-    nginx_upstream_conf,
     run_wrk,
     started,
 )
@@ -69,6 +69,31 @@ def counted(out: Path) -> int:
                     return int(line.split()[1])
         time.sleep(0.5)
     raise SystemExit(f"callgrind wrote no dump for {out} in {DUMP_DEADLINE}s")
+
+
+def valgrind(out: Path) -> list[str]:
+    """The command prefix that runs Python under callgrind, counting nothing yet."""
+    return ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+            f"--callgrind-out-file={out}", sys.executable]  # fmt: skip
+
+
+def count_requests(
+    name: str, url: str, pid: int, out: Path, script: Path, args: argparse.Namespace
+) -> float:
+    """Warm ``pid`` up, then its instructions per request over ``args.seconds``
+    of wrk; prints the line."""
+    run_wrk(url, script, args.warmup, args.connections)
+    control = ["callgrind_control", str(pid)]
+    subprocess.run([*control, "--instr=on"], check=True, capture_output=True)
+    result = run_wrk(url, script, args.seconds, args.connections)
+    subprocess.run([*control, "--instr=off"], check=True, capture_output=True)
+    subprocess.run([*control, "--dump"], check=True, capture_output=True)
+    requests = max(int(result["requests"]), 1)
+    per_request = counted(out) / requests
+    thousands, refused = per_request / 1000, int(result["non_2xx"])
+    print(f"{name:<24}{requests:7d} requests {thousands:9.1f} "
+          f"k instructions/request  non-2xx {refused}", flush=True)  # fmt: skip
+    return per_request
 
 
 def main() -> int:
@@ -93,24 +118,17 @@ def main() -> int:
             trees[f"@{args.baseline}"] = checkout(args.baseline, tmp)
         up, redis = free_port(), free_port()
         redis_url = f"redis://127.0.0.1:{redis}/0"
-        commands = {
-            "upstream": (["nginx", "-p", str(tmp), "-e", "stderr",
-                          "-c", str(nginx_upstream_conf(tmp, up))], up),
-            "redis": (["redis-server", "--port", str(redis), "--bind", "127.0.0.1",
-                       "--save", "", "--appendonly", "no"], redis),
-        }  # fmt: skip
+        commands = backing_services(tmp, up, redis)
         ports, outs, where = {}, {}, {}
         targets = ["floor"] + [f"gw-{kind}{suffix}" for suffix in trees for kind in
                                ("backend", "memory")]  # fmt: skip
         for name in targets:
             port = ports[name] = free_port()
             out = outs[name] = tmp / f"callgrind-{port}.out"
-            valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                        f"--callgrind-out-file={out}", sys.executable]  # fmt: skip
             if name == "floor":
                 commands[name] = (
                     [
-                        *valgrind,
+                        *valgrind(out),
                         "-m",
                         "bench.lean_passthrough",
                         str(port),
@@ -128,22 +146,12 @@ def main() -> int:
                 data["rate_limit"]["store"] = "memory"
                 data["rate_limit"].pop("redis")
             conf.write_text(yaml.safe_dump(data))
-            commands[name] = ([*valgrind, "-m", "gateway", "run", "--config", str(conf)], port)
+            commands[name] = ([*valgrind(out), "-m", "gateway", "run", "--config", str(conf)], port)
         per_request: dict[str, float] = {}
         with started(commands, tmp, where, STARTUP_DEADLINE) as pids:
             for name in targets:
                 url = f"http://127.0.0.1:{ports[name]}/v2/images/{uuid.uuid4()}"
-                run_wrk(url, script, args.warmup, args.connections)
-                control = ["callgrind_control", str(pids[name])]
-                subprocess.run([*control, "--instr=on"], check=True, capture_output=True)
-                result = run_wrk(url, script, args.seconds, args.connections)
-                subprocess.run([*control, "--instr=off"], check=True, capture_output=True)
-                subprocess.run([*control, "--dump"], check=True, capture_output=True)
-                requests = max(int(result["requests"]), 1)
-                per_request[name] = counted(outs[name]) / requests
-                thousands, refused = per_request[name] / 1000, int(result["non_2xx"])
-                print(f"{name:<24}{requests:7d} requests {thousands:9.1f} "
-                      f"k instructions/request  non-2xx {refused}", flush=True)  # fmt: skip
+                per_request[name] = count_requests(name, url, pids[name], outs[name], script, args)
     floor = per_request["floor"]
     print("ratios:")
     for name, count in per_request.items():

@@ -131,6 +131,17 @@ http {{
     return path
 
 
+def backing_services(tmp: Path, upstream: int, redis: int) -> dict[str, tuple[list[str], int]]:
+    """The commands of what every proxy here stands in front of: the nginx
+    upstream (``upstream``) and Redis (``redis``), by port."""
+    return {
+        "upstream": (["nginx", "-p", str(tmp), "-e", "stderr",
+                      "-c", str(nginx_upstream_conf(tmp, upstream))], upstream),
+        "redis": (["redis-server", "--port", str(redis), "--bind", "127.0.0.1",
+                   "--save", "", "--appendonly", "no"], redis),
+    }  # fmt: skip
+
+
 def nginx_proxy_conf(tmp: Path, port: int, upstream: int, workers: int) -> Path:
     path = tmp / "proxy.conf"
     path.write_text(
@@ -527,10 +538,7 @@ def main() -> int:
         up = ports["upstream"]
         w = args.workers
         known = {
-            "upstream": (["nginx", "-p", str(tmp), "-e", "stderr",
-                          "-c", str(nginx_upstream_conf(tmp, up))], up),
-            "redis": (["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
-                       "--save", "", "--appendonly", "no"], ports["redis"]),
+            **backing_services(tmp, up, ports["redis"]),
             "nginx": (["nginx", "-p", str(tmp), "-e", "stderr",
                        "-c", str(nginx_proxy_conf(tmp, ports.get("nginx", 0), up, w))],
                       ports.get("nginx", 0)),
