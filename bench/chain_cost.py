@@ -1,0 +1,210 @@
+"""What the chain's steps cost: the gateway with steps taken out, side by side.
+
+Each rung is HEAD's tree with the steps of the rungs above it taken out of the
+chain (gateway/app.py, edited in a copy), and runs the configuration
+bench/gateway_vs_haproxy.py gives the shipped gateway (``owner_check:
+backend``):
+
+- ``shipped``: all of it, the Redis limiter included;
+- ``memory-limiter``: the in-process limiter in place of Redis;
+- ``no-observability``: and no observability step (no request record, access
+  or audit line, dashboard feed or request counters);
+- ``no-limits``: and no Via, rate-limit or authorization step;
+- ``no-auth``: and no authentication, so no identity headers either; left are
+  the request id, the fault envelope, the header boundary, routing and the
+  proxy;
+- ``floor``: aiohttp's server forwarding through the gateway's own client,
+  no chain (bench/lean_passthrough.py).
+
+The difference between two rungs is what the steps taken out cost, the
+cheaper rung's steps staying in. This is a map for where work on speed would
+pay; the rungs below ``shipped`` are not configurations the gateway offers.
+
+By default it counts instructions per request under callgrind, one worker
+each at ``wrk -c1`` (bench/gateway_instructions.py: a figure the machine's
+noise does not move). ``--clock`` measures CPU-µs per request of each
+process tree instead, ``--workers`` workers at ``wrk -c32``, rounds
+alternating (bench/gateway_vs_haproxy.py's method): the figure the goals are
+set in, batching included, noise too.
+
+    apt-get install -y valgrind nginx-light wrk redis-server
+    python -m bench.chain_cost [--seconds 10] [--warmup 8]
+    python -m bench.chain_cost --clock [--seconds 5] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import yaml
+
+from bench import gateway_instructions, gateway_vs_haproxy
+from bench.gateway_instructions import count_requests, valgrind
+from bench.gateway_vs_haproxy import (
+    WRK_SCRIPT,
+    Round,
+    backing_services,
+    checkout,
+    free_port,
+    gateway_conf,
+    make_tokens,
+    measure,
+    run_wrk,
+    started,
+    warm_gateway,
+)
+
+
+class Rung(NamedTuple):
+    name: str
+    # Middleware classes taken out of the chain, besides those of the rungs above.
+    without: tuple[str, ...]
+    memory_limiter: bool
+
+
+RUNGS = (
+    Rung("shipped", (), memory_limiter=False),
+    Rung("memory-limiter", (), memory_limiter=True),
+    Rung("no-observability", ("ObservabilityMiddleware",), memory_limiter=True),
+    Rung(
+        "no-limits",
+        ("ViaMiddleware", "RateLimitMiddleware", "AuthorizationMiddleware"),
+        memory_limiter=True,
+    ),
+    Rung("no-auth", ("AuthenticationMiddleware",), memory_limiter=True),
+)
+FLOOR = "floor"
+# Startup under callgrind is some fifty times slower.
+STARTUP_DEADLINE = {False: 180.0, True: 20.0}
+
+
+def take_out(tree: Path, steps: Sequence[str]) -> None:
+    """Take ``steps`` (middleware classes) out of the chain in ``tree``'s gateway/app.py."""
+    app = tree / "gateway" / "app.py"
+    source = app.read_text()
+    for step in steps:
+        # One entry of the middlewares list, its arguments nested one deep at most.
+        entry = re.compile(rf"\n\s+{step}\((?:[^()]|\([^()]*\))*\),")
+        source, found = entry.subn("", source)
+        if found != 1:
+            raise SystemExit(f"{step} is in the chain of {app} {found} times, not once")
+    app.write_text(source)
+
+
+def rung_trees(tmp: Path) -> dict[str, Path]:
+    """Each rung's tree: HEAD's, then each copy with more steps taken out."""
+    trees: dict[str, Path] = {}
+    previous = checkout("HEAD", tmp, "tree-shipped")
+    taken: list[str] = []
+    for rung in RUNGS:
+        if rung.without:
+            taken += rung.without
+            previous = tmp / f"tree-{rung.name}"
+            shutil.copytree(trees["shipped"], previous)
+            take_out(previous, taken)
+        trees[rung.name] = previous
+    return trees
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clock", action="store_true", help="CPU-us under load, not instructions")
+    parser.add_argument("--seconds", type=int, default=10, help="measured, per rung and round")
+    parser.add_argument("--warmup", type=int, default=8, help="seconds (instructions only)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating (--clock only)")
+    parser.add_argument("--workers", type=int, default=2, help="per gateway (--clock only)")
+    parser.add_argument("--connections", type=int, help="wrk's: 1, or 32 with --clock")
+    args = parser.parse_args()
+    args.connections = args.connections or (32 if args.clock else 1)
+    needed = ("nginx", "wrk", "redis-server", *(() if args.clock else ("valgrind",)))
+    missing = [b for b in needed if not shutil.which(b)]
+    if missing:
+        print(f"missing: {', '.join(missing)} (apt-get install nginx-light wrk valgrind)")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="gateway-chain-cost-") as tmpdir:
+        tmp = Path(tmpdir)
+        # Each bench's own token count: 50 under callgrind, whose warm-up
+        # verifies each; 1000 under load, as gateway_vs_haproxy sends.
+        bench = gateway_vs_haproxy if args.clock else gateway_instructions
+        public_pem, token_file = make_tokens(tmp, bench.TOKENS)
+        script = tmp / "delete.lua"
+        script.write_text(WRK_SCRIPT % token_file)
+        trees = rung_trees(tmp)
+        up, redis = free_port(), free_port()
+        redis_url = f"redis://127.0.0.1:{redis}/0"
+        workers = args.workers if args.clock else 1
+        commands = backing_services(tmp, up, redis)
+        ports = {name: free_port() for name in (FLOOR, *trees)}
+        admin_ports, outs = {}, {}
+        for name, port in ports.items():
+            outs[name] = tmp / f"callgrind-{name}.out"
+            prefix = [sys.executable] if args.clock else valgrind(outs[name])
+            if name == FLOOR:
+                floor = ["-m", "bench.lean_passthrough", str(port), f"http://127.0.0.1:{up}"]
+                commands[name] = ([*prefix, *floor, str(workers)], port)
+                continue
+            admin_ports[name] = free_port()
+            conf = gateway_conf(tmp, f"gw-{name}", port, up, workers, redis_url, public_pem,
+                                admin_ports[name], trees[name], owner_check="backend")  # fmt: skip
+            data = yaml.safe_load(conf.read_text())
+            if next(r for r in RUNGS if r.name == name).memory_limiter:
+                data["rate_limit"]["store"] = "memory"
+                data["rate_limit"].pop("redis")
+            conf.write_text(yaml.safe_dump(data))
+            commands[name] = ([*prefix, "-m", "gateway", "run", "--config", str(conf)], port)
+        names = [*trees, FLOOR]
+        urls = {n: f"http://127.0.0.1:{ports[n]}/v2/images/{uuid.uuid4()}" for n in names}
+        with started(commands, tmp, trees, STARTUP_DEADLINE[args.clock]) as pids:
+            if args.clock:
+                per_request = clock(args, names, urls, pids, admin_ports, script)
+            else:
+                per_request = {
+                    n: count_requests(n, urls[n], pids[n], outs[n], script, args) / 1000
+                    for n in names
+                }
+    unit = "CPU-us" if args.clock else "k instructions"
+    print(f"{unit} per request, each rung against the one below it:")
+    for above, below in itertools.pairwise(names):
+        cost = per_request[above] - per_request[below]
+        print(f"  {above:<18} {per_request[above]:8.1f}  ({cost:+7.1f} over {below})")
+    print(f"  {FLOOR:<18} {per_request[FLOOR]:8.1f}")
+    return 0
+
+
+def clock(
+    args: argparse.Namespace,
+    names: list[str],
+    urls: dict[str, str],
+    pids: dict[str, int],
+    admin_ports: dict[str, int],
+    script: Path,
+) -> dict[str, float]:
+    """Medians of CPU-µs per request over alternating rounds; prints each round."""
+    for name in names:
+        if name in admin_ports:
+            warm_gateway(urls[name], admin_ports[name], script, args.connections)
+        else:
+            run_wrk(urls[name], script, 3, args.connections)
+    rounds: dict[str, list[Round]] = {name: [] for name in names}
+    for _ in range(args.rounds):
+        for name in names:
+            r = measure(urls[name], pids[name], pids["redis"], script, args.seconds,
+                        args.connections)  # fmt: skip
+            rounds[name].append(r)
+            print(f"{name:<18}{r.rps:9.0f} req/s {r.cpu_us:7.0f} CPU-us/req "
+                  f"non-2xx {r.non_2xx}", flush=True)  # fmt: skip
+    return {name: statistics.median(r.cpu_us for r in rs) for name, rs in rounds.items()}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
