@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from multidict import CIMultiDict
-
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -102,16 +100,6 @@ def caller_headers(identity: Identity, role_mapping: Mapping[str, Sequence[str]]
     if identity.service is not None:
         headers.extend(_service_headers(identity.service).items())
     return tuple(headers)
-
-
-def identity_headers(
-    identity: Identity,
-    request_id: str,
-    role_mapping: Mapping[str, Sequence[str]] | None = None,
-) -> CIMultiDict[str]:
-    headers = CIMultiDict(caller_headers(identity, role_mapping or {}))
-    headers["X-OpenStack-Request-Id"] = request_id
-    return headers
 
 
 class IdentityHeaders:
