@@ -202,7 +202,7 @@ def clock(
                         args.connections)  # fmt: skip
             rounds[name].append(r)
             print(f"{name:<18}{r.rps:9.0f} req/s {r.cpu_us:7.0f} CPU-us/req "
-                  f"non-2xx {r.non_2xx}", flush=True)  # fmt: skip
+                  f"({r.system_us:.0f} of it sys)  non-2xx {r.non_2xx}", flush=True)  # fmt: skip
     return {name: statistics.median(r.cpu_us for r in rs) for name, rs in rounds.items()}
 
 

@@ -30,9 +30,9 @@ wrk -t1 sends DELETE /v2/images/<random uuid> with one of 1000 RS256 tokens
 (one project, 1000 users, role cloudImages:admin: not a global admin, so
 ``gw-gateway`` looks the owner up every time). For each round it prints
 req/s, p50 and p99, and the CPU time of the proxy's whole process tree
-(the parent included, from /proc) per request; Redis's CPU per request is
-shown beside the gateway's. Then the ratios, and each gateway worker's RSS
-at the start and end of the measured rounds.
+(the parent included, from /proc) per request and the kernel's part of it;
+Redis's CPU per request is shown beside the gateway's. Then the ratios, and
+each gateway worker's RSS at the start and end of the measured rounds.
 
 Needs Debian's nginx-light (or nginx), haproxy, wrk and redis-server:
 
@@ -313,15 +313,17 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """CPU time of ``pids`` together: (user, system) seconds."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+        user += int(fields[11])  # utime
+        system += int(fields[12])  # stime
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
 
 
 def process_role(pid: int, root: int) -> str:
@@ -345,6 +347,9 @@ class Round:
     requests: int
     non_2xx: int
     cpu_us: float
+    # Of cpu_us, the kernel's (system calls, the loopback network); the
+    # rest is the proxy's own code.
+    system_us: float
     redis_cpu_us: float
 
 
@@ -378,13 +383,14 @@ def measure(
     url: str, root: int, redis_pid: int, script: Path, seconds: int, connections: int
 ) -> Round:
     pids = process_tree(root)
-    before, redis_before = cpu_seconds(pids), cpu_seconds([redis_pid])
+    (user0, system0), redis0 = cpu_seconds(pids), sum(cpu_seconds([redis_pid]))
     result = run_wrk(url, script, seconds, connections)
-    spent, redis_spent = cpu_seconds(pids) - before, cpu_seconds([redis_pid]) - redis_before
-    requests = max(int(result["requests"]), 1)
+    (user1, system1), redis1 = cpu_seconds(pids), sum(cpu_seconds([redis_pid]))
+    per_request = 1e6 / max(int(result["requests"]), 1)
     return Round(
-        result["rps"], result["p50"], result["p99"], requests, int(result["non_2xx"]),
-        spent / requests * 1e6, redis_spent / requests * 1e6,
+        result["rps"], result["p50"], result["p99"], int(result["requests"]),
+        int(result["non_2xx"]), (user1 - user0 + system1 - system0) * per_request,
+        (system1 - system0) * per_request, (redis1 - redis0) * per_request,
     )  # fmt: skip
 
 
@@ -608,12 +614,12 @@ def report(
         f"as it ended: {load[1]:.1f}"
     )
     print(f"{'':20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'CPU-us/req':>12}"
-          f"{'redis us':>10}")  # fmt: skip
+          f"{'of it sys':>11}{'redis us':>10}")  # fmt: skip
     for name, rounds in results.items():
         for r in rounds:
             redis = f"{r.redis_cpu_us:10.0f}" if name.startswith("gw-") else f"{'':10}"
             print(f"{name:<20}{r.rps:9.0f}{r.p50_ms:9.2f}{r.p99_ms:9.2f}{r.non_2xx:9d}"
-                  f"{r.cpu_us:12.0f}{redis}")  # fmt: skip
+                  f"{r.cpu_us:12.0f}{r.system_us:11.0f}{redis}")  # fmt: skip
     rps = {n: statistics.median(r.rps for r in rounds) for n, rounds in results.items()}
     cpu = {n: statistics.median(r.cpu_us for r in rounds) for n, rounds in results.items()}
     print("medians, as ratios to haproxy:")
