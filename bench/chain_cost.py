@@ -46,8 +46,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import yaml
-
 from bench import gateway_instructions, gateway_vs_haproxy
 from bench.gateway_instructions import count_requests, valgrind
 from bench.gateway_vs_haproxy import (
@@ -84,8 +82,6 @@ RUNGS = (
     Rung("no-auth", ("AuthenticationMiddleware",), memory_limiter=True),
 )
 FLOOR = "floor"
-# Startup under callgrind is some fifty times slower.
-STARTUP_DEADLINE = {False: 180.0, True: 20.0}
 
 
 def take_out(tree: Path, steps: Sequence[str]) -> None:
@@ -154,17 +150,16 @@ def main() -> int:
                 commands[name] = ([*prefix, *floor, str(workers)], port)
                 continue
             admin_ports[name] = free_port()
+            rung = next(r for r in RUNGS if r.name == name)
             conf = gateway_conf(tmp, f"gw-{name}", port, up, workers, redis_url, public_pem,
-                                admin_ports[name], trees[name], owner_check="backend")  # fmt: skip
-            data = yaml.safe_load(conf.read_text())
-            if next(r for r in RUNGS if r.name == name).memory_limiter:
-                data["rate_limit"]["store"] = "memory"
-                data["rate_limit"].pop("redis")
-            conf.write_text(yaml.safe_dump(data))
+                                admin_ports[name], trees[name], owner_check="backend",
+                                memory_limiter=rung.memory_limiter)  # fmt: skip
             commands[name] = ([*prefix, "-m", "gateway", "run", "--config", str(conf)], port)
         names = [*trees, FLOOR]
         urls = {n: f"http://127.0.0.1:{ports[n]}/v2/images/{uuid.uuid4()}" for n in names}
-        with started(commands, tmp, trees, STARTUP_DEADLINE[args.clock]) as pids:
+        # Startup under callgrind is some fifty times slower.
+        deadline = 20.0 if args.clock else gateway_instructions.STARTUP_DEADLINE
+        with started(commands, tmp, trees, deadline) as pids:
             if args.clock:
                 per_request = clock(args, names, urls, pids, admin_ports, script)
             else:

@@ -39,8 +39,6 @@ import time
 import uuid
 from pathlib import Path
 
-import yaml
-
 from bench.gateway_vs_haproxy import (
     REPO,
     WRK_SCRIPT,
@@ -140,12 +138,8 @@ def main() -> int:
             suffix = name.partition("@")[1] + name.partition("@")[2]
             tree = where[name] = trees[suffix]
             conf = gateway_conf(tmp, f"gw-{port}", port, up, 1, redis_url, public_pem,
-                                free_port(), tree, owner_check="backend")  # fmt: skip
-            data = yaml.safe_load(conf.read_text())
-            if name.startswith("gw-memory"):
-                data["rate_limit"]["store"] = "memory"
-                data["rate_limit"].pop("redis")
-            conf.write_text(yaml.safe_dump(data))
+                                free_port(), tree, owner_check="backend",
+                                memory_limiter=name.startswith("gw-memory"))  # fmt: skip
             commands[name] = ([*valgrind(out), "-m", "gateway", "run", "--config", str(conf)], port)
         per_request: dict[str, float] = {}
         with started(commands, tmp, where, STARTUP_DEADLINE) as pids:

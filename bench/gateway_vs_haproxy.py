@@ -229,9 +229,11 @@ def gateway_conf(
     admin_port: int,
     tree: Path = REPO,
     owner_check: str | None = None,
+    memory_limiter: bool = False,
 ) -> Path:
     """``tree``'s config/gateway.yaml, changed only where it must be to run here;
-    ``owner_check`` by default from ``name`` (``gw-backend``, ``gw-gateway@REF``)."""
+    ``owner_check`` by default from ``name`` (``gw-backend``, ``gw-gateway@REF``);
+    ``memory_limiter``: the in-process limiter in place of Redis."""
     data: dict[str, Any] = yaml.safe_load((tree / "config" / "gateway.yaml").read_text())
     data["listen"].update(host="127.0.0.1", port=port, workers=workers)
     data["upstream"]["url"] = f"http://127.0.0.1:{upstream}"
@@ -243,6 +245,9 @@ def gateway_conf(
     data["authorization"]["owner_check"] = owner_check or name.removeprefix("gw-").split("@")[0]
     data["revocation"]["redis"]["url"] = redis_url
     data["rate_limit"]["redis"]["url"] = redis_url
+    if memory_limiter:
+        data["rate_limit"]["store"] = "memory"
+        data["rate_limit"].pop("redis")
     # Every request is counted, none refused: a run makes far fewer than this.
     for rule in data["rate_limit"]["rules"]:
         rule["value"] = MAX_LIMIT
