@@ -2,7 +2,7 @@
 
 The page is opened first; then the test makes a delete and a 413 through
 the gateway and waits for both to appear without a reload, searches by
-request id, and screenshots each page: into docs/ (the README's pictures)
+request id, and screenshots each page: into docs/ (the pictures in docs/operations.md)
 when UPDATE_SCREENSHOTS=1, else into a temporary directory so that a test
 run leaves the work tree clean. A missing chromium is a failure (the
 launch raises), never a skip.
