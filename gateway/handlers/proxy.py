@@ -12,7 +12,7 @@ from multidict import CIMultiDict
 from gateway.authn.identity import IdentityHeaders
 from gateway.http.client import RequestBodyError, StreamedBody, UpstreamError, UpstreamResponse
 from gateway.http.faults import GatewayFault
-from gateway.http.hop_by_hop import end_to_end
+from gateway.http.header_boundary import relayable
 from gateway.http.public_links import PublicLinks
 from gateway.http.request_target import path_segment
 from gateway.http.upstream import UpstreamClient
@@ -119,7 +119,7 @@ class Proxy:
     async def _relay(
         self, request: web.Request, upstream: UpstreamResponse, ctx: RequestContext, base: str
     ) -> web.StreamResponse:
-        headers = end_to_end(upstream.headers)
+        headers = relayable(upstream.headers)
         if "Location" in headers:
             headers["Location"] = self.links.rewrite(headers["Location"], base)
         assert ctx.route is not None

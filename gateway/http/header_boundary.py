@@ -1,4 +1,5 @@
-"""The header boundary: which of the client's headers may reach the backend.
+"""The header boundary: which of the client's headers may reach the backend,
+and which of the backend's may reach the client.
 
 An allow-list, not a deny-list. The backend trusts identity headers as
 keystonemiddleware's auth_token would set them (auth_token/_request.py
@@ -12,6 +13,10 @@ gateway then sets its own identity headers on top (gateway.identity).
 Dropped headers that look like identity or credentials are logged by name
 (never value), once per request, and counted: a client sending them is
 trying to speak for the gateway, which an operator wants to see.
+
+The same list, folded the same way, guards the way back: a backend
+response's identity and credential headers (a token echoed back, the
+roles it acted with) never reach the client, whatever their spelling.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ DEFAULT_FORWARDED = frozenset(
 # X-User-*, X-Domain-*, X-Roles, X-Service-*, the deprecated X-Tenant*/X-Role),
 # oslo.context's (OpenStack-System-Scope, X-Storage-Token, X-Service-Catalog,
 # X-Is-Admin-Project), and credentials. Never forwardable, whatever the
-# configuration says.
+# configuration says, and never relayed from a backend response.
 IDENTITY_PREFIXES = (
     "x-identity-",
     "x-project-",
@@ -82,6 +87,20 @@ def fold(name: str) -> str:
 
 def is_identity_like(name: str) -> bool:
     return fold(name).startswith(IDENTITY_PREFIXES)
+
+
+def relayable(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    """The backend response's headers that may reach the client: end to end,
+    and none that speaks for an identity or carries a credential."""
+    dropped = hop_by_hop_names(headers)
+    return CIMultiDict(
+        [
+            (name, value)
+            for name, value in headers.items()
+            if (lower := name.lower()) not in dropped
+            and not lower.replace("_", "-").startswith(IDENTITY_PREFIXES)
+        ]
+    )
 
 
 class HeaderBoundary:

@@ -6,7 +6,7 @@ import pytest
 from multidict import CIMultiDict
 
 from gateway.config import ConfigError, parse_config
-from gateway.http.header_boundary import DEFAULT_FORWARDED, HeaderBoundary, fold
+from gateway.http.header_boundary import DEFAULT_FORWARDED, HeaderBoundary, fold, relayable
 from tests.conftest import Keys, config_data
 
 
@@ -71,3 +71,30 @@ def test_a_listed_header_named_in_connection_is_dropped_as_hop_by_hop() -> None:
 def test_config_refuses_to_forward_a_hop_by_hop_header(keys: Keys, name: str) -> None:
     with pytest.raises(ConfigError, match=r"headers\.forward: .*hop-by-hop"):
         parse_config(config_data("http://127.0.0.1:1", keys, headers={"forward": [name]}))
+
+
+def test_a_response_keeps_end_to_end_headers_and_drops_identity_in_any_spelling() -> None:
+    headers = CIMultiDict(
+        [
+            ("Content-Type", "application/json"),
+            ("X-Auth-Token", "t"),
+            ("x_subject_token", "t"),
+            ("X-SERVICE-TOKEN", "t"),
+            ("X_Roles", "admin"),
+            ("X-Identity-Status", "Confirmed"),
+            ("x_tenant_id", "p"),
+            ("X-Service-Catalog", "[]"),
+            ("ETag", '"e"'),
+            ("Connection", "close, X-Private"),
+            ("X-Private", "1"),
+            ("Transfer-Encoding", "chunked"),
+            ("OpenStack-Image-Import-Methods", "glance-direct"),
+            ("Location", "http://backend/v2/images/x"),
+        ]
+    )
+    assert list(relayable(headers)) == [
+        "Content-Type",
+        "ETag",
+        "OpenStack-Image-Import-Methods",
+        "Location",
+    ]

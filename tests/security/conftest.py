@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,14 +83,24 @@ class RawBackend:
             writer.close()
 
 
+@asynccontextmanager
+async def listening(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[int]:
+    """A plain socket server on a free loopback port, for as long as the block runs."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.fixture
 async def raw_backend() -> AsyncIterator[RawBackend]:
     backend = RawBackend()
-    server = await asyncio.start_server(backend.serve, "127.0.0.1", 0)
-    backend.port = server.sockets[0].getsockname()[1]
-    yield backend
-    server.close()
-    await server.wait_closed()
+    async with listening(backend.serve) as backend.port:
+        yield backend
 
 
 def header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
