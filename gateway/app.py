@@ -197,7 +197,7 @@ def build_app(
             ObservabilityMiddleware(metrics, feed, audit),
             FaultEnvelopeMiddleware(),
             ViaMiddleware(config.via),
-            HeaderHygieneMiddleware(boundary),
+            HeaderHygieneMiddleware(boundary, check_host=config.listen.public_url is None),
             RoutingMiddleware(routes, config.routes),
             AuthenticationMiddleware(Authenticator(verifier, keystone), config.auth.realm),
             RateLimitMiddleware(limiter),

@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from gateway.config._base import PositiveFloat, PositiveInt, _http_url, _Section
+from gateway.config._base import PositiveFloat, PositiveInt, _Section
+from gateway.http.public_links import check_public_url
 
 # RFC 9110 token characters: the pseudonym appears bare in a Via header.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -44,15 +45,16 @@ class ListenConfig(_Section):
     header_read_timeout: PositiveFloat = 15.0
     keepalive_timeout: PositiveFloat = 60.0
     max_connections: PositiveInt = 1000
-    # The gateway's address as clients reach it (scheme, host, optional path
-    # prefix): links in version documents and Location headers point here.
-    # Unset, they point at the scheme and Host of each request.
+    # The gateway's address as clients reach it, scheme://host[:port][/path]:
+    # links in version documents and Location headers point here. Unset,
+    # they point at the scheme and Host of each request, once the Host is
+    # checked to be a plain host[:port].
     public_url: str | None = None
 
     @field_validator("public_url")
     @classmethod
-    def _is_http_url(cls, value: str | None) -> str | None:
-        return None if value is None else _http_url(value).rstrip("/")
+    def _is_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_public_url(value).rstrip("/")
 
     @field_validator("workers", mode="before")
     @classmethod

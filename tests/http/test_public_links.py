@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from gateway.http.public_links import check_public_url, valid_host
 from tests.conftest import TokenFactory
 from tests.http.conftest import RoutedFactory
 from tests.test_app import assert_fault
@@ -135,3 +138,57 @@ async def test_token_roles_are_mapped_to_the_backends_roles(
     sent = [r.headers["X-Roles"] for r in gateway.upstream.received]
     # A role with no mapping passes as it is (lower case, as Glance compares).
     assert sent == ["member,reader", "reader", "cloudimages:creator"]
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["images.example.com", "images.example.com:8443", "IMAGES.Example.COM", "localhost",
+     "192.0.2.10", "192.0.2.10:8080", "[::1]", "[::1]:8080", "[2001:db8::1]:443",
+     "[::ffff:192.0.2.1]", "glance_internal", "a" * 253, "h:65535", "h:0"],
+)  # fmt: skip
+def test_a_plain_host_and_port_is_valid(host: str) -> None:
+    assert valid_host(host)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["", "x@evil.example", '">', "<script>", "evil.example/x", "evil.example\\x", "a b",
+     "gateway.example,evil.example", "gateway.example;for=evil", "%65vil.example",
+     "h:80:80", "h:8o", "h:65536", "h:123456", "h:", ":8080", "[::1", "::1", "[::1]x",
+     "[gateway.example]", "[fe80::1%25eth0]", "[v1.fe]", "[::1]:", "a" * 254, "h\t"],
+)  # fmt: skip
+def test_anything_else_is_not(host: str) -> None:
+    assert not valid_host(host)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://images.example.com", "http://images.example.com:8080/image/",
+     "https://[2001:db8::1]:8443/a/b", "https://192.0.2.10/v1;x=1/%7Eme"],
+)  # fmt: skip
+def test_a_public_url_is_scheme_host_port_and_path(url: str) -> None:
+    assert check_public_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://images.example.com", "http:// or https://"),
+        ("images.example.com", "http:// or https://"),
+        ("https://user:secret@images.example.com", "user name or password"),
+        ("https://images.example.com/?x=1", "query"),
+        ("https://images.example.com/image#top", "fragment"),
+        ("https://", "host"),
+        ("https://images.example.com:99999", "host"),
+        ('https://">/', "host"),
+        ("https://[::1", "host"),
+        ("https://images.example.com/a b", "path"),
+        ("https://images.example.com/<x>", "path"),
+        ("https://images.example.com/%zz", "path"),
+        ("https://images.example.com/a/../b", "segment"),
+        ("https://images.example.com/.", "segment"),
+    ],
+)
+def test_anything_else_in_a_public_url_is_refused_with_the_reason(url: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        check_public_url(url)
