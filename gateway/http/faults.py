@@ -84,6 +84,19 @@ def fault_body(
     return {fault_name(status): inner}
 
 
+def fault_json(body: Mapping[str, object]) -> bytes:
+    """A fault body as JSON whose bytes hold no ``<``, ``>`` or ``&``.
+
+    They go as JSON escapes (``\\u003c``): a JSON parser reads back the same
+    text, so a client prints the message as it was, while a browser that
+    renders or sniffs the body as HTML, or a page that inlines it in a
+    script element, finds no markup in it. HTML entities would show as
+    ``&lt;`` in every client and be escaped twice by any page that escapes.
+    """
+    text = json.dumps(body)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
+
+
 def render_fault(fault: GatewayFault, now: datetime | None = None) -> web.Response:
     headers = dict(fault.headers)
     retry_after_at = None
@@ -96,7 +109,7 @@ def render_fault(fault: GatewayFault, now: datetime | None = None) -> web.Respon
     body = fault_body(fault.status, fault.message, fault.details, retry_after_at)
     return web.Response(
         status=fault.status,
-        body=json.dumps(body).encode(),
+        body=fault_json(body),
         content_type="application/json",
         headers=headers,
     )

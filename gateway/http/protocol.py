@@ -19,7 +19,6 @@ descriptors.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import Counter
@@ -31,7 +30,7 @@ from aiohttp import hdrs, http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.http.faults import fault_body
+from gateway.http.faults import fault_body, fault_json
 from gateway.http.request_ids import RESPONSE_HEADERS, new_request_id
 
 log = logging.getLogger("gateway.http")
@@ -61,7 +60,7 @@ def parse_fault_message(exc: BaseException | None) -> str:
 
 def fault_bytes(status: int, reason: str, message: str, request_id: str) -> bytes:
     """A whole HTTP/1.1 response carrying a fault, for a connection with no request."""
-    body = json.dumps(fault_body(status, message)).encode()
+    body = fault_json(fault_body(status, message))
     head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json"]
     head += [f"{name}: {request_id}" for name in RESPONSE_HEADERS]
     head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
@@ -202,7 +201,7 @@ class GatewayRequestHandler(RequestHandler):
     def _fault_response(status: int, message: str, request_id: str) -> web.Response:
         response = web.Response(
             status=status,
-            body=json.dumps(fault_body(status, message)).encode(),
+            body=fault_json(fault_body(status, message)),
             content_type="application/json",
             headers={name: request_id for name in RESPONSE_HEADERS},
         )

@@ -26,7 +26,15 @@ from gateway.http.client import (
 from gateway.http.faults import GatewayFault
 
 _HIDDEN_HTML = re.compile(r"<(head|title|h1|script|style)\b.*?</\1\s*>", re.I | re.S)
-_TAG = re.compile(r"<[^>]+>")
+# What an HTML parser reads as opening a tag, an end tag, a comment or a
+# declaration: "<" and a letter, "/", "!" or "?" ("a < b" is text). A tag
+# is taken out whole; a "<" left opening one (unclosed, or in a run of
+# "<" before one) is dropped.
+_TAG = re.compile(r"<[A-Za-z/!?][^>]*>")
+_TAG_OPEN = re.compile(r"<(?=[<A-Za-z/!?])")
+# Entities encoded this many times over are decoded; what is left after that
+# is plain text (an "&lt;" at worst), never a tag.
+_MAX_UNESCAPES = 4
 _SPACE = re.compile(r"\s+")
 # webob's plain-text error bodies start with the status line: "403 Forbidden".
 _STATUS_LINE = re.compile(r"^\s*[1-5]\d\d [A-Za-z][A-Za-z '\-]*(?:\r?\n|$)")
@@ -63,8 +71,24 @@ def upstream_message(body: bytes, content_type: str) -> str:
         if message:
             text = message
     text = _STATUS_LINE.sub("", text, count=1)
-    text = _TAG.sub(" ", _HIDDEN_HTML.sub(" ", text))
-    return _SPACE.sub(" ", html.unescape(text)).strip()[:_MAX_MESSAGE]
+    return plain_text(text)[:_MAX_MESSAGE]
+
+
+def plain_text(markup: str) -> str:
+    """The text of ``markup`` with no tag left in it, however it was encoded.
+
+    Entities are decoded first, then tags are taken out: the other way
+    round, ``&lt;img onerror=...&gt;`` came out as a live tag. Whoever shows
+    the text escapes it for where it goes (the fault's JSON escapes ``<``,
+    ``>`` and ``&``; the dashboard's templates escape HTML).
+    """
+    for _ in range(_MAX_UNESCAPES):
+        decoded = html.unescape(markup)
+        if decoded == markup:
+            break
+        markup = decoded
+    text = _TAG.sub(" ", _HIDDEN_HTML.sub(" ", markup))
+    return _SPACE.sub(" ", _TAG_OPEN.sub("", text)).strip()
 
 
 def _json_message(data: Any) -> str | None:
