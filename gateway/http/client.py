@@ -380,7 +380,10 @@ class _Connection(asyncio.Protocol):
             except StopAsyncIteration:
                 break
             except Exception as exc:
-                raise RequestBodyError(f"reading the request body failed: {exc!r}") from exc
+                # The class only: a parser's message quotes the sender's bytes.
+                raise RequestBodyError(
+                    f"reading the request body failed ({type(exc).__name__})"
+                ) from exc
             if self.lost or self._exc is not None:
                 return False
             if not chunk:

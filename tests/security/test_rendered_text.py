@@ -2,21 +2,27 @@
 
 A backend's error message is kept in the fault, but unescaped, stripped of
 tags and escaped again on the way out, so no markup it carried, however
-encoded, is live in the fault or in the log.
+encoded, is live in the fault or in the log. A request body whose framing
+breaks mid-upload is refused without quoting a byte of it, in the answer
+or in the log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory
 from tests.http.conftest import RACKSPACE_POLICY
+from tests.security.conftest import LiveGateway, parse_response, until
 
+ServeGateway = Callable[..., Awaitable[LiveGateway]]
 # Something a browser would take for the start of a tag.
 TAG_OPEN = re.compile(r"<[A-Za-z/!?]")
 
@@ -83,3 +89,58 @@ async def test_a_less_than_sign_in_a_message_is_kept_and_escaped_on_the_way_out(
         assert markup not in raw
     assert b"\\u003c" in raw
     assert json.loads(raw)["badRequest"]["message"] == "min_disk must be < 10 & >= 0"
+
+
+# Stands for what an attacker sends in the bad chunk: none of it may come back.
+ATTACKER = "ATTACKER-TEXT-7c1e"
+
+
+# What follows a good first chunk (5 bytes, "hello").
+BAD_CHUNKS = {
+    "a chunk size that is not hex": f"{ATTACKER}\r\n{ATTACKER}\r\n0\r\n\r\n",
+    "a chunk size with text after it": f"5 {ATTACKER}\r\nhello\r\n0\r\n\r\n",
+    "a chunk longer than its size": f"3\r\nabc{ATTACKER}\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CHUNKS))
+async def test_a_bad_chunk_mid_upload_is_refused_without_quoting_it(
+    serve_gateway: ServeGateway,
+    scripted: tuple[ScriptedUpstream, str],
+    token: TokenFactory,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    upstream, url = scripted
+    gateway = await serve_gateway(
+        url,
+        authorization={"policy_file": str(RACKSPACE_POLICY), "owner_check": "backend"},
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    head = (
+        f"PUT /v2/images/{uuid.uuid4()}/file HTTP/1.1\r\nHost: gateway\r\n"
+        "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"
+        f"X-Auth-Token: {token()}\r\n\r\n"
+    )
+    with caplog.at_level(logging.DEBUG):
+        try:
+            # The head and a good chunk first; the bad bytes once the upload
+            # is under way at the backend.
+            writer.write(head.encode() + b"5\r\nhello\r\n")
+            await writer.drain()
+            await until(lambda: bool(upstream.received), "the upload to reach the backend")
+            writer.write(BAD_CHUNKS[case].encode())
+            await writer.drain()
+            async with asyncio.timeout(10):
+                raw = await reader.read(-1)
+        finally:
+            writer.close()
+    assert ATTACKER.encode() not in raw
+    response = parse_response(raw)
+    assert response.status == 400, raw
+    fault = json.loads(response.body)["badRequest"]
+    assert fault["message"]
+    for record in caplog.records:
+        assert ATTACKER not in record.getMessage(), record.getMessage()
+        assert ATTACKER not in str(record.__dict__), record.__dict__
+        assert record.exc_info is None, record.getMessage()
