@@ -32,8 +32,8 @@ from gateway.app import GATEWAY, build_app
 from gateway.authn.authenticator import Authenticator
 from gateway.config import parse_config
 from gateway.demo_backend.image_store import add_image, create_standin_store_app
-from tests.conftest import free_port
 from tests.integration.keystone import Keystone, keystone_section, run_keystone
+from tests.support.ports import free_port
 
 
 async def _side_by_side(

@@ -11,41 +11,13 @@ import uuid
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse, web
+from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway import __version__
 from gateway.demo_backend.image_store import IMAGES, RECEIVED, add_image
-from tests.conftest import Client, GatewayFactory, TokenFactory
-
-REQUEST_ID = re.compile(
-    r"^req-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
-)
-OUR_VIA = f"1.1 image-gateway (image-gateway/{__version__})"
-
-
-def assert_request_id(response: ClientResponse) -> str:
-    request_id = response.headers["X-Compute-Request-Id"]
-    assert REQUEST_ID.match(request_id)
-    assert response.headers["X-OpenStack-Request-Id"] == request_id
-    return request_id
-
-
-async def assert_fault(response: ClientResponse, status: int, name: str) -> dict[str, Any]:
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/json"
-    body = await response.json()
-    assert list(body) == [name]
-    assert body[name]["code"] == status
-    assert body[name]["message"]
-    assert_request_id(response)
-    return dict(body[name])
-
-
-def delete(client: Client, image_id: str, tok: str | None, **headers: str) -> Any:
-    if tok is not None:
-        headers["X-Auth-Token"] = tok
-    return client.delete(f"/v2/images/{image_id}", headers=headers)
+from tests.support.faults import OUR_VIA, assert_fault, assert_request_id, delete
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.tokens import TokenFactory
 
 
 async def test_owner_deletes_image_204_with_via_and_request_ids(

@@ -29,8 +29,9 @@ from gateway.cli.demo import demo_config
 from gateway.cli.main import main
 from gateway.handlers.proxy import Proxy
 from tests.cli.test_demo import RunningDemo, running_demo
-from tests.conftest import free_port
-from tests.runtime.test_workers import DEADLINE_SECONDS, REPO
+from tests.support import REPO
+from tests.support.ports import free_port
+from tests.support.waiting import DEADLINE
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 CONFIG = REPO / "config"
@@ -144,7 +145,7 @@ def run_bash(script: str, environment: dict[str, str]) -> subprocess.CompletedPr
         env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **environment},
         capture_output=True,
         text=True,
-        timeout=DEADLINE_SECONDS * 4,
+        timeout=DEADLINE * 4,
         check=False,
     )
 

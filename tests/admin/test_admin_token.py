@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from gateway.http.request_ids import GLOBAL_REQUEST_ID
-from tests.observed import Observed, ObservedFactory
+from tests.support.observed import Observed, ObservedFactory
 
 ADMIN_TOKEN = "operator-secret-0123456789"
 

@@ -9,9 +9,9 @@ import pytest
 from aiohttp import web
 
 from gateway.demo_backend.image_store import add_image
-from tests.conftest import TokenFactory
-from tests.observed import Observed, ObservedFactory, delete_new_image
-from tests.test_app import delete
+from tests.support.faults import delete
+from tests.support.observed import Observed, ObservedFactory, delete_new_image
+from tests.support.tokens import TokenFactory
 
 TIGHT = [{"name": "tight", "path": "^/(v2/)?images/", "unit": "minute", "value": 2}]
 

@@ -19,9 +19,9 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
 from gateway.demo_backend.image_store import add_image
-from tests.conftest import TokenFactory
-from tests.observed import Observed, ObservedFactory, delete_new_image
-from tests.test_app import delete
+from tests.support.faults import delete
+from tests.support.observed import Observed, ObservedFactory, delete_new_image
+from tests.support.tokens import TokenFactory
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

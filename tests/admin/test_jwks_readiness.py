@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.authn.test_jwks import ISSUER, serving
-from tests.observed import ObservedFactory
+from tests.support.observed import ObservedFactory
 
 
 def jwks_only(url: str) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from gateway.admin.app import build_admin_app, local_sources
 from gateway.app import build_app
 from gateway.config import ConfigError, parse_config
 from gateway.runtime.server import start_site
-from tests.conftest import Keys, TokenFactory, config_data, free_port
-from tests.observed import ObservedFactory
+from tests.support.gateway_config import config_data
+from tests.support.observed import ObservedFactory
+from tests.support.ports import free_port
+from tests.support.tokens import Keys, TokenFactory
 
 
 async def readyz(observed_admin: Any) -> tuple[int, dict[str, Any]]:

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from gateway.config import ConfigError, parse_config
-from tests.conftest import HS_SECRET, Keys, config_data
+from tests.support.gateway_config import config_data
+from tests.support.tokens import HS_SECRET, Keys
 
 HS_KEY = {"kid": "hs", "algorithm": "HS256", "secret": HS_SECRET}
 JWKS = {"url": "https://idp.test/jwks.json"}

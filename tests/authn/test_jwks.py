@@ -26,9 +26,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway.app import GATEWAY
 from gateway.authn.jwks import JwksKeySet
 from gateway.demo_backend.image_store import RECEIVED, add_image
-from tests.conftest import Client, GatewayFactory, TokenFactory
 from tests.middleware.test_authentication import unsigned
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.tokens import TokenFactory
 
 ISSUER = "https://jwks-idp.test"
 

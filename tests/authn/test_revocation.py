@@ -3,13 +3,11 @@ with no Redis round trip per request, and expiring with the token."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +27,12 @@ from gateway.authn.revocation import (
 )
 from gateway.config import RedisConfig, RevocationConfig
 from gateway.demo_backend.image_store import add_image
-from tests.conftest import Client, GatewayFactory, Keys, TokenFactory, config_data, free_port
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.gateway_config import config_data
+from tests.support.ports import free_port
+from tests.support.tokens import Keys, TokenFactory
+from tests.support.waiting import seconds_until
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -112,44 +113,8 @@ def config_file(tmp_path: Path, keys: Keys, store_server: TestServer, redis_url:
     return path
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], deadline: float) -> float:
-    """Seconds until the condition held; fails past the deadline."""
-    started = time.monotonic()
-    while not await condition():
-        assert time.monotonic() - started < deadline, f"not within {deadline} s"
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
-
-
-@pytest.fixture
-def gateway_processes(config_file: Path) -> Iterator[list[str]]:
-    """Two `image-gateway run` processes on their own ports, sharing Redis."""
-    processes, urls = [], []
-    for _ in range(2):
-        port = free_port()
-        data = yaml.safe_load(config_file.read_text())
-        data["listen"] = {"host": "127.0.0.1", "port": port}
-        data["admin"] = {"port": free_port()}
-        path = config_file.with_name(f"gateway-{port}.yaml")
-        path.write_text(yaml.safe_dump(data))
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "gateway", "run", "--config", str(path)],
-                cwd=REPO,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        )
-        urls.append(f"http://127.0.0.1:{port}")
-    try:
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=10)
-
-
 async def test_cli_revoke_reaches_every_process_within_a_second(
-    gateway_processes: list[str],
+    gateway_pair: list[str],
     config_file: Path,
     store_app: web.Application,
     token: TokenFactory,
@@ -169,12 +134,12 @@ async def test_cli_revoke_reaches_every_process_within_a_second(
             except OSError:
                 return 0  # not listening yet
 
-        for url in gateway_processes:
+        for url in gateway_pair:
             # The token works (and is cached) on each process first.
             async def works(url: str = url) -> bool:
                 return await status_at(url) in (204, 404)
 
-            await wait_until(works, deadline=20)
+            await seconds_until(works, f"the token to work on {url}", deadline=20)
 
         exp = jwt.decode(stolen, options={"verify_signature": False})["exp"]
         result = cli("revoke", "--config", str(config_file), "--jti", jti_of(stolen),
@@ -183,10 +148,10 @@ async def test_cli_revoke_reaches_every_process_within_a_second(
         written = time.monotonic()
 
         async def refused_everywhere() -> bool:
-            statuses = [await status_at(url) for url in gateway_processes]
+            statuses = [await status_at(url) for url in gateway_pair]
             return statuses == [401, 401]
 
-        await wait_until(refused_everywhere, deadline=1.0)
+        await seconds_until(refused_everywhere, "the refusal on both processes", deadline=1.0)
         print(f"refused on both processes {time.monotonic() - written:.3f} s after the CLI")
 
     score = redis.Redis.from_url(redis_url).zrange("igw:revoked", 0, -1, withscores=True)
@@ -249,7 +214,7 @@ async def test_resync_after_the_subscription_drops(
     async def refused() -> bool:
         return await status(client, store_app, stolen) == 401
 
-    await wait_until(refused, deadline=5.0)
+    await seconds_until(refused, "the refusal", deadline=5.0)
     assert store.resyncs >= 2
     assert store.failures >= 1
 
@@ -324,7 +289,7 @@ async def test_malformed_entries_in_redis_are_skipped_and_logged(
         async def refused() -> bool:
             return await status(redis_gateway, store_app, stolen) == 401
 
-        await wait_until(refused, deadline=5.0)
+        await seconds_until(refused, "the refusal", deadline=5.0)
     skipped = [r.getMessage() for r in caplog.records if "ignored a malformed" in r.getMessage()]
     assert len(skipped) >= 2
     # The follower survived: a later revocation still arrives.
@@ -335,7 +300,7 @@ async def test_malformed_entries_in_redis_are_skipped_and_logged(
     async def later_refused() -> bool:
         return await status(redis_gateway, store_app, later) == 401
 
-    await wait_until(later_refused, deadline=1.0)
+    await seconds_until(later_refused, "the later refusal", deadline=1.0)
 
 
 def test_cli_revoke_with_redis_down_says_so(tmp_path: Path, keys: Keys) -> None:

@@ -9,7 +9,8 @@ import jwt
 
 from gateway.authn.tokens import TokenVerifier
 from gateway.config import parse_config
-from tests.conftest import Keys, TokenFactory, config_data
+from tests.support.gateway_config import config_data
+from tests.support.tokens import Keys, TokenFactory
 
 
 def verifier(keys: Keys, size: int) -> TokenVerifier:

@@ -14,8 +14,10 @@ from aiohttp.test_utils import TestServer
 from gateway.config import ConfigError, parse_config
 from gateway.demo_backend.image_store import IMAGES, RECEIVED, add_image
 from tests.config.test_config import assert_names
-from tests.conftest import Client, GatewayFactory, Keys, TokenFactory, config_data
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.gateway_config import config_data
+from tests.support.tokens import Keys, TokenFactory
 
 MODES = ["gateway", "backend"]
 

@@ -7,7 +7,8 @@ import asyncio
 from aiohttp import web
 
 from gateway.demo_backend.image_store import RECEIVED, add_image
-from tests.conftest import Client, TokenFactory
+from tests.support.gateway_app import Client
+from tests.support.tokens import TokenFactory
 
 
 def _gets(store_app: web.Application, image_id: str) -> int:

@@ -17,9 +17,10 @@ from gateway.app import GATEWAY
 from gateway.authz.policy_language import PolicyError, Subject, compile_rules
 from gateway.cli.main import main
 from gateway.demo_backend.image_store import IMAGES, RECEIVED, add_image
-from tests.conftest import Client, GatewayFactory, Keys, TokenFactory, config_data
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.gateway_config import config_data
+from tests.support.tokens import Keys, TokenFactory
 
 RACKSPACE = {
     "delete_image": "role:admin or (role:cloudImages:admin and project_id:%(owner)s)",

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
-import sys
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import free_port
-from tests.runtime.test_workers import DEADLINE_SECONDS, REPO, until
+from tests.support.gateway_process import GatewayProcess
+from tests.support.ports import free_port
+from tests.support.waiting import until
 
 # The demo's banner ends with this line, printed once every listener is up.
 BANNER_END = "Ctrl-C stops it."
@@ -27,30 +28,24 @@ class RunningDemo:
     exit_code: int | None = None
 
 
-async def _banner(stream: asyncio.StreamReader) -> str:
-    lines = []
-    while BANNER_END not in (line := (await stream.readline()).decode()):
-        assert line, "the demo exited before printing its banner"
-        lines.append(line)
-    return "".join(lines)
+def _banner(printed: str) -> str | None:
+    """What the demo printed before the line that ends its banner, once that line is there."""
+    end = printed.find(BANNER_END)
+    return None if end < 0 else printed[: printed.rfind("\n", 0, end) + 1]
 
 
 @contextlib.asynccontextmanager
 async def running_demo() -> AsyncIterator[RunningDemo]:
     """``python -m gateway demo`` on free ports, stopped with Ctrl-C (SIGINT) at the end."""
     demo = RunningDemo(free_port(), free_port())
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "demo", "--port", str(demo.port),
-        "--admin-port", str(demo.admin_port),
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert process.stdout is not None
-    try:
-        demo.banner = await asyncio.wait_for(_banner(process.stdout), DEADLINE_SECONDS)
-        yield demo
-    finally:
-        process.send_signal(signal.SIGINT)
-        demo.exit_code = await asyncio.wait_for(process.wait(), DEADLINE_SECONDS)
+    arguments = ("demo", "--port", str(demo.port), "--admin-port", str(demo.admin_port))
+    with tempfile.TemporaryDirectory(prefix="demo-") as directory:
+        process = await GatewayProcess(arguments, demo.port, Path(directory), "demo").start()
+        try:
+            demo.banner = await until(lambda: _banner(process.output()), "the demo's banner")
+            yield demo
+        finally:
+            demo.exit_code = await process.stop(signal.SIGINT)
 
 
 async def test_demo_serves_the_dashboard_next_to_the_gateway() -> None:

@@ -16,10 +16,10 @@ from aiohttp.test_utils import TestServer
 from gateway.cli.explain import Explanation, explain
 from gateway.config import parse_config
 from gateway.demo_backend.image_store import IMAGES, RECEIVED, add_image
-from tests.conftest import GatewayFactory, Keys, TokenFactory, config_data
-
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.support import REPO
+from tests.support.gateway_app import GatewayFactory
+from tests.support.gateway_config import config_data
+from tests.support.tokens import Keys, TokenFactory
 
 ExplainFor = Callable[..., Awaitable[Explanation]]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -16,9 +15,12 @@ from gateway import __version__
 from gateway.authn.tokens import TokenVerifier
 from gateway.cli.main import main
 from gateway.config import load_config
-from tests.conftest import HS_SECRET, free_port
+from tests.support import REPO
+from tests.support.gateway_process import GatewayProcess
+from tests.support.ports import free_port
+from tests.support.tokens import HS_SECRET
+from tests.support.waiting import until
 
-REPO = Path(__file__).resolve().parents[2]
 DEMO_YAML = REPO / "gateway" / "cli" / "demo.yaml"
 
 
@@ -142,29 +144,15 @@ def test_token_with_an_invalid_config(tmp_path: Path, capsys: pytest.CaptureFixt
 READY = "Ctrl-C stops it."
 
 
-async def test_demo_end_to_end() -> None:
+async def test_demo_end_to_end(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "IMAGE_GATEWAY_DEMO_SECRET"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "demo", "--port", str(port),
-        cwd=REPO, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    stdout = proc.stdout
+    proc = GatewayProcess(("demo", "--port", str(port)), port, tmp_path, "demo", env=env)
+    await proc.start()
     try:
-        lines: list[str] = []
-
-        async def read_banner() -> None:
-            while True:
-                raw = await stdout.readline()
-                assert raw, "demo exited before it was ready:\n" + "".join(lines)
-                lines.append(raw.decode())
-                if READY in lines[-1]:
-                    return
-
-        await asyncio.wait_for(read_banner(), timeout=20)
-        banner = "".join(lines)
+        # The banner comes once the gateway listens, its last line last.
+        await until(lambda: READY in proc.output(), "the demo's banner", deadline=20)
+        banner = proc.output()
 
         tokens = dict(re.findall(r"^\s*export (\w+)=(\S+)", banner, re.MULTILINE))
         assert set(tokens) == {"ALICE", "OLIVIA", "ROOT"}
@@ -183,9 +171,7 @@ async def test_demo_end_to_end() -> None:
                 realm = anonymous.headers["WWW-Authenticate"]
                 assert realm == 'Bearer realm="image-gateway-demo"'
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-        await asyncio.wait_for(proc.communicate(), timeout=10)
+        await proc.stop(deadline=10)
 
 
 # --- run --workers ------------------------------------------------------------------------

@@ -11,9 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
-from tests.conftest import HS_SECRET, Keys, config_data
+from tests.support import REPO
+from tests.support.gateway_config import config_data
+from tests.support.tokens import HS_SECRET, Keys
 
-REPO = Path(__file__).resolve().parents[2]
 DEMO_YAML = REPO / "gateway" / "cli" / "demo.yaml"
 GATEWAY_YAML = REPO / "config" / "gateway.yaml"
 

@@ -8,7 +8,8 @@ import pytest
 
 from gateway.config import ConfigError, parse_config
 from gateway.http.routes import DEFAULT_ENABLED_ROUTES
-from tests.conftest import Keys, config_data
+from tests.support.gateway_config import config_data
+from tests.support.tokens import Keys
 
 
 def parse(keys: Keys, **sections: Any) -> Any:

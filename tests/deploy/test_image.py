@@ -30,9 +30,11 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import Keys, TokenFactory, config_data, free_port
 from tests.deploy.dockerfile import DOCKERFILE, REPO, FinalStage, read_final_stage
-from tests.runtime.test_workers import until
+from tests.support.gateway_config import config_data
+from tests.support.ports import free_port
+from tests.support.tokens import Keys, TokenFactory
+from tests.support.waiting import until
 
 # The tag is for people; the test uses the id its own build printed, so a
 # build from another checkout moving the tag meanwhile changes nothing here.

@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 
 from gateway.handlers.limits import accepts_json
-from tests.conftest import Client, GatewayFactory, ScriptedUpstream, TokenFactory, free_port
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.ports import free_port
+from tests.support.tokens import TokenFactory
+from tests.support.upstreams import ScriptedUpstream
 
 RULES = [
     {"name": "deletes", "path": "^/(v2/)?images/", "methods": ["DELETE"], "unit": "minute",

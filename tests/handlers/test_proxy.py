@@ -15,8 +15,11 @@ from yarl import URL
 
 from gateway.app import GATEWAY
 from gateway.demo_backend.image_store import RECEIVED, add_image
-from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
-from tests.test_app import OUR_VIA, assert_fault, assert_request_id
+from tests.support.faults import OUR_VIA, assert_fault, assert_request_id
+from tests.support.gateway_app import GatewayFactory
+from tests.support.ports import free_port
+from tests.support.tokens import TokenFactory
+from tests.support.upstreams import ScriptedUpstream
 
 
 def admin(token: TokenFactory) -> str:

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import uvloop
 
-from tests.conftest import Client, GatewayFactory, ScriptedUpstream
-from tests.integration.glance import REPO
+from tests.support import REPO
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.upstreams import ScriptedUpstream
 
 
 def pytest_asyncio_loop_factories(

@@ -28,7 +28,7 @@ from gateway.http.client import (
     UpstreamError,
     UpstreamTimeout,
 )
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -7,7 +7,8 @@ from multidict import CIMultiDict
 
 from gateway.config import ConfigError, parse_config
 from gateway.http.header_boundary import DEFAULT_FORWARDED, HeaderBoundary, fold, relayable
-from tests.conftest import Keys, config_data
+from tests.support.gateway_config import config_data
+from tests.support.tokens import Keys
 
 
 def test_fold_merges_case_and_underscores() -> None:

@@ -9,9 +9,9 @@ import uuid
 import pytest
 
 from gateway.http.routes import DEFAULT_ENABLED_ROUTES, GLANCE_ROUTES, Body, Route
-from tests.conftest import TokenFactory
 from tests.http.conftest import RoutedFactory
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.tokens import TokenFactory
 
 IMAGE_ID = str(uuid.uuid4())
 EXAMPLE_PARAMS = {

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from gateway.http.public_links import check_public_url, valid_host
-from tests.conftest import TokenFactory
 from tests.http.conftest import RoutedFactory
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.tokens import TokenFactory
 
 
 def versions_document(base: str) -> bytes:

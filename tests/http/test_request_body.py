@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import TokenFactory
 from tests.http.conftest import RoutedFactory
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.tokens import TokenFactory
 
 IMAGE = f"/v2/images/{uuid.uuid4()}"
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"

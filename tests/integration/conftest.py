@@ -4,12 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import free_port
 from tests.integration.glance import Glance, run_glance
 from tests.integration.keystone import Keystone, User, run_keystone
-from tests.observed import make_observed
-
-__all__ = ["make_observed"]
+from tests.support.ports import free_port
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,8 @@ import aiohttp
 import pytest
 
 from tests.integration.served import wait_answering
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 GLANCE_VENV = REPO / ".glance-venv"
 SHIPPED_PASTE_INI = GLANCE_VENV / "etc" / "glance" / "glance-api-paste.ini"
 KEYSTONE_PIPELINE = "osprofiler authtoken context rootapp"

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 
 from tests.integration.served import wait_answering
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 KEYSTONE_VENV = REPO / ".keystone-venv"
 ADMIN_PASSWORD = "keystone-admin-" + uuid.uuid4().hex
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.glance import REPO
+from tests.support import REPO
 
 OPENSTACK_VENV = REPO / ".openstack-venv"
 CLIENT_SCRIPTS = Path(__file__).resolve().parent / "clients"

@@ -19,9 +19,12 @@ import yaml
 from aiohttp import ClientResponse
 
 from gateway.app import GATEWAY
-from tests.conftest import Client, GatewayFactory, Keys, TokenFactory, config_data
-from tests.integration.glance import ADMIN, REPO, Caller, Glance
-from tests.test_app import assert_fault
+from tests.integration.glance import ADMIN, Caller, Glance
+from tests.support import REPO
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.gateway_config import config_data
+from tests.support.tokens import Keys, TokenFactory
 
 # Glance's default (enforce_new_defaults) for delete_image, in the gateway's language.
 GLANCE_POLICY = REPO / "config" / "glance-policy.yaml"

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Client, GatewayFactory, TokenFactory
 from tests.integration.glance import ADMIN, Caller, Glance
 from tests.integration.test_glance import ALICE, BOB, GLANCE_POLICY, token_of
-from tests.runtime.test_workers import until
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.tokens import TokenFactory
+from tests.support.waiting import until
 
 
 @pytest.fixture

@@ -26,19 +26,19 @@ from aiohttp.test_utils import TestServer
 
 from gateway.authn.keystone.shared_cache import SharedTokens
 from gateway.demo_backend.image_store import RECEIVED, add_image
-from tests.authn.test_revocation import gateway_processes, wait_until
-from tests.conftest import Keys, TokenFactory, config_data, free_port
-from tests.integration.glance import REPO
 from tests.integration.keystone import Keystone, User, keystone_section
-from tests.observed import Observed, ObservedFactory
-from tests.test_app import assert_fault
+from tests.support import REPO
+from tests.support.faults import assert_fault
+from tests.support.gateway_config import config_data
+from tests.support.observed import Observed, ObservedFactory
+from tests.support.ports import free_port
+from tests.support.tokens import Keys, TokenFactory
+from tests.support.waiting import seconds_until
 
 GLANCE_POLICY = REPO / "config" / "glance-policy.yaml"
 CACHE_SECRET = "a-shared-cache-secret-of-at-least-32-bytes"
 
 MakeGateway = Callable[..., Awaitable[Observed]]
-
-__all__ = ["gateway_processes"]
 
 
 @pytest.fixture
@@ -516,7 +516,7 @@ async def test_cli_revoke_beats_the_cache_on_every_gateway_within_a_second(
     async def refused_everywhere() -> bool:
         return [await delete(g, store_app, member, token) for g in gateways] == [401, 401]
 
-    await wait_until(refused_everywhere, deadline=1.0)
+    await seconds_until(refused_everywhere, "the refusal on every gateway", deadline=1.0)
     # Only whom it names: another project's user goes on.
     other = keystone.create_user(keystone.create_project(), ("member", "reader"))
     assert await delete(gateways[0], store_app, other, keystone.token_of(other)) == 204
@@ -531,7 +531,7 @@ def config_file(
     keystone: Keystone,
     gateway_service_user: User,
 ) -> Path:
-    """What `gateway_processes` runs: Keystone tokens, cached and revoked through Redis."""
+    """What `gateway_pair` runs: Keystone tokens, cached and revoked through Redis."""
     section = keystone_section(keystone, gateway_service_user, shared_cache=shared(redis_url))
     data = config_data(
         str(store_server.make_url("")).rstrip("/"),
@@ -546,7 +546,7 @@ def config_file(
 
 
 async def test_two_gateway_processes_validate_once_and_revoke_within_a_second(
-    gateway_processes: list[str],
+    gateway_pair: list[str],
     config_file: Path,
     store_app: web.Application,
     keystone: Keystone,
@@ -565,18 +565,8 @@ async def test_two_gateway_processes_validate_once_and_revoke_within_a_second(
             return 0  # not listening yet
 
     async with ClientSession() as session:
-        for url in gateway_processes:
-
-            async def listening(url: str = url) -> bool:
-                try:
-                    async with session.get(f"{url}/") as response:
-                        return response.status > 0
-                except OSError:
-                    return False
-
-            await wait_until(listening, deadline=30)
         before = keystone.validations()
-        statuses = [await status_at(session, url) for url in gateway_processes * 10]
+        statuses = [await status_at(session, url) for url in gateway_pair * 10]
         assert statuses == [204] * 20
         assert keystone.validations() == before + 1, "one validation for the whole fleet"
 
@@ -588,6 +578,6 @@ async def test_two_gateway_processes_validate_once_and_revoke_within_a_second(
         assert cli.returncode == 0, stderr.decode()
 
         async def refused_everywhere() -> bool:
-            return [await status_at(session, url) for url in gateway_processes] == [401, 401]
+            return [await status_at(session, url) for url in gateway_pair] == [401, 401]
 
-        await wait_until(refused_everywhere, deadline=1.0)
+        await seconds_until(refused_everywhere, "the refusal on every gateway", deadline=1.0)

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Client, GatewayFactory
 from tests.integration.glance import Caller, Glance
 from tests.integration.keystone import Keystone, User, keystone_section
 from tests.integration.test_glance import GLANCE_POLICY
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import Client, GatewayFactory
 
 
 def caller(user: User, roles: tuple[str, ...]) -> Caller:

@@ -11,12 +11,12 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import Client
 from tests.integration.glance import Caller, Glance
 from tests.integration.keystone import BOOTSTRAP_ADMIN, Keystone, User
 from tests.integration.openstack_clients import client_binary, run_client
 from tests.integration.test_keystone_glance import gateway
 from tests.integration.test_openstack_clients import UNCLEAN, Cli
+from tests.support.gateway_app import Client
 
 ROLES = ("member", "reader")
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Client, GatewayFactory, TokenFactory
 from tests.integration.glance import Glance
 from tests.integration.openstack_clients import (
     ImageData,
@@ -31,6 +30,8 @@ from tests.integration.openstack_clients import (
     shipped_sections,
     write_image_data,
 )
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.tokens import TokenFactory
 
 IMAGE_BYTES = 50 * (1 << 20)
 # What each client's cycle calls, by route, besides the refused calls.

@@ -16,8 +16,9 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import GATEWAY
 from gateway.demo_backend.image_store import RECEIVED, add_image
-from tests.conftest import HS_SECRET, Client, GatewayFactory, Keys, TokenFactory
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.tokens import HS_SECRET, Keys, TokenFactory
 
 
 def _b64(data: bytes) -> str:

@@ -16,8 +16,9 @@ from gateway.middleware.fault_envelope import FaultEnvelopeMiddleware
 from gateway.middleware.request_id import RequestIdMiddleware
 from gateway.ratelimit.store import LimitCheck, Verdict
 from gateway.runtime.server import start_site
-from tests.conftest import GatewayFactory, TokenFactory
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import GatewayFactory
+from tests.support.tokens import TokenFactory
 
 
 class BrokenStore:

@@ -12,8 +12,10 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import GATEWAY
 from gateway.demo_backend.image_store import RECEIVED, add_image
-from tests.conftest import Client, GatewayFactory, TokenFactory, free_port
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.ports import free_port
+from tests.support.tokens import TokenFactory
 
 
 def _url(server: TestServer) -> str:

@@ -13,9 +13,9 @@ from aiohttp import web
 from gateway.demo_backend.image_store import add_image
 from gateway.observability.access_log import AccessLog, sole_json_handler
 from gateway.observability.logs import JsonFormatter, LoopBatchedHandler, RequestIdDefault
-from tests.conftest import TokenFactory
-from tests.observed import Observed, ObservedFactory, delete_new_image, sample_record
-from tests.test_app import delete
+from tests.support.faults import delete
+from tests.support.observed import Observed, ObservedFactory, delete_new_image, sample_record
+from tests.support.tokens import TokenFactory
 
 
 def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:

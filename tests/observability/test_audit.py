@@ -13,9 +13,10 @@ from gateway.config import AuditConfig, ConfigError, parse_config
 from gateway.demo_backend.image_store import add_image
 from gateway.observability.audit import AuditSink
 from gateway.observability.records import RequestRecord
-from tests.conftest import Keys, TokenFactory, config_data
-from tests.observed import ObservedFactory, delete_new_image
-from tests.test_app import delete
+from tests.support.faults import delete
+from tests.support.gateway_config import config_data
+from tests.support.observed import ObservedFactory, delete_new_image
+from tests.support.tokens import Keys, TokenFactory
 
 
 def read_audit(path: Path) -> list[dict[str, object]]:

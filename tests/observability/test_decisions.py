@@ -9,7 +9,7 @@ import pytest
 from gateway.observability.batch import Batch, RecordBatch
 from gateway.observability.decisions import DecisionLog, Record
 from gateway.observability.records import RequestRecord
-from tests.observed import sample_record
+from tests.support.observed import sample_record
 
 
 def batch(*records: RequestRecord) -> Batch:

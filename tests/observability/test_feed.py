@@ -26,8 +26,10 @@ from gateway.observability.feed import (
 )
 from gateway.observability.metrics import GatewayMetrics, MetricsSnapshot, local_source
 from gateway.observability.records import RequestRecord
-from tests.conftest import Client, Keys, config_data
-from tests.observed import sample_record, sample_value
+from tests.support.gateway_app import Client
+from tests.support.gateway_config import config_data
+from tests.support.observed import sample_record, sample_value
+from tests.support.tokens import Keys
 
 
 async def arrived(decisions: DecisionLog, count: int) -> None:

@@ -13,9 +13,11 @@ from prometheus_client import REGISTRY
 
 from gateway.demo_backend.image_store import add_image
 from gateway.observability.metrics import GatewayMetrics
-from tests.conftest import ScriptedUpstream, TokenFactory, free_port
-from tests.observed import ObservedFactory, delete_new_image, sample_value
-from tests.test_app import delete
+from tests.support.faults import delete
+from tests.support.observed import ObservedFactory, delete_new_image, sample_value
+from tests.support.ports import free_port
+from tests.support.tokens import TokenFactory
+from tests.support.upstreams import ScriptedUpstream
 
 DELETE_ROUTE = {"route": "delete_image", "method": "DELETE"}
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 import redis
 from aiohttp import web
 
-from tests.authn.test_revocation import wait_until
 from tests.authz.test_policy import RACKSPACE
-from tests.conftest import TokenFactory
-from tests.observed import ObservedFactory, delete_new_image, make_observed, observe_standin
-
-__all__ = ["make_observed", "observe_standin"]
+from tests.support.observed import ObservedFactory, delete_new_image
+from tests.support.tokens import TokenFactory
+from tests.support.waiting import seconds_until
 
 
 async def test_shadow_policy_refusals_are_exported_by_rule(
@@ -44,5 +42,5 @@ async def test_revocation_resyncs_and_failures_are_exported(
         await delete_new_image(observed, store_app, tok)
         return await observed.sample("gateway_revocation_resyncs_total") >= 2
 
-    await wait_until(resynced, deadline=5.0)
+    await seconds_until(resynced, "the resync", deadline=5.0)
     assert await observed.sample("gateway_revocation_failures_total") >= 1

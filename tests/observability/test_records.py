@@ -13,9 +13,9 @@ from aiohttp import web
 from gateway.demo_backend.image_store import add_image
 from gateway.observability.logs import JsonFormatter
 from gateway.observability.records import RequestRecord
-from tests.conftest import TokenFactory
-from tests.observed import ObservedFactory
-from tests.test_app import delete
+from tests.support.faults import delete
+from tests.support.observed import ObservedFactory
+from tests.support.tokens import TokenFactory
 
 
 def record_of(caplog: pytest.LogCaptureFixture) -> RequestRecord:

@@ -8,54 +8,31 @@ subprocesses. A missing binary fails the test, it never skips it.
 
 from __future__ import annotations
 
-import socket
+import asyncio
 import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import yaml
 
-from tests.conftest import GatewayFactory, TokenFactory, free_port
-from tests.servers import STARTUP_DEADLINE, RedisProcess, binary, wait_until
+from tests.support.gateway_app import GatewayFactory
+from tests.support.gateway_process import GatewayProcess, stop_all
+from tests.support.ports import free_port
+from tests.support.redis_servers import (
+    STARTUP_DEADLINE,
+    Cluster,
+    RedisProcess,
+    binary,
+    free_cluster_port,
+)
+from tests.support.tokens import TokenFactory
+from tests.support.waiting import block_until
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free too."""
-    while True:
-        port = free_port()
-        if port + 10000 >= 65536:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(free_port(), tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@dataclass(frozen=True)
-class Cluster:
-    ports: list[int]
-
-    @property
-    def nodes(self) -> list[str]:
-        return [f"127.0.0.1:{port}" for port in self.ports]
+# gateway_processes(config, n) -> the URLs of n gateways of that configuration
+GatewayFleet = Callable[[dict[str, Any], int], Awaitable[list[str]]]
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +63,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         infos = [redis.Redis(port=p).cluster("INFO") for p in cluster.ports]
         return all(info.get("cluster_state") == "ok" for info in infos)
 
-    wait_until(ready, STARTUP_DEADLINE, "cluster_state:ok")
+    block_until(ready, "cluster_state:ok", STARTUP_DEADLINE)
     yield cluster
     for server in servers:
         server.stop()
@@ -115,52 +92,20 @@ async def two_deletes_at_one_per_minute(
     return statuses[0], statuses[1]
 
 
-def write_config(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture
-def gateway_processes(tmp_path: Path) -> Iterator[Callable[[dict[str, Any], int], list[str]]]:
+async def gateway_processes(tmp_path: Path) -> AsyncIterator[GatewayFleet]:
     """Starts ``n`` ``python -m gateway run`` processes, each on its own port."""
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[GatewayProcess] = []
 
-    def start(config: dict[str, Any], n: int) -> list[str]:
-        ports = []
+    async def start(config: dict[str, Any], n: int) -> list[str]:
+        fleet = []
         for i in range(n):
-            port = free_port()
-            listen = {"host": "127.0.0.1", "port": port, "shutdown_timeout": 2}
+            listen = {"host": "127.0.0.1", "port": free_port(), "shutdown_timeout": 2}
             data = {**config, "listen": listen, "admin": {"enabled": False}}
-            path = write_config(tmp_path / f"gateway-{i}.yaml", data)
-            started.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "gateway", "run", "--config", str(path)], cwd=ROOT
-                )
-            )
-            ports.append(port)
-        for port, process in zip(ports, started[-n:], strict=True):
-            wait_until(
-                lambda p=port, proc=process: proc.poll() is None and _listening(p),  # type: ignore[misc]
-                STARTUP_DEADLINE,
-                f"gateway on {port}",
-            )
-        return [f"http://127.0.0.1:{port}" for port in ports]
+            fleet.append(GatewayProcess.run(data, tmp_path, f"gateway-{len(started) + i}"))
+        started.extend(fleet)
+        await asyncio.gather(*(process.start() for process in fleet))
+        return [process.url for process in fleet]
 
     yield start
-    for process in started:
-        process.terminate()
-    hung = []
-    for process in started:
-        try:
-            process.wait(timeout=STARTUP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            hung.append(process.args)
-    assert not hung, f"gateways ignored SIGTERM: {hung}"
+    await stop_all(started)

@@ -6,7 +6,7 @@ import asyncio
 
 from gateway.ratelimit.breaker import CircuitBreaker
 from gateway.ratelimit.store import StoreUnavailable
-from tests.security.conftest import until
+from tests.support.waiting import until
 
 
 class Clock:
@@ -72,5 +72,5 @@ async def test_the_probe_closes_it_when_the_store_answers() -> None:
     b.record_failure(StoreUnavailable("down"))
     assert b.is_open
     await asyncio.wait_for(answers.wait(), 5)
-    await until(lambda: not b.is_open, "the breaker to close")
+    await until(lambda: not b.is_open, "the breaker to close", deadline=5.0, interval=0.005)
     await b.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -17,8 +16,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.demo_backend.image_store import IMAGES, add_image
-from tests.conftest import Keys, TokenFactory, config_data
-from tests.ratelimit.conftest import Cluster
+from tests.ratelimit.conftest import GatewayFleet
+from tests.support.gateway_config import config_data
+from tests.support.redis_servers import Cluster
+from tests.support.tokens import Keys, TokenFactory
 
 CLIENTS = 200
 LIMIT = 100
@@ -26,7 +27,7 @@ GATEWAYS = 4
 
 
 async def _stampede(
-    start: Callable[[dict[str, Any], int], list[str]],
+    start: GatewayFleet,
     store_server: TestServer,
     store_app: web.Application,
     keys: Keys,
@@ -40,7 +41,7 @@ async def _stampede(
         keys,
         rate_limit={"store": "redis", "redis": {"timeout": 2, **redis_section}, "rules": [rule]},
     )
-    urls = start(config, GATEWAYS)
+    urls = await start(config, GATEWAYS)
     images = [add_image(store_app, owner="project-a") for _ in range(CLIENTS)]
     tokens = [token("project-a", f"user-{i}") for i in range(CLIENTS)]
     start_line = asyncio.Event()
@@ -66,7 +67,7 @@ async def _stampede(
 
 
 async def test_four_processes_on_one_redis_admit_exactly_the_limit(
-    gateway_processes: Callable[[dict[str, Any], int], list[str]],
+    gateway_processes: GatewayFleet,
     store_server: TestServer,
     store_app: web.Application,
     keys: Keys,
@@ -77,7 +78,7 @@ async def test_four_processes_on_one_redis_admit_exactly_the_limit(
 
 
 async def test_four_processes_on_a_redis_cluster_admit_exactly_the_limit(
-    gateway_processes: Callable[[dict[str, Any], int], list[str]],
+    gateway_processes: GatewayFleet,
     store_server: TestServer,
     store_app: web.Application,
     keys: Keys,

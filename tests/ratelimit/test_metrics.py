@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tests.conftest import TokenFactory, free_port
-from tests.observed import ObservedFactory, delete_new_image, make_observed, observe_standin
-
-__all__ = ["make_observed", "observe_standin"]
+from tests.support.observed import ObservedFactory, delete_new_image
+from tests.support.ports import free_port
+from tests.support.tokens import TokenFactory
 
 RULES = [
     {"name": "trial", "unit": "minute", "value": 1, "shadow": True},

@@ -12,16 +12,12 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import (
-    Client,
-    GatewayFactory,
-    Keys,
-    ScriptedUpstream,
-    TokenFactory,
-    config_data,
-    free_port,
-)
-from tests.ratelimit.conftest import ROOT, write_config
+from tests.support import REPO
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.gateway_config import config_data, write_config
+from tests.support.ports import free_port
+from tests.support.tokens import Keys, TokenFactory
+from tests.support.upstreams import ScriptedUpstream
 
 RULES = [
     {"name": "deletes", "path": "^/(v2/)?images/", "unit": "minute", "value": 5},
@@ -42,7 +38,7 @@ def config_file(tmp_path: Path, keys: Keys, redis_url: str) -> Path:
 def limits_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway", "limits", *args, "--config", str(config)],
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=30,

@@ -17,9 +17,12 @@ import pytest
 import redis
 
 from gateway.app import GATEWAY
-from tests.conftest import Client, GatewayFactory, ScriptedUpstream, TokenFactory, free_port
 from tests.ratelimit.conftest import COUNTED_KEY
-from tests.servers import RedisProcess
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.ports import free_port
+from tests.support.redis_servers import RedisProcess
+from tests.support.tokens import TokenFactory
+from tests.support.upstreams import ScriptedUpstream
 
 # No request may take longer than this, Redis dead or alive.
 HANG = 2.0

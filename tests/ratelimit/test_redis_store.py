@@ -1,4 +1,4 @@
-"""RedisStore against a real redis-server (tests/servers.py): exact across processes.
+"""RedisStore against a real redis-server (tests/support/redis_servers.py): exact across processes.
 
 Time is Redis's own (the script reads TIME), so the limits here use periods of
 an hour or a day: no admission leaves its window while a test runs.
@@ -20,9 +20,8 @@ from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.redis_store import MAX_BATCH_REQUESTS, RedisStore
 from gateway.ratelimit.store import LimitCheck, StoreFault, StoreUnavailable, Verdict
 from gateway.redis_pipe import CLIENT_NAME
-from tests.conftest import free_port
-from tests.ratelimit.conftest import Cluster
-from tests.servers import RedisProcess
+from tests.support.ports import free_port
+from tests.support.redis_servers import Cluster, RedisProcess
 
 HOUR = 3600.0
 DAY = 86400.0

@@ -10,15 +10,11 @@ import pytest
 
 from gateway.app import GATEWAY
 from gateway.config import ConfigError, parse_config, sentinel_parts
-from tests.conftest import (
-    Client,
-    GatewayFactory,
-    Keys,
-    ScriptedUpstream,
-    TokenFactory,
-    config_data,
-)
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.gateway_config import config_data
+from tests.support.tokens import Keys, TokenFactory
+from tests.support.upstreams import ScriptedUpstream
 
 
 async def _delete(client: Client, tok: str, **headers: str) -> Any:

@@ -13,9 +13,13 @@ import redis
 from gateway.config import RedisConfig
 from gateway.ratelimit.redis_store import RedisStore
 from gateway.ratelimit.store import LimitCheck
-from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
 from tests.ratelimit.conftest import COUNTED_KEY, two_deletes_at_one_per_minute
-from tests.servers import STARTUP_DEADLINE, RedisProcess, binary, wait_until
+from tests.support.gateway_app import GatewayFactory
+from tests.support.ports import free_port
+from tests.support.redis_servers import STARTUP_DEADLINE, RedisProcess, binary
+from tests.support.tokens import TokenFactory
+from tests.support.upstreams import ScriptedUpstream
+from tests.support.waiting import block_until
 
 
 @pytest.fixture
@@ -55,7 +59,7 @@ def sentinel_port(own_redis: RedisProcess, tmp_path: Path) -> Iterator[int]:
         except redis.RedisError:
             return False
 
-    wait_until(knows_master, STARTUP_DEADLINE, "sentinel")
+    block_until(knows_master, "sentinel", STARTUP_DEADLINE)
     yield port
     process.terminate()
     process.wait()
@@ -93,13 +97,15 @@ async def test_after_a_failover_limits_land_on_the_new_master(
         replicas = sentinel.execute_command("SENTINEL", "replicas", "main")  # type: ignore[no-untyped-call]
         return any(r[b"flags"] == b"slave" and r[b"master-link-status"] == b"ok" for r in replicas)
 
-    wait_until(replica_ready, STARTUP_DEADLINE, "sentinel to know the replica")
+    block_until(replica_ready, "sentinel to know the replica", STARTUP_DEADLINE)
     store = RedisStore(RedisConfig(url=f"redis+sentinel://127.0.0.1:{sentinel_port}/main"))
     check = LimitCheck(subject="project:p1", rule="deletes", limit=5, period=3600.0)
     try:
         assert (await store.acquire([check])).results[0].remaining == 4
         sentinel.execute_command("SENTINEL", "failover", "main")  # type: ignore[no-untyped-call]
-        wait_until(lambda: _master_port(sentinel) == replica.port, STARTUP_DEADLINE, "the failover")
+        block_until(
+            lambda: _master_port(sentinel) == replica.port, "the failover", STARTUP_DEADLINE
+        )
         # What Sentinel does to the old master when it next looks at it (up to
         # ten seconds on), done now.
         redis.Redis(port=own_redis.port).replicaof("127.0.0.1", replica.port)

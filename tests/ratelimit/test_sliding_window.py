@@ -14,7 +14,8 @@ from gateway.config import RedisConfig
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.redis_store import RedisStore
 from gateway.ratelimit.store import LimitCheck, LimitStore
-from tests.ratelimit.conftest import Cluster
+from tests.support.redis_servers import Cluster
+from tests.support.waiting import until
 
 
 @pytest.fixture(params=["memory", "redis", "cluster"])
@@ -57,27 +58,22 @@ async def test_burst_straddling_a_second_boundary_admits_only_the_limit(
     window admits 5 in any one-second span, wherever it starts.
     """
     rule = check(limit=5, period=1)
-    await _until(lambda: 0.70 <= time.time() % 1 < 0.80)
+    await until(lambda: 0.70 <= time.time() % 1 < 0.80, "the clock", deadline=3, interval=0.005)
     first_burst_at = time.monotonic()
     before = await asyncio.gather(*(store.acquire([rule]) for _ in range(5)))
     first_burst_done = time.monotonic()
-    await _until(lambda: 0.10 <= time.time() % 1 < 0.20)
+    await until(lambda: 0.10 <= time.time() % 1 < 0.20, "the clock", deadline=3, interval=0.005)
     assert time.monotonic() - first_burst_at < 0.6, "the second burst is within the window"
     after = await asyncio.gather(*(store.acquire([rule]) for _ in range(5)))
     assert [v.allowed for v in before] == [True] * 5
     assert [v.allowed for v in after] == [False] * 5
     # Each refusal names when the window frees up: when the first burst ages out.
     assert all(0 < v.retry_after <= 1 for v in after)
-    await _until(lambda: time.monotonic() > first_burst_done + 1.02)
+    await until(
+        lambda: time.monotonic() > first_burst_done + 1.02, "the clock", deadline=3, interval=0.005
+    )
     again = await asyncio.gather(*(store.acquire([rule]) for _ in range(6)))
     assert sum(v.allowed for v in again) == 5
-
-
-async def _until(condition: Any) -> None:
-    deadline = time.monotonic() + 3
-    while not condition():
-        assert time.monotonic() < deadline, "clock condition never held"
-        await asyncio.sleep(0.005)
 
 
 async def test_a_refused_request_counts_against_no_limit(store: LimitStore) -> None:

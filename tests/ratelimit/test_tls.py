@@ -14,9 +14,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory, free_port
 from tests.ratelimit.conftest import COUNTED_KEY, two_deletes_at_one_per_minute
-from tests.servers import STARTUP_DEADLINE, RedisProcess, wait_until
+from tests.support.gateway_app import GatewayFactory
+from tests.support.ports import free_port
+from tests.support.redis_servers import STARTUP_DEADLINE, RedisProcess
+from tests.support.tokens import TokenFactory
+from tests.support.upstreams import ScriptedUpstream
+from tests.support.waiting import block_until
 
 
 def _name(common_name: str) -> x509.Name:
@@ -84,7 +88,7 @@ def tls_redis_url(tmp_path: Path) -> Iterator[str]:
         except redis.RedisError:
             return False
 
-    wait_until(answers_tls, STARTUP_DEADLINE, "redis over TLS")
+    block_until(answers_tls, "redis over TLS", STARTUP_DEADLINE)
     yield url
     server.stop()
 

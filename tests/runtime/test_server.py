@@ -8,7 +8,8 @@ import uvloop
 
 from gateway.config import parse_config
 from gateway.runtime.server import event_loop_factory
-from tests.conftest import Keys, config_data
+from tests.support.gateway_config import config_data
+from tests.support.tokens import Keys
 
 
 def test_workers_run_on_uvloop_unless_turned_off(keys: Keys) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import Keys, TokenFactory, config_data, free_port
-from tests.runtime.test_workers import run_gateway, until
+from tests.support.gateway_config import config_data
+from tests.support.gateway_process import GatewayProcess
+from tests.support.ports import free_port
+from tests.support.tokens import Keys, TokenFactory
 
 IMAGE_ID = "0f4f1f0e-8d3c-4c1a-9a55-3e2b7d9c6a10"
 UPLOAD = f"/v2/images/{IMAGE_ID}/file"
@@ -96,45 +97,29 @@ def memory_kib(pid: int, field_name: str) -> int:
     raise AssertionError(f"no {field_name} for {pid}")
 
 
-@dataclass
-class RunningGateway:
-    url: str
-    process: asyncio.subprocess.Process
-
-
 @pytest.fixture
 async def running_gateway(
     hashing_backend: HashingBackend, keys: Keys, tmp_path: Path
-) -> AsyncIterator[RunningGateway]:
-    port = free_port()
+) -> AsyncIterator[GatewayProcess]:
     config = config_data(
         hashing_backend.url,
         keys,
-        listen={"host": "127.0.0.1", "port": port, "workers": 1, "shutdown_timeout": 2},
+        listen={"host": "127.0.0.1", "port": free_port(), "workers": 1, "shutdown_timeout": 2},
         upstream={"read_timeout": 1},
         admin={"enabled": False},
         logging={"level": "WARNING"},
     )
-    process = await run_gateway(config, tmp_path)
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as client:
-
-        async def answers() -> bool:
-            try:
-                async with client.get(f"{url}/") as response:
-                    return response.status > 0
-            except aiohttp.ClientConnectionError:
-                return False
-
-        await until(answers, "the gateway to listen")
-    yield RunningGateway(url, process)
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-    await asyncio.wait_for(process.wait(), 30)
+    process = await GatewayProcess.run(config, tmp_path).start()
+    # One request answered first, so what serving a first request costs is in the
+    # memory the tests measure against, not in the growth.
+    async with aiohttp.ClientSession() as client, client.get(f"{process.url}/") as response:
+        assert response.status > 0
+    yield process
+    await process.stop()
 
 
 async def upload(
-    gateway: RunningGateway,
+    gateway: GatewayProcess,
     data: AsyncIterator[bytes],
     headers: dict[str, str],
     *,
@@ -158,9 +143,9 @@ def admin_headers(token: TokenFactory) -> dict[str, str]:
 
 
 async def test_a_1gib_upload_from_a_generator_streams_with_flat_memory(
-    running_gateway: RunningGateway, hashing_backend: HashingBackend, token: TokenFactory
+    running_gateway: GatewayProcess, hashing_backend: HashingBackend, token: TokenFactory
 ) -> None:
-    pid = running_gateway.process.pid
+    pid = running_gateway.pid
     before = memory_kib(pid, "VmRSS")
     blocks = GIB // BLOCK
     # Chunked, as glanceclient sends it: no Content-Length.
@@ -173,9 +158,9 @@ async def test_a_1gib_upload_from_a_generator_streams_with_flat_memory(
 
 
 async def test_a_1gib_download_streams_byte_for_byte_with_flat_memory(
-    running_gateway: RunningGateway, token: TokenFactory
+    running_gateway: GatewayProcess, token: TokenFactory
 ) -> None:
-    pid = running_gateway.process.pid
+    pid = running_gateway.pid
     before = memory_kib(pid, "VmRSS")
     digest, size = hashlib.sha256(), 0
     async with (
@@ -195,7 +180,7 @@ async def test_a_1gib_download_streams_byte_for_byte_with_flat_memory(
 
 
 async def test_a_slow_but_live_upload_outlasts_the_read_timeout(
-    running_gateway: RunningGateway, hashing_backend: HashingBackend, token: TokenFactory
+    running_gateway: GatewayProcess, hashing_backend: HashingBackend, token: TokenFactory
 ) -> None:
     """upstream.read_timeout is 1 s here: it bounds each wait, not the whole upload."""
 
@@ -210,7 +195,7 @@ async def test_a_slow_but_live_upload_outlasts_the_read_timeout(
 
 
 async def test_expect_100_continue_upload_arrives_whole(
-    running_gateway: RunningGateway, hashing_backend: HashingBackend, token: TokenFactory
+    running_gateway: GatewayProcess, hashing_backend: HashingBackend, token: TokenFactory
 ) -> None:
     status = await upload(running_gateway, generated(16), admin_headers(token), expect100=True)
     assert status == 204
@@ -218,7 +203,7 @@ async def test_expect_100_continue_upload_arrives_whole(
 
 
 async def test_an_expect_100_continue_upload_the_gateway_refuses_never_reaches_the_backend(
-    running_gateway: RunningGateway, hashing_backend: HashingBackend, token: TokenFactory
+    running_gateway: GatewayProcess, hashing_backend: HashingBackend, token: TokenFactory
 ) -> None:
     headers = {**admin_headers(token), "X-Auth-Token": token(roles=["cloudImages:observer"])}
     assert await upload(running_gateway, generated(16), headers, expect100=True) == 403

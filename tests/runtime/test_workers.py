@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -22,16 +21,17 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import Keys, TokenFactory, config_data, free_port
-from tests.observed import sample_value
+from tests.support.gateway_config import config_data
+from tests.support.gateway_process import GatewayProcess
+from tests.support.observed import sample_value
+from tests.support.ports import free_port
+from tests.support.tokens import Keys, TokenFactory
+from tests.support.waiting import DEADLINE, until
 
-REPO = Path(__file__).resolve().parents[2]
 DELETES = 40
-DEADLINE_SECONDS = 30
 
 
 async def backend_answers(request: web.Request) -> web.Response:
@@ -48,26 +48,6 @@ async def backend() -> AsyncIterator[str]:
     await server.close()
 
 
-async def run_gateway(config: dict[str, Any], tmp_path: Path) -> asyncio.subprocess.Process:
-    """``python -m gateway run`` with this configuration, as the operator would."""
-    config_file = tmp_path / "gateway.yaml"
-    config_file.write_text(yaml.safe_dump(config))
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "run", "--config", str(config_file), cwd=REPO
-    )
-
-
-async def until(condition: Any, what: str) -> Any:
-    """Poll an async condition until it returns something truthy, or fail."""
-    deadline = asyncio.get_running_loop().time() + DEADLINE_SECONDS
-    while True:
-        result = await condition()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_every_worker_is_counted_as_one_gateway(
     backend: str, keys: Keys, token: TokenFactory, tmp_path: Path, workers: int
@@ -82,8 +62,8 @@ async def test_every_worker_is_counted_as_one_gateway(
         audit={"sink": str(audit)},
         logging={"level": "WARNING"},
     )
-    parent = await run_gateway(config, tmp_path)
-    proxy, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
+    parent = await GatewayProcess.run(config, tmp_path).start()
+    proxy, admin = parent.url, f"http://127.0.0.1:{admin_port}"
     fresh = aiohttp.TCPConnector(force_close=True)
     try:
         async with aiohttp.ClientSession(connector=fresh) as client:
@@ -132,9 +112,7 @@ async def test_every_worker_is_counted_as_one_gateway(
                 alive = {"ok": True, "detail": f"{workers} of {workers} worker(s) alive"}
                 assert readiness["checks"]["workers"] == alive
     finally:
-        if parent.returncode is None:
-            parent.send_signal(signal.SIGTERM)
-        exit_code = await asyncio.wait_for(parent.wait(), DEADLINE_SECONDS)
+        exit_code = await parent.stop()
     assert exit_code == 0
     records = [json.loads(line) for line in audit.read_text().splitlines()]
     assert len(records) == DELETES
@@ -167,7 +145,7 @@ async def test_sigterm_turns_readiness_false_while_in_flight_requests_finish(
         admin={"port": admin_port},
         logging={"level": "WARNING"},
     )
-    parent = await run_gateway(config, tmp_path)
+    parent = await GatewayProcess.run(config, tmp_path).start()
     readyz = f"http://127.0.0.1:{admin_port}/readyz"
     image = "6a0d9f6c-1f3e-4b0e-8e7e-2b9c1d2e3f40"
     try:
@@ -179,10 +157,6 @@ async def test_sigterm_turns_readiness_false_while_in_flight_requests_finish(
                 except aiohttp.ClientConnectionError:
                     return None
 
-            async def accepting() -> bool:
-                return await status_of(f"http://127.0.0.1:{port}/probe") == 404
-
-            await until(accepting, "the gateway to listen")
             await until(lambda: _is(status_of(readyz), 200), "readiness")
             in_flight = asyncio.ensure_future(
                 client.delete(
@@ -190,7 +164,7 @@ async def test_sigterm_turns_readiness_false_while_in_flight_requests_finish(
                     headers={"X-Auth-Token": token(roles=["admin"])},
                 )
             )
-            await asyncio.wait_for(arrived.wait(), DEADLINE_SECONDS)
+            await asyncio.wait_for(arrived.wait(), DEADLINE)
             parent.send_signal(signal.SIGTERM)
             await until(lambda: _is(status_of(readyz), 503), "readiness to go false")
             report = await (await client.get(readyz)).json()
@@ -199,13 +173,11 @@ async def test_sigterm_turns_readiness_false_while_in_flight_requests_finish(
             assert not in_flight.done()
             release.set()
             assert (await in_flight).status == 204
-        exit_code = await asyncio.wait_for(parent.wait(), DEADLINE_SECONDS)
+        exit_code = await parent.wait()
         assert exit_code == 0
     finally:
         release.set()
-        if parent.returncode is None:
-            parent.kill()
-            await parent.wait()
+        await parent.kill()
         await backend.close()
 
 
@@ -239,7 +211,7 @@ async def test_a_worker_that_dies_is_replaced(
         admin={"port": admin_port},
         logging={"level": "WARNING"},
     )
-    parent = await run_gateway(config, tmp_path)
+    parent = await GatewayProcess.run(config, tmp_path).start()
     readyz = f"http://127.0.0.1:{admin_port}/readyz"
     try:
         async with aiohttp.ClientSession() as client:
@@ -264,7 +236,6 @@ async def test_a_worker_that_dies_is_replaced(
                     return False
                 return probe.status == 404
 
-            await until(accepting, "the gateway to listen")
             before = await until(two_workers, "two workers")
             victim = max(before)
             os.kill(victim, signal.SIGKILL)
@@ -283,12 +254,9 @@ async def test_a_worker_that_dies_is_replaced(
                 return response.status == 204
 
             assert all([await served() for _ in range(10)])
-        parent.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(parent.wait(), DEADLINE_SECONDS) == 0
+        assert await parent.stop() == 0
     finally:
-        if parent.returncode is None:
-            parent.kill()
-            await parent.wait()
+        await parent.kill()
 
 
 async def _replaced(children: Awaitable[set[int] | None], victim: int) -> set[int] | None:
@@ -319,7 +287,7 @@ async def test_every_audit_record_is_written_and_fed_under_load(
         audit={"sink": str(audit)},
         logging={"level": "WARNING"},
     )
-    parent = await run_gateway(config, tmp_path)
+    parent = await GatewayProcess.run(config, tmp_path).start()
     proxy, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
     admin_token = token(roles=["admin"])
     try:
@@ -361,9 +329,7 @@ async def test_every_audit_record_is_written_and_fed_under_load(
             trail = list((await response.json())["audit"])
             assert sorted(r["request_id"] for r in trail) == sorted(sent)
     finally:
-        if parent.returncode is None:
-            parent.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(parent.wait(), DEADLINE_SECONDS) == 0
+        assert await parent.stop() == 0
     records = [json.loads(line) for line in audit.read_text().splitlines()]
     assert sorted(r["request_id"] for r in records) == sorted(sent)
     assert len({r["pid"] for r in records}) == 2

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,25 +22,10 @@ from aiohttp import web
 from gateway.app import GATEWAY, build_app
 from gateway.config import parse_config
 from gateway.runtime.server import start_site
-from tests.conftest import Keys, config_data
-
-# Shared fixtures used here: a gateway with its admin listener, and a
-# redis-server the test owns, to kill and start again.
-from tests.observed import make_observed, observe_standin  # noqa: F401
-from tests.ratelimit.conftest import own_redis  # noqa: F401
+from tests.support.gateway_config import config_data
+from tests.support.tokens import Keys
 
 RAW_TIMEOUT = 10.0
-
-
-async def until(condition: Callable[[], bool], what: str, deadline: float = 5.0) -> None:
-    """Wait for a state the gateway reaches on its own (a background refresh,
-    a probe), polling, and fail after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while True:
-        if condition():
-            return
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
 
 
 @dataclass

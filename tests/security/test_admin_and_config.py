@@ -12,8 +12,9 @@ import yaml
 from gateway.admin.host import host_name
 from gateway.cli.main import main
 from gateway.config import ConfigError, load_config, parse_config
-from tests.conftest import Keys, config_data
-from tests.observed import ObservedFactory
+from tests.support.gateway_config import config_data
+from tests.support.observed import ObservedFactory
+from tests.support.tokens import Keys
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:9090", "127.0.0.1.nip.io"])

@@ -13,8 +13,8 @@ import aiohttp
 
 from gateway.app import GATEWAY
 from gateway.config import ListenConfig
-from tests.conftest import TokenFactory
 from tests.security.conftest import LiveGateway, RawBackend, exchange, parse_response
+from tests.support.tokens import TokenFactory
 
 ServeGateway = Callable[..., Awaitable[LiveGateway]]
 HALF_A_REQUEST = b"GET /limits HTTP/1.1\r\nHost: g\r\nX-Auth-Token: abc"

@@ -10,9 +10,10 @@ import pytest
 from gateway.authz.ownership import ImageOwners
 from gateway.config import UpstreamConfig
 from gateway.http.upstream import UpstreamClient
-from tests.conftest import GatewayFactory, TokenFactory
 from tests.security.conftest import RawBackend, exchange, parse_response
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import GatewayFactory
+from tests.support.tokens import TokenFactory
 
 
 def request_line(head: bytes) -> bytes:

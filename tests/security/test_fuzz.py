@@ -19,8 +19,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tests.conftest import TokenFactory
 from tests.security.conftest import LiveGateway, RawBackend, exchange, parse_response
+from tests.support.tokens import TokenFactory
 
 SEED = int(os.environ.get("FUZZ_SEED", "20261130"))
 REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "5000"))

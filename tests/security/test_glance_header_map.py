@@ -14,9 +14,11 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from tests.conftest import Client, GatewayFactory, TokenFactory, free_port
 from tests.integration.glance import Caller, Glance, run_glance
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.ports import free_port
+from tests.support.tokens import TokenFactory
 
 ALICE = Caller("project-a", "alice", ("member", "reader"))
 BOB = Caller("project-b", "bob", ("member", "reader"))

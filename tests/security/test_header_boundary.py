@@ -12,8 +12,9 @@ import uuid
 
 import pytest
 
-from tests.conftest import GatewayFactory, TokenFactory
 from tests.security.conftest import RawBackend, exchange, header_lines, parse_response
+from tests.support.gateway_app import GatewayFactory
+from tests.support.tokens import TokenFactory
 
 # Every spelling a WSGI server that folds "_" into "-" would read as ours,
 # and the oslo.context headers that name a scope or a token.

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from gateway.cli.main import main
-from tests.conftest import HS_SECRET, ScriptedUpstream, TokenFactory
 from tests.security.conftest import LiveGateway, exchange, parse_response
+from tests.support.tokens import HS_SECRET, TokenFactory
+from tests.support.upstreams import ScriptedUpstream
 
 ServeGateway = Callable[..., Awaitable[LiveGateway]]
 

@@ -16,19 +16,19 @@ import redis
 from gateway.app import GATEWAY
 from gateway.cli.main import main
 from gateway.config import MAX_LIMIT, ConfigError, parse_config
-from tests import conftest as shared
-from tests.ratelimit.conftest import write_config
 from tests.ratelimit.test_redis_faults import Load
-from tests.security.conftest import until
-from tests.servers import RedisProcess
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import Client, GatewayFactory
+from tests.support.gateway_config import config_data, write_config
+from tests.support.redis_servers import RedisProcess
+from tests.support.tokens import Keys, TokenFactory
+from tests.support.upstreams import ScriptedUpstream
+from tests.support.waiting import until
 
 RULE = {"name": "deletes", "path": "^/(v2/)?images/", "unit": "minute", "value": 1000}
 
 
-async def closed_gateway(
-    make_gateway: shared.GatewayFactory, upstream: str, url: str
-) -> shared.Client:
+async def closed_gateway(make_gateway: GatewayFactory, upstream: str, url: str) -> Client:
     """Fail closed: any store trouble taken for an outage would be a 503.
 
     The Redis timeout is one no busy test machine reaches (0.2 s did, once, in
@@ -47,7 +47,7 @@ async def closed_gateway(
     )  # fmt: skip
 
 
-async def delete(client: shared.Client, tok: str) -> int:
+async def delete(client: Client, tok: str) -> int:
     response = await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": tok})
     await response.read()
     return response.status
@@ -55,10 +55,10 @@ async def delete(client: shared.Client, tok: str) -> int:
 
 @pytest.mark.parametrize("value", ["0", "-5", "abc", "1e23", str(MAX_LIMIT + 1)])
 async def test_a_bad_override_written_to_redis_is_refused_at_read_time(
-    make_gateway: shared.GatewayFactory,
-    scripted: tuple[shared.ScriptedUpstream, str],
+    make_gateway: GatewayFactory,
+    scripted: tuple[ScriptedUpstream, str],
     redis_url: str,
-    token: shared.TokenFactory,
+    token: TokenFactory,
     caplog: pytest.LogCaptureFixture,
     value: str,
 ) -> None:
@@ -71,7 +71,12 @@ async def test_a_bad_override_written_to_redis_is_refused_at_read_time(
         "igw:overrides", mapping={"deletes|project-a": value, "deletes|project-b": "2"}
     )
     with caplog.at_level(logging.WARNING, logger="gateway.ratelimit"):
-        await until(lambda: ("project-b", "deletes") in refresher.table, "the refresh")
+        await until(
+            lambda: ("project-b", "deletes") in refresher.table,
+            "the refresh",
+            deadline=5.0,
+            interval=0.005,
+        )
     # Logged once and counted; the good entry beside it is taken.
     assert refresher.refused_entries == 1
     assert ("project-a", "deletes") not in refresher.table
@@ -83,10 +88,10 @@ async def test_a_bad_override_written_to_redis_is_refused_at_read_time(
 
 
 async def test_a_script_error_is_a_500_for_that_request_not_an_outage(
-    make_gateway: shared.GatewayFactory,
-    scripted: tuple[shared.ScriptedUpstream, str],
+    make_gateway: GatewayFactory,
+    scripted: tuple[ScriptedUpstream, str],
     redis_url: str,
-    token: shared.TokenFactory,
+    token: TokenFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = await closed_gateway(make_gateway, scripted[1], redis_url)
@@ -108,10 +113,10 @@ async def test_a_script_error_is_a_500_for_that_request_not_an_outage(
 
 
 async def test_after_a_redis_restart_no_503_once_it_answers_again(
-    make_gateway: shared.GatewayFactory,
-    scripted: tuple[shared.ScriptedUpstream, str],
+    make_gateway: GatewayFactory,
+    scripted: tuple[ScriptedUpstream, str],
     own_redis: RedisProcess,
-    token: shared.TokenFactory,
+    token: TokenFactory,
 ) -> None:
     """Fail closed, under concurrent load: the connections the gateway held
     are ones the restarted Redis has closed. Once the breaker has seen Redis
@@ -128,10 +133,14 @@ async def test_after_a_redis_restart_no_503_once_it_answers_again(
     await load.wait_for(30, since=killed_at)
     # Open before Redis is back: a round trip that failed during the outage
     # but is only counted once Redis answers would otherwise open it then.
-    await until(lambda: limiter.breaker.is_open, "the breaker to open")
+    await until(
+        lambda: limiter.breaker.is_open, "the breaker to open", deadline=5.0, interval=0.005
+    )
     own_redis.start()  # returns once it answers PING
     answered_at = time.monotonic()
-    await until(lambda: not limiter.breaker.is_open, "the breaker to close")
+    await until(
+        lambda: not limiter.breaker.is_open, "the breaker to close", deadline=5.0, interval=0.005
+    )
     closed_at = time.monotonic()
     opened = limiter.breaker.opened
     await load.wait_for(300, since=closed_at)
@@ -144,14 +153,12 @@ async def test_after_a_redis_restart_no_503_once_it_answers_again(
 
 
 def test_limit_values_are_bounded_in_config_and_cli(
-    keys: shared.Keys, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    keys: Keys, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     too_big = {**RULE, "value": 10**23}
     with pytest.raises(ConfigError, match=r"rate_limit\.rules\.0\.value"):
-        parse_config(
-            shared.config_data("http://127.0.0.1:1", keys, rate_limit={"rules": [too_big]})
-        )
-    data: dict[str, Any] = shared.config_data(
+        parse_config(config_data("http://127.0.0.1:1", keys, rate_limit={"rules": [too_big]}))
+    data: dict[str, Any] = config_data(
         "http://127.0.0.1:1",
         keys,
         rate_limit={"store": "redis", "redis": {"url": redis_url}, "rules": [RULE]},

@@ -18,8 +18,8 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.conftest import ISSUER, TokenFactory
 from tests.security.conftest import LiveGateway, RawBackend, exchange, parse_response
+from tests.support.tokens import ISSUER, TokenFactory
 
 # Stands for a credential in the offending bytes: it must never come back
 # or reach the log.

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +13,6 @@ from typing import Any
 import aiohttp
 import pytest
 import redis
-import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -26,9 +23,12 @@ from gateway.config import JwksConfig, RedisConfig, UpstreamConfig
 from gateway.http.upstream import UpstreamClient
 from gateway.observability.readiness import RevocationSynced
 from tests.authn.test_jwks import serving
-from tests.conftest import Keys, ScriptedUpstream, free_port
-from tests.observed import ObservedFactory
-from tests.security.test_signals import REPO, until
+from tests.support.gateway_process import GatewayProcess
+from tests.support.observed import ObservedFactory
+from tests.support.ports import free_port
+from tests.support.tokens import Keys
+from tests.support.upstreams import ScriptedUpstream
+from tests.support.waiting import until
 
 
 async def test_a_worker_without_keys_makes_the_supervisor_unready(
@@ -44,12 +44,7 @@ async def test_a_worker_without_keys_makes_the_supervisor_unready(
         "listen": {"host": "127.0.0.1", "port": port, "workers": 2, "shutdown_timeout": 2},
         "admin": {"port": admin_port},
     }  # fmt: skip
-    config_file = tmp_path / "gateway.yaml"
-    config_file.write_text(yaml.safe_dump(data))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "run", "--config", str(config_file), cwd=REPO,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    process = await GatewayProcess.run(data, tmp_path).start()
     try:
         async with aiohttp.ClientSession() as session:
 
@@ -69,8 +64,7 @@ async def test_a_worker_without_keys_makes_the_supervisor_unready(
         assert report["checks"]["worker_checks"]["ok"] is False
         assert detail.count("keys: 0 verification key(s) loaded") == 2, detail
     finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), 30)
+        await process.stop()
 
 
 async def test_revocations_not_synced_make_the_process_unready(redis_url: str) -> None:
@@ -122,16 +116,9 @@ async def test_the_jwks_refresher_survives_a_hostile_key_set(
         assert key_set.key_count == 0
         assert key_set.fetch_failures >= 1
         state["hostile"] = False
-        await until(_async(lambda: key_set.key_count == 1), "the refresher to load the keys")
+        await until(lambda: key_set.key_count == 1, "the refresher to load the keys")
     finally:
         await key_set.close()
-
-
-def _async(condition: Any) -> Any:
-    async def check() -> bool:
-        return bool(condition())
-
-    return check
 
 
 async def test_counts_reach_metrics_on_an_idle_gateway(
@@ -166,7 +153,7 @@ async def test_a_cancelled_owner_look_up_leaves_the_others_their_answer(
         image = str(uuid.uuid4())
         first = asyncio.create_task(owners.record(image, "req-1"))
         second = asyncio.create_task(owners.record(image, "req-2"))
-        await until(_async(lambda: upstream.received), "the look-up to reach the backend")
+        await until(lambda: upstream.received, "the look-up to reach the backend")
         first.cancel()
         upstream.release.set()
         record = await asyncio.wait_for(second, 10)

@@ -18,9 +18,12 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory
 from tests.http.conftest import RACKSPACE_POLICY
-from tests.security.conftest import LiveGateway, parse_response, until
+from tests.security.conftest import LiveGateway, parse_response
+from tests.support.gateway_app import GatewayFactory
+from tests.support.tokens import TokenFactory
+from tests.support.upstreams import ScriptedUpstream
+from tests.support.waiting import until
 
 ServeGateway = Callable[..., Awaitable[LiveGateway]]
 # Something a browser would take for the start of a tag.
@@ -128,7 +131,12 @@ async def test_a_bad_chunk_mid_upload_is_refused_without_quoting_it(
             # is under way at the backend.
             writer.write(head.encode() + b"5\r\nhello\r\n")
             await writer.drain()
-            await until(lambda: bool(upstream.received), "the upload to reach the backend")
+            await until(
+                lambda: bool(upstream.received),
+                "the upload to reach the backend",
+                deadline=5.0,
+                interval=0.005,
+            )
             writer.write(BAD_CHUNKS[case].encode())
             await writer.drain()
             async with asyncio.timeout(10):

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.conftest import TokenFactory
 from tests.http.conftest import RACKSPACE_POLICY
 from tests.security.conftest import LiveGateway, exchange, listening, parse_response
+from tests.support.tokens import TokenFactory
 
 ServeGateway = Callable[..., Awaitable[LiveGateway]]
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +21,11 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.conftest import Keys, TokenFactory, config_data, free_port
-
-REPO = Path(__file__).resolve().parents[2]
-DEADLINE = 30.0
+from tests.support.gateway_config import config_data
+from tests.support.gateway_process import GatewayProcess
+from tests.support.ports import free_port
+from tests.support.tokens import Keys, TokenFactory
+from tests.support.waiting import until
 
 
 def limits_config(keys: Keys, backend: str, port: int, admin_port: int, value: int,
@@ -45,17 +44,22 @@ def limits_config(keys: Keys, backend: str, port: int, admin_port: int, value: i
 
 @dataclass
 class Running:
-    process: asyncio.subprocess.Process
-    config_file: Path
-    port: int
+    process: GatewayProcess
     admin_port: int
-    log: Path
     session: aiohttp.ClientSession
     headers: dict[str, str] = field(default_factory=dict)
 
     @property
+    def config_file(self) -> Path:
+        return self.process.config_file
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.process.url
 
     async def limit(self) -> int | None:
         """The 'deletes' value GET /limits reports, or None when it did not answer 200."""
@@ -72,16 +76,6 @@ class Running:
         self.process.send_signal(signum)
 
 
-async def until(condition: Callable[[], Awaitable[Any]], what: str) -> Any:
-    end = time.monotonic() + DEADLINE
-    while True:
-        result = await condition()
-        if result:
-            return result
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def start(
     keys: Keys, token: TokenFactory, tmp_path: Path
@@ -92,26 +86,17 @@ async def start(
 
     async def run(workers: int) -> Running:
         port, admin_port = free_port(), free_port()
-        config_file = tmp_path / "gateway.yaml"
         data = limits_config(keys, "http://127.0.0.1:1", port, admin_port, 100, workers)
-        config_file.write_text(yaml.safe_dump(data))
-        log = tmp_path / "gateway.log"
-        with log.open("wb") as output:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway", "run", "--config", str(config_file),
-                cwd=REPO, stdout=output, stderr=output,
-            )  # fmt: skip
-        running = Running(process, config_file, port, admin_port, log, session,
-                          {"X-Auth-Token": token(roles=["admin"])})  # fmt: skip
+        process = GatewayProcess.run(data, tmp_path)
+        running = Running(process, admin_port, session, {"X-Auth-Token": token(roles=["admin"])})
         started.append(running)
+        await process.start()
         await until(running.limit, "the gateway to serve")
         return running
 
     yield run
     for running in started:
-        if running.process.returncode is None:
-            running.process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(running.process.wait(), DEADLINE)
+        await running.process.stop()
     await session.close()
 
 
@@ -167,7 +152,7 @@ async def test_an_invalid_config_on_sighup_is_refused_and_the_old_one_serves(
     running.signal(signal.SIGHUP)
 
     async def refusal_logged() -> bool:
-        return "reload refused" in running.log.read_text()
+        return "reload refused" in running.process.log()
 
     await until(refusal_logged, "the refusal in the log")
     assert [await running.limit() for _ in range(10)] == [100] * 10
@@ -181,7 +166,7 @@ async def test_sigusr1_does_not_stop_the_gateway(
     running.signal(signal.SIGUSR1)
 
     async def ignored_logged() -> bool:
-        return "SIGUSR1 ignored" in running.log.read_text()
+        return "SIGUSR1 ignored" in running.process.log()
 
     await until(ignored_logged, "SIGUSR1 to be logged")
     assert await running.limit() == 100

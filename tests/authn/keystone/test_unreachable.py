@@ -7,11 +7,10 @@ import uuid
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import TokenFactory, free_port
-from tests.observed import ObservedFactory, make_observed
-from tests.test_app import assert_fault
-
-__all__ = ["make_observed"]
+from tests.support.faults import assert_fault
+from tests.support.observed import ObservedFactory
+from tests.support.ports import free_port
+from tests.support.tokens import TokenFactory
 
 
 async def test_keystone_down_at_start_is_not_ready_and_503_never_401(

@@ -1,7 +1,9 @@
 """A gateway and its admin listener side by side, on real sockets.
 
 Tests drive traffic through ``gateway`` and read what the operator sees
-from ``admin``: /metrics, /readyz, the dashboard and its JSON API.
+from ``admin``: /metrics, /readyz, the dashboard and its JSON API. The
+fixtures that build them (``make_observed``, ``observe_standin``) are in
+tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -11,18 +13,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.admin.app import build_admin_app, local_sources
-from gateway.app import GATEWAY, Gateway, build_app
-from gateway.config import parse_config
+from gateway.app import GATEWAY, Gateway
 from gateway.demo_backend.image_store import add_image
 from gateway.observability.records import RecordFields, RequestRecord
-from gateway.ratelimit.store import LimitStore
-from tests.conftest import Client, Keys, config_data
+from tests.support.gateway_app import Client
 
 
 @dataclass
@@ -59,34 +56,8 @@ def sample_value(exposition: str, name: str, **labels: str) -> float:
     return total
 
 
+# make_observed(upstream_url, *, store=None, **sections) -> Observed (tests/conftest.py)
 ObservedFactory = Callable[..., Awaitable[Observed]]
-
-
-@pytest.fixture
-async def make_observed(
-    aiohttp_client: Callable[..., Awaitable[Client]], keys: Keys
-) -> ObservedFactory:
-    async def make(
-        upstream_url: str, *, store: LimitStore | None = None, **sections: Any
-    ) -> Observed:
-        config = parse_config(config_data(upstream_url, keys, **sections))
-        app = build_app(config, store=store)
-        gateway = await aiohttp_client(app)
-        admin = await aiohttp_client(build_admin_app(config.admin, local_sources(app)))
-        return Observed(gateway, admin, app)
-
-    return make
-
-
-@pytest.fixture
-def observe_standin(make_observed: ObservedFactory, store_server: TestServer) -> ObservedFactory:
-    """An observed gateway in front of the stand-in store, with config overrides."""
-    url = str(store_server.make_url("")).rstrip("/")
-
-    async def make(**sections: Any) -> Observed:
-        return await make_observed(url, **sections)
-
-    return make
 
 
 async def delete_new_image(

@@ -8,14 +8,16 @@ cluster or Sentinel from). A missing binary fails the test; it never skips.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
+
+from tests.support.ports import free_port
+from tests.support.waiting import block_until
 
 STARTUP_DEADLINE = 15.0
 
@@ -25,15 +27,6 @@ def binary(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed; scripts/test installs it (apt: redis-server)")
     return path
-
-
-def wait_until(condition: Callable[[], bool], deadline: float, what: str) -> None:
-    """Poll ``condition`` until it holds, failing after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _answers(port: int, password: str | None = None) -> bool:
@@ -66,8 +59,8 @@ class RedisProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_until(
-            lambda: _answers(self.port, self.password), STARTUP_DEADLINE, f"redis on {self.port}"
+        block_until(
+            lambda: _answers(self.port, self.password), f"redis on {self.port}", STARTUP_DEADLINE
         )
 
     def kill(self) -> None:
@@ -79,3 +72,28 @@ class RedisProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait()
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 >= 65536:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A Redis Cluster of masters on these ports (the ``redis_cluster`` fixture)."""
+
+    ports: list[int]
+
+    @property
+    def nodes(self) -> list[str]:
+        return [f"127.0.0.1:{port}" for port in self.ports]
