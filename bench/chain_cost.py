@@ -46,21 +46,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from bench import gateway_instructions, gateway_vs_haproxy
+from bench import gateway_instructions
 from bench.gateway_instructions import count_requests, valgrind
-from bench.gateway_vs_haproxy import (
-    WRK_SCRIPT,
-    Round,
-    backing_services,
-    checkout,
-    free_port,
-    gateway_conf,
-    make_tokens,
-    measure,
-    run_wrk,
-    started,
-    warm_gateway,
-)
+from bench.harness import gateway
+from bench.harness.gateway import gateway_conf, make_tokens, warm_gateway
+from bench.harness.processes import checkout, free_port, started
+from bench.harness.services import backing_services
+from bench.harness.wrk import WRK_SCRIPT, Round, measure, run_wrk
 
 
 class Rung(NamedTuple):
@@ -131,8 +123,8 @@ def main() -> int:
         tmp = Path(tmpdir)
         # Each bench's own token count: 50 under callgrind, whose warm-up
         # verifies each; 1000 under load, as gateway_vs_haproxy sends.
-        bench = gateway_vs_haproxy if args.clock else gateway_instructions
-        public_pem, token_file = make_tokens(tmp, bench.TOKENS)
+        tokens = gateway.TOKENS if args.clock else gateway_instructions.TOKENS
+        public_pem, token_file = make_tokens(tmp, tokens)
         script = tmp / "delete.lua"
         script.write_text(WRK_SCRIPT % token_file)
         trees = rung_trees(tmp)

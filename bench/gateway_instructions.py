@@ -39,17 +39,11 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.gateway_vs_haproxy import (
-    REPO,
-    WRK_SCRIPT,
-    backing_services,
-    checkout,
-    free_port,
-    gateway_conf,
-    make_tokens,
-    run_wrk,
-    started,
-)
+from bench.harness import REPO
+from bench.harness.gateway import gateway_conf, make_tokens
+from bench.harness.processes import checkout, free_port, started
+from bench.harness.services import backing_services
+from bench.harness.wrk import WRK_SCRIPT, run_wrk
 
 TOKENS = 50
 # Python under callgrind runs some fifty times slower.

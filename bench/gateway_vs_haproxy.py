@@ -48,98 +48,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import jwt
-import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.compiled_tree import compile_tree
-from gateway.config import MAX_LIMIT
+from bench.harness import REPO
+from bench.harness.cpu import process_role, process_tree, rss_mb
+from bench.harness.gateway import TOKENS, gateway_conf, make_tokens, token_cache, warm_gateway
+from bench.harness.processes import checkout, free_port, started
+from bench.harness.services import backing_services
+from bench.harness.wrk import WRK_SCRIPT, Round, measure, run_wrk
 
-REPO = Path(__file__).resolve().parent.parent
-ISSUER = "https://bench.identity.test"
-AUDIENCE = "image-api"
-PROJECT = "bench"
-TOKENS = 1000
 MYPYC = "gw-backend+mypyc"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes], deadline: float = 20.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            raise SystemExit(f"{process.args!r} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port} after {deadline}s")
 
 
 # --- configurations -------------------------------------------------------------------------
-
-
-def nginx_upstream_conf(tmp: Path, port: int) -> Path:
-    document = f'{{"id": "x", "owner": "{PROJECT}", "visibility": "private"}}'
-    path = tmp / "upstream.conf"
-    path.write_text(
-        f"""daemon off;
-worker_processes 1;
-pid {tmp}/upstream.pid;
-error_log stderr error;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      default_type application/json;
-      if ($request_method = GET) {{ return 200 '{document}'; }}
-      return 204;
-    }}
-  }}
-}}
-"""
-    )
-    return path
-
-
-def backing_services(tmp: Path, upstream: int, redis: int) -> dict[str, tuple[list[str], int]]:
-    """The commands of what every proxy here stands in front of: the nginx
-    upstream (``upstream``) and Redis (``redis``), by port."""
-    return {
-        "upstream": (["nginx", "-p", str(tmp), "-e", "stderr",
-                      "-c", str(nginx_upstream_conf(tmp, upstream))], upstream),
-        "redis": (["redis-server", "--port", str(redis), "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no"], redis),
-    }  # fmt: skip
 
 
 def nginx_proxy_conf(tmp: Path, port: int, upstream: int, workers: int) -> Path:
@@ -218,185 +147,7 @@ backend be
     return path
 
 
-def gateway_conf(
-    tmp: Path,
-    name: str,
-    port: int,
-    upstream: int,
-    workers: int,
-    redis_url: str,
-    public_pem: Path,
-    admin_port: int,
-    tree: Path = REPO,
-    owner_check: str | None = None,
-    memory_limiter: bool = False,
-) -> Path:
-    """``tree``'s config/gateway.yaml, changed only where it must be to run here;
-    ``owner_check`` by default from ``name`` (``gw-backend``, ``gw-gateway@REF``);
-    ``memory_limiter``: the in-process limiter in place of Redis."""
-    data: dict[str, Any] = yaml.safe_load((tree / "config" / "gateway.yaml").read_text())
-    data["listen"].update(host="127.0.0.1", port=port, workers=workers)
-    data["upstream"]["url"] = f"http://127.0.0.1:{upstream}"
-    issuer = data["auth"]["issuers"][0]
-    issuer.update(issuer=ISSUER, audience=AUDIENCE)
-    issuer["keys"] = [{"kid": "bench", "algorithm": "RS256", "public_key_file": str(public_pem)}]
-    issuer.pop("jwks")
-    data["authorization"]["policy_file"] = str(tree / "config" / "policy.yaml")
-    data["authorization"]["owner_check"] = owner_check or name.removeprefix("gw-").split("@")[0]
-    data["revocation"]["redis"]["url"] = redis_url
-    data["rate_limit"]["redis"]["url"] = redis_url
-    if memory_limiter:
-        data["rate_limit"]["store"] = "memory"
-        data["rate_limit"].pop("redis")
-    # Every request is counted, none refused: a run makes far fewer than this.
-    for rule in data["rate_limit"]["rules"]:
-        rule["value"] = MAX_LIMIT
-    data["admin"]["port"] = admin_port
-    data["audit"]["sink"] = str(tmp / f"{name}-audit.jsonl")
-    path = tmp / f"{name.replace('@', '-at-')}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def make_tokens(tmp: Path, count: int = TOKENS) -> tuple[Path, Path]:
-    """An RS256 key's public half, and a file of ``count`` tokens it signed."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = tmp / "bench-public.pem"
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    now = int(time.time())
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "project_id": PROJECT,
-              "roles": ["cloudImages:admin"], "iat": now, "exp": now + 3600}  # fmt: skip
-    tokens = [
-        jwt.encode({**claims, "sub": f"user-{i}"}, key, algorithm="RS256", headers={"kid": "bench"})
-        for i in range(count)
-    ]
-    token_file = tmp / "tokens.txt"
-    token_file.write_text("\n".join(tokens) + "\n")
-    return public, token_file
-
-
-WRK_SCRIPT = """
-local tokens = {}
-for line in io.lines("%s") do tokens[#tokens + 1] = line end
-local r = math.random
--- init runs in the thread's own Lua state, where the requests are made.
-function init(args) math.randomseed(os.time() + math.floor(os.clock() * 1e6)) end
-local function uuid4()
-  return string.format("%%04x%%04x-%%04x-4%%03x-a%%03x-%%04x%%04x%%04x",
-    r(0, 65535), r(0, 65535), r(0, 65535), r(0, 4095), r(0, 4095),
-    r(0, 65535), r(0, 65535), r(0, 65535))
-end
-request = function()
-  return wrk.format("DELETE", "/v2/images/" .. uuid4(),
-    {["X-Auth-Token"] = tokens[r(#tokens)]})
-end
-"""
-
-
 # --- measuring ------------------------------------------------------------------------------
-
-
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def cpu_seconds(pids: list[int]) -> tuple[float, float]:
-    """CPU time of ``pids`` together: (user, system) seconds."""
-    user = system = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        user += int(fields[11])  # utime
-        system += int(fields[12])  # stime
-    return user / CLOCK_TICKS, system / CLOCK_TICKS
-
-
-def process_role(pid: int, root: int) -> str:
-    """What a process of the gateway's tree is, for the memory line."""
-    if pid == root:
-        return "parent"
-    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    return "resource tracker" if b"resource_tracker" in cmdline else "worker"
-
-
-def rss_mb(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/statm").read_text().split()
-    return int(fields[1]) * PAGE / 1e6
-
-
-@dataclass
-class Round:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    non_2xx: int
-    cpu_us: float
-    # Of cpu_us, the kernel's (system calls, the loopback network); the
-    # rest is the proxy's own code.
-    system_us: float
-    redis_cpu_us: float
-
-
-def _ms(value: str, unit: str) -> float:
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-
-    def find(pattern: str) -> re.Match[str]:
-        match = re.search(pattern, out)
-        if match is None:
-            raise SystemExit(f"wrk printed no {pattern!r}:\n{out}")
-        return match
-
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {
-        "rps": float(find(r"Requests/sec:\s+([\d.]+)").group(1)),
-        "p50": _ms(*find(r"50%\s+([\d.]+)(us|ms|s)").groups()),
-        "p99": _ms(*find(r"99%\s+([\d.]+)(us|ms|s)").groups()),
-        "requests": int(find(r"(\d+) requests in").group(1)),
-        "non_2xx": int(bad.group(1)) if bad else 0,
-    }
-
-
-def measure(
-    url: str, root: int, redis_pid: int, script: Path, seconds: int, connections: int
-) -> Round:
-    pids = process_tree(root)
-    (user0, system0), redis0 = cpu_seconds(pids), sum(cpu_seconds([redis_pid]))
-    result = run_wrk(url, script, seconds, connections)
-    (user1, system1), redis1 = cpu_seconds(pids), sum(cpu_seconds([redis_pid]))
-    per_request = 1e6 / max(int(result["requests"]), 1)
-    return Round(
-        result["rps"], result["p50"], result["p99"], int(result["requests"]),
-        int(result["non_2xx"]), (user1 - user0 + system1 - system0) * per_request,
-        (system1 - system0) * per_request, (redis1 - redis0) * per_request,
-    )  # fmt: skip
 
 
 def soak(url: str, script: Path, args: argparse.Namespace, rounds: list[Round]) -> int:
@@ -407,31 +158,6 @@ def soak(url: str, script: Path, args: argparse.Namespace, rounds: list[Round]) 
     while served + extra < args.soak:
         extra += int(run_wrk(url, script, 30, args.connections)["requests"])
     return extra
-
-
-def token_cache(admin_port: int) -> tuple[float, float]:
-    """The gateway's verified-token cache hits and misses so far, from /metrics."""
-    url = f"http://127.0.0.1:{admin_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    counts = dict.fromkeys(("hit", "miss"), 0.0)
-    sample = r'gateway_token_cache_lookups_total\{result="(\w+)"\} ([\d.e+]+)'
-    for match in re.finditer(sample, text):
-        counts[match.group(1)] = float(match.group(2))
-    return counts["hit"], counts["miss"]
-
-
-def warm_gateway(url: str, admin_port: int, script: Path, connections: int) -> None:
-    """Until each worker's token cache holds (almost) every token, as in a long run.
-
-    The cache is per worker and a connection lands on either, so it takes a
-    few runs; the measured rounds then report what hit rate they saw.
-    """
-    for _ in range(8):
-        _, missed = token_cache(admin_port)
-        served = run_wrk(url, script, 3, connections)["requests"]
-        if token_cache(admin_port)[1] - missed < 0.005 * served:
-            return
 
 
 def check_policy(url: str, token: str) -> None:
@@ -448,50 +174,6 @@ def check_policy(url: str, token: str) -> None:
     assert status({"X-Auth-Token": token}) == 204, url
     assert status({}) == 401, url
     assert status({"X-Auth-Token": token[:-4] + "AAAA"}) == 401, url
-
-
-def checkout(ref: str, into: Path, name: str = "baseline") -> Path:
-    """The tree of ``ref`` (a commit of this repository), extracted to ``into/name``."""
-    tree = into / name
-    tree.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", ref],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
-
-
-@contextmanager
-def started(
-    commands: dict[str, tuple[list[str], int]],
-    logs: Path,
-    trees: dict[str, Path],
-    deadline: float = 20.0,
-) -> Iterator[dict[str, int]]:
-    """Start each command (in its tree, REPO unless ``trees`` names another),
-    wait ``deadline`` seconds at most for its port; yield their pids; stop them all."""
-    processes: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        for name, (command, port) in commands.items():
-            log = (logs / f"{name}.log").open("wb")
-            tree = trees.get(name, REPO)
-            # The tree's own package first, before the installed one.
-            env = {**os.environ, "PYTHONPATH": str(tree)}
-            processes[name] = subprocess.Popen(
-                command, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-            wait_listening(port, processes[name], deadline)
-        yield {name: process.pid for name, process in processes.items()}
-    finally:
-        # The proxies first, so they never see their upstream vanish.
-        for process in reversed(processes.values()):
-            process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def main() -> int:

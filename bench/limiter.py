@@ -180,7 +180,7 @@ def report(
 
 def parent(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(REPO))
-    from bench.gateway_vs_haproxy import checkout, free_port
+    from bench.harness.processes import checkout, free_port
 
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.harness import REPO
+from bench.harness.processes import free_port
+
 BLOCK = b"\x5a" * (1 << 20)
 IMAGE = str(uuid.uuid4())
 UPLOAD = f"/v2/images/{IMAGE}/file"
@@ -53,12 +54,6 @@ app = web.Application()
 app.router.add_put("/{tail:.*}", sink)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_listening(port: int) -> None:
