@@ -27,14 +27,35 @@ from gateway.observability.records import RecordFields, RequestRecord
 def record(request_id: str) -> RequestRecord:
     image = "3f1a4f9e-5d8a-4c55-9a55-5d9b6f7c0a11"
     fields: RecordFields = {
-        "global_request_id": None, "method": "DELETE", "path": f"/v2/images/{image}",
-        "route": "delete_image", "image_id": image, "project": "bench", "user": "user-1",
-        "client": "127.0.0.1", "status": 204, "decision": "forwarded", "reason": None,
-        "upstream_status": 204, "upstream_error": None, "limiter": "allowed",
-        "limits": [{"subject": "project:bench", "rule": "image-deletes", "limit": 60,
-                    "period": 60, "remaining": 59, "reset_after": 1.0}],
-        "duration_ms": 1.2, "upstream_ms": 0.5, "pid": os.getpid(), "outcome": "deleted",
-    }  # fmt: skip
+        "global_request_id": None,
+        "method": "DELETE",
+        "path": f"/v2/images/{image}",
+        "route": "delete_image",
+        "image_id": image,
+        "project": "bench",
+        "user": "user-1",
+        "client": "127.0.0.1",
+        "status": 204,
+        "decision": "forwarded",
+        "reason": None,
+        "upstream_status": 204,
+        "upstream_error": None,
+        "limiter": "allowed",
+        "limits": [
+            {
+                "subject": "project:bench",
+                "rule": "image-deletes",
+                "limit": 60,
+                "period": 60,
+                "remaining": 59,
+                "reset_after": 1.0,
+            }
+        ],
+        "duration_ms": 1.2,
+        "upstream_ms": 0.5,
+        "pid": os.getpid(),
+        "outcome": "deleted",
+    }
     return RequestRecord(time.time(), request_id, fields)
 
 

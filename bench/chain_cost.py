@@ -143,9 +143,19 @@ def main() -> int:
                 continue
             admin_ports[name] = free_port()
             rung = next(r for r in RUNGS if r.name == name)
-            conf = gateway_conf(tmp, f"gw-{name}", port, up, workers, redis_url, public_pem,
-                                admin_ports[name], trees[name], owner_check="backend",
-                                memory_limiter=rung.memory_limiter)  # fmt: skip
+            conf = gateway_conf(
+                tmp,
+                f"gw-{name}",
+                port,
+                up,
+                workers,
+                redis_url,
+                public_pem,
+                admin_ports[name],
+                trees[name],
+                owner_check="backend",
+                memory_limiter=rung.memory_limiter,
+            )
             commands[name] = ([*prefix, "-m", "gateway", "run", "--config", str(conf)], port)
         names = [*trees, FLOOR]
         urls = {n: f"http://127.0.0.1:{ports[n]}/v2/images/{uuid.uuid4()}" for n in names}
@@ -185,11 +195,15 @@ def clock(
     rounds: dict[str, list[Round]] = {name: [] for name in names}
     for _ in range(args.rounds):
         for name in names:
-            r = measure(urls[name], pids[name], pids["redis"], script, args.seconds,
-                        args.connections)  # fmt: skip
+            r = measure(
+                urls[name], pids[name], pids["redis"], script, args.seconds, args.connections
+            )
             rounds[name].append(r)
-            print(f"{name:<18}{r.rps:9.0f} req/s {r.cpu_us:7.0f} CPU-us/req "
-                  f"({r.system_us:.0f} of it sys)  non-2xx {r.non_2xx}", flush=True)  # fmt: skip
+            print(
+                f"{name:<18}{r.rps:9.0f} req/s {r.cpu_us:7.0f} CPU-us/req "
+                f"({r.system_us:.0f} of it sys)  non-2xx {r.non_2xx}",
+                flush=True,
+            )
     return {name: statistics.median(r.cpu_us for r in rs) for name, rs in rounds.items()}
 
 

@@ -76,5 +76,7 @@ def compile_tree(tree: Path) -> None:
     jobs = str(os.cpu_count() or 1)
     subprocess.run(
         [sys.executable, "-c", _SETUP, "build_ext", "--inplace", f"-j{jobs}", *modules],
-        cwd=tree, check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=tree,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )

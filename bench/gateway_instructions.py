@@ -65,8 +65,13 @@ def counted(out: Path) -> int:
 
 def valgrind(out: Path) -> list[str]:
     """The command prefix that runs Python under callgrind, counting nothing yet."""
-    return ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-            f"--callgrind-out-file={out}", sys.executable]  # fmt: skip
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+    ]
 
 
 def count_requests(
@@ -83,8 +88,11 @@ def count_requests(
     requests = max(int(result["requests"]), 1)
     per_request = counted(out) / requests
     thousands, refused = per_request / 1000, int(result["non_2xx"])
-    print(f"{name:<24}{requests:7d} requests {thousands:9.1f} "
-          f"k instructions/request  non-2xx {refused}", flush=True)  # fmt: skip
+    print(
+        f"{name:<24}{requests:7d} requests {thousands:9.1f} "
+        f"k instructions/request  non-2xx {refused}",
+        flush=True,
+    )
     return per_request
 
 
@@ -95,8 +103,11 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--baseline", metavar="REF", help="also count this commit's gateway")
     args = parser.parse_args()
-    missing = [b for b in ("valgrind", "callgrind_control", "nginx", "wrk", "redis-server")
-               if not shutil.which(b)]  # fmt: skip
+    missing = [
+        b
+        for b in ("valgrind", "callgrind_control", "nginx", "wrk", "redis-server")
+        if not shutil.which(b)
+    ]
     if missing:
         print(f"missing: {', '.join(missing)} (apt-get install valgrind nginx-light wrk)")
         return 2
@@ -112,8 +123,9 @@ def main() -> int:
         redis_url = f"redis://127.0.0.1:{redis}/0"
         commands = backing_services(tmp, up, redis)
         ports, outs, where = {}, {}, {}
-        targets = ["floor"] + [f"gw-{kind}{suffix}" for suffix in trees for kind in
-                               ("backend", "memory")]  # fmt: skip
+        targets = ["floor"] + [
+            f"gw-{kind}{suffix}" for suffix in trees for kind in ("backend", "memory")
+        ]
         for name in targets:
             port = ports[name] = free_port()
             out = outs[name] = tmp / f"callgrind-{port}.out"
@@ -131,9 +143,19 @@ def main() -> int:
                 continue
             suffix = name.partition("@")[1] + name.partition("@")[2]
             tree = where[name] = trees[suffix]
-            conf = gateway_conf(tmp, f"gw-{port}", port, up, 1, redis_url, public_pem,
-                                free_port(), tree, owner_check="backend",
-                                memory_limiter=name.startswith("gw-memory"))  # fmt: skip
+            conf = gateway_conf(
+                tmp,
+                f"gw-{port}",
+                port,
+                up,
+                1,
+                redis_url,
+                public_pem,
+                free_port(),
+                tree,
+                owner_check="backend",
+                memory_limiter=name.startswith("gw-memory"),
+            )
             commands[name] = ([*valgrind(out), "-m", "gateway", "run", "--config", str(conf)], port)
         per_request: dict[str, float] = {}
         with started(commands, tmp, where, STARTUP_DEADLINE) as pids:

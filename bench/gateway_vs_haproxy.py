@@ -230,6 +230,8 @@ def main() -> int:
         redis_url = f"redis://127.0.0.1:{ports['redis']}/0"
         up = ports["upstream"]
         w = args.workers
+        # fmt: off
+        # One target a row, each flag beside its value.
         known = {
             **backing_services(tmp, up, ports["redis"]),
             "nginx": (["nginx", "-p", str(tmp), "-e", "stderr",
@@ -244,14 +246,23 @@ def main() -> int:
             "lean": ([sys.executable, "-m", "bench.lean_passthrough",
                       str(ports.get("lean", 0)), f"http://127.0.0.1:{up}", str(w)],
                      ports.get("lean", 0)),
-        }  # fmt: skip
+        }
+        # fmt: on
         commands = {n: c for n, c in known.items() if n in ("upstream", "redis", *targets)}
         admin_ports = {name: free_port() for name in gateways}
         for name in gateways:
             conf = gateway_conf(
-                tmp, name, ports[name], up, w, redis_url, public_pem, admin_ports[name],
-                trees.get(name, REPO), owner_check="backend" if name == MYPYC else None,
-            )  # fmt: skip
+                tmp,
+                name,
+                ports[name],
+                up,
+                w,
+                redis_url,
+                public_pem,
+                admin_ports[name],
+                trees.get(name, REPO),
+                owner_check="backend" if name == MYPYC else None,
+            )
             command = [sys.executable, "-m", "gateway", "run", "--config", str(conf)]
             commands[name] = (command, ports[name])
         results: dict[str, list[Round]] = {name: [] for name in targets}
@@ -270,9 +281,15 @@ def main() -> int:
             for _ in range(args.rounds):
                 for name in targets:
                     results[name].append(
-                        measure(urls[name], pids[name], pids["redis"], script,
-                                args.seconds, args.connections)
-                    )  # fmt: skip
+                        measure(
+                            urls[name],
+                            pids[name],
+                            pids["redis"],
+                            script,
+                            args.seconds,
+                            args.connections,
+                        )
+                    )
             soaked = {n: soak(urls[n], script, args, results[n]) for n in workers}
             rss_end = {n: {p: rss_mb(p) for p in workers[n]} for n in workers}
             hit_rates = {}
@@ -300,20 +317,26 @@ def report(
         f"cores: {os.cpu_count()}, load average (1 min) as the run started: {load[0]:.1f}, "
         f"as it ended: {load[1]:.1f}"
     )
-    print(f"{'':20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'CPU-us/req':>12}"
-          f"{'of it sys':>11}{'redis us':>10}")  # fmt: skip
+    print(
+        f"{'':20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'CPU-us/req':>12}"
+        f"{'of it sys':>11}{'redis us':>10}"
+    )
     for name, rounds in results.items():
         for r in rounds:
             redis = f"{r.redis_cpu_us:10.0f}" if name.startswith("gw-") else f"{'':10}"
-            print(f"{name:<20}{r.rps:9.0f}{r.p50_ms:9.2f}{r.p99_ms:9.2f}{r.non_2xx:9d}"
-                  f"{r.cpu_us:12.0f}{r.system_us:11.0f}{redis}")  # fmt: skip
+            print(
+                f"{name:<20}{r.rps:9.0f}{r.p50_ms:9.2f}{r.p99_ms:9.2f}{r.non_2xx:9d}"
+                f"{r.cpu_us:12.0f}{r.system_us:11.0f}{redis}"
+            )
     rps = {n: statistics.median(r.rps for r in rounds) for n, rounds in results.items()}
     cpu = {n: statistics.median(r.cpu_us for r in rounds) for n, rounds in results.items()}
     print("medians, as ratios to haproxy:")
     for name in results:
         times = cpu[name] / cpu["haproxy"]
-        print(f"  {name:<20} {rps[name] / rps['haproxy']:5.2f}x req/s, "
-              f"{cpu[name]:5.0f} CPU-us/req ({times:4.1f}x haproxy's)")  # fmt: skip
+        print(
+            f"  {name:<20} {rps[name] / rps['haproxy']:5.2f}x req/s, "
+            f"{cpu[name]:5.0f} CPU-us/req ({times:4.1f}x haproxy's)"
+        )
     for name, start in rss_start.items():
         served = sum(r.requests for r in results[name]) + soaked[name]
         lines = ", ".join(

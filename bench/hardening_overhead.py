@@ -56,8 +56,10 @@ def deny_list(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
 
 def header_filters(number: int = 200_000) -> None:
     boundary = HeaderBoundary()
-    allow = min(timeit.repeat(lambda: boundary.forwardable(CLIENT_HEADERS), number=number,
-                              repeat=5)) / number  # fmt: skip
+    allow = (
+        min(timeit.repeat(lambda: boundary.forwardable(CLIENT_HEADERS), number=number, repeat=5))
+        / number
+    )
     deny = min(timeit.repeat(lambda: deny_list(CLIENT_HEADERS), number=number, repeat=5)) / number
     print(
         f"header filter: allow-list {allow * 1e6:.2f} µs, deny-list {deny * 1e6:.2f} µs per "

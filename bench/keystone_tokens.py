@@ -67,9 +67,18 @@ def _config(store_url: str, keystone: Keystone, public_pem: str) -> dict[str, An
         },
         "authorization": {"routes": {"image:delete": {"roles": ["member"]}}},
         # One rule that never refuses: the per-request path as deployed.
-        "rate_limit": {"rules": [{"name": "deletes", "path": "^/v2/images/", "methods": ["DELETE"],
-                                  "unit": "second", "value": 1_000_000_000}]},
-    }  # fmt: skip
+        "rate_limit": {
+            "rules": [
+                {
+                    "name": "deletes",
+                    "path": "^/v2/images/",
+                    "methods": ["DELETE"],
+                    "unit": "second",
+                    "value": 1_000_000_000,
+                }
+            ]
+        },
+    }
 
 
 async def main(rounds: int, cold: int) -> None:
@@ -104,8 +113,15 @@ async def _compare(
         user = keystone.create_user(keystone.create_project(), ("member",))
         ks_token = keystone.token_of(user)
         now = int(time.time())
-        claims = {"iss": "https://idp.bench", "exp": now + 3600, "iat": now, "jti": "j",
-                  "sub": user.id, "project_id": user.project_id, "roles": ["member"]}  # fmt: skip
+        claims = {
+            "iss": "https://idp.bench",
+            "exp": now + 3600,
+            "iat": now,
+            "jti": "j",
+            "sub": user.id,
+            "project_id": user.project_id,
+            "roles": ["member"],
+        }
         jwt_token = jwt.encode(claims, key, "RS256", headers={"kid": "k1"})
         gateway = app[GATEWAY]
         authenticator = Authenticator(gateway.verifier, gateway.keystone)
@@ -150,8 +166,10 @@ async def _compare(
         print(f"whole DELETE, cached JWT                      {jwt_request:8.1f} us")
         print(f"whole DELETE, cached Keystone token           {ks_request:8.1f} us")
         print(f"whole DELETE, Keystone / JWT                  {ks_request / jwt_request:8.2f}x")
-        print(f"cold cache: {cold} tokens validated at Keystone in {elapsed:.2f} s, "
-              f"{cold / elapsed:.1f} validations/s (8 at a time)")  # fmt: skip
+        print(
+            f"cold cache: {cold} tokens validated at Keystone in {elapsed:.2f} s, "
+            f"{cold / elapsed:.1f} validations/s (8 at a time)"
+        )
     finally:
         await client.close()
         await store.close()

@@ -53,10 +53,21 @@ def start_redis(workdir: str, port: int) -> subprocess.Popen[bytes]:
     if binary is None:
         sys.exit("redis-server is not installed (apt-get install redis-server)")
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
         stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -86,13 +97,25 @@ async def child(args: argparse.Namespace) -> dict[str, float]:
 
     assert Path(gateway.__file__).is_relative_to(args.tree), gateway.__file__
     config = RateLimitConfig.model_validate(
-        {"store": "redis",
-         "redis": {"url": args.url, "timeout": 5, "key_prefix": args.prefix},
-         "rules": [{"name": "image-deletes", "routes": ["delete_image"], "unit": "minute",
-                    "value": MAX_LIMIT},
-                   {"name": "image-uploads", "routes": ["upload_image", "stage"],
-                    "unit": "hour", "value": 100}]}
-    )  # fmt: skip
+        {
+            "store": "redis",
+            "redis": {"url": args.url, "timeout": 5, "key_prefix": args.prefix},
+            "rules": [
+                {
+                    "name": "image-deletes",
+                    "routes": ["delete_image"],
+                    "unit": "minute",
+                    "value": MAX_LIMIT,
+                },
+                {
+                    "name": "image-uploads",
+                    "routes": ["upload_image", "stage"],
+                    "unit": "hour",
+                    "value": 100,
+                },
+            ],
+        }
+    )
     assert config.redis is not None
     store = RedisStore(config.redis)
     limiter = RateLimiter(config, store)
@@ -141,11 +164,28 @@ async def child(args: argparse.Namespace) -> dict[str, float]:
 # The parent: rounds of children, the report.
 
 
-def one_run(tree: Path, path: str, concurrency: int, url: str, redis_pid: int,
-            decisions: int) -> dict[str, float]:  # fmt: skip
-    command = [sys.executable, str(HERE), "--child", "--tree", str(tree), "--path", path,
-               "--url", url, "--redis-pid", str(redis_pid), "--decisions", str(decisions),
-               "--concurrency", str(concurrency), "--prefix", uuid.uuid4().hex[:8]]  # fmt: skip
+def one_run(
+    tree: Path, path: str, concurrency: int, url: str, redis_pid: int, decisions: int
+) -> dict[str, float]:
+    command = [
+        sys.executable,
+        str(HERE),
+        "--child",
+        "--tree",
+        str(tree),
+        "--path",
+        path,
+        "--url",
+        url,
+        "--redis-pid",
+        str(redis_pid),
+        "--decisions",
+        str(decisions),
+        "--concurrency",
+        str(concurrency),
+        "--prefix",
+        uuid.uuid4().hex[:8],
+    ]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
     result: dict[str, float] = json.loads(out.splitlines()[-1])
@@ -155,14 +195,19 @@ def one_run(tree: Path, path: str, concurrency: int, url: str, redis_pid: int,
 def report(
     runs: dict[tuple[str, str, int], list[dict[str, float]]], names: list[str], baseline: str
 ) -> None:
-    print(f"{'tree':<16}{'path':<9}{'callers':>8}{'decisions/s':>13}{'CPU-µs/dec':>12}"
-          f"{'redis-µs/dec':>14}   (median; rounds)")  # fmt: skip
+    print(
+        f"{'tree':<16}{'path':<9}{'callers':>8}{'decisions/s':>13}{'CPU-µs/dec':>12}"
+        f"{'redis-µs/dec':>14}   (median; rounds)"
+    )
     for (name, path, concurrency), results in runs.items():
-        rate, cpu, red = (statistics.median(r[k] for r in results) for k in
-                          ("rate", "cpu_us", "redis_us"))  # fmt: skip
+        rate, cpu, red = (
+            statistics.median(r[k] for r in results) for k in ("rate", "cpu_us", "redis_us")
+        )
         rounds = " ".join(f"{r['cpu_us']:.1f}" for r in results)
-        print(f"{name:<16}{path:<9}{concurrency:>8}{rate:>13,.0f}{cpu:>12.1f}{red:>14.1f}"
-              f"   (CPU-µs: {rounds})")  # fmt: skip
+        print(
+            f"{name:<16}{path:<9}{concurrency:>8}{rate:>13,.0f}{cpu:>12.1f}{red:>14.1f}"
+            f"   (CPU-µs: {rounds})"
+        )
     if len(names) < 2:
         return
     print(f"\nratios, this tree / {baseline} (medians):")
@@ -172,10 +217,12 @@ def report(
         base = runs[(names[1], path, concurrency)]
         mine = {k: statistics.median(r[k] for r in results) for k in results[0]}
         theirs = {k: statistics.median(r[k] for r in base) for k in base[0]}
-        print(f"  {path:<8}{concurrency:>4} callers: decisions/s "
-              f"{mine['rate'] / theirs['rate']:.2f}x, CPU per decision "
-              f"{mine['cpu_us'] / theirs['cpu_us']:.2f}x, redis CPU per decision "
-              f"{mine['redis_us'] / theirs['redis_us']:.2f}x")  # fmt: skip
+        print(
+            f"  {path:<8}{concurrency:>4} callers: decisions/s "
+            f"{mine['rate'] / theirs['rate']:.2f}x, CPU per decision "
+            f"{mine['cpu_us'] / theirs['cpu_us']:.2f}x, redis CPU per decision "
+            f"{mine['redis_us'] / theirs['redis_us']:.2f}x"
+        )
 
 
 def parent(args: argparse.Namespace) -> None:
@@ -201,14 +248,17 @@ def parent(args: argparse.Namespace) -> None:
                 for path in PATHS:
                     for concurrency in concurrencies:
                         for name in order:
-                            result = one_run(trees[name], path, concurrency, url, server.pid,
-                                             args.decisions)  # fmt: skip
+                            result = one_run(
+                                trees[name], path, concurrency, url, server.pid, args.decisions
+                            )
                             runs[(name, path, concurrency)].append(result)
         finally:
             server.terminate()
             server.wait()
-    print(f"{args.decisions} decisions a run, {SUBJECTS} projects, {args.rounds} rounds, "
-          f"hiredis={'yes' if _has_hiredis() else 'no'}")  # fmt: skip
+    print(
+        f"{args.decisions} decisions a run, {SUBJECTS} projects, {args.rounds} rounds, "
+        f"hiredis={'yes' if _has_hiredis() else 'no'}"
+    )
     report(runs, names, args.baseline or "")
 
 

@@ -54,8 +54,15 @@ async def main(rounds: int) -> None:
         .decode()
     )
     now = int(time.time())
-    claims = {"iss": "https://idp.bench", "exp": now + 3600, "iat": now, "jti": "j",
-              "sub": "alice", "project_id": "p1", "roles": ["cloudImages:admin"]}  # fmt: skip
+    claims = {
+        "iss": "https://idp.bench",
+        "exp": now + 3600,
+        "iat": now,
+        "jti": "j",
+        "sub": "alice",
+        "project_id": "p1",
+        "roles": ["cloudImages:admin"],
+    }
     token = jwt.encode(claims, key, "RS256", headers={"kid": "k1"})
 
     revoked = RevocationList()

@@ -117,8 +117,10 @@ async def main() -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     token = jwt.encode(
         {"sub": "bench", "project_id": "bench", "roles": ["admin"], "exp": time.time() + 3600},
-        key, algorithm="RS256", headers={"kid": "bench"},
-    )  # fmt: skip
+        key,
+        algorithm="RS256",
+        headers={"kid": "bench"},
+    )
     backend_port, gateway_port = free_port(), free_port()
     backend = f"http://127.0.0.1:{backend_port}"
     gateway = f"http://127.0.0.1:{gateway_port}"
@@ -142,8 +144,9 @@ async def main() -> None:
                     through = await upload(session, gateway, args.mib, token)
                     results["direct"].append(direct)
                     results["gateway"].append(through)
-                    print(f"round {number}: direct {direct:7.1f} MiB/s   "
-                          f"gateway {through:7.1f} MiB/s")  # fmt: skip
+                    print(
+                        f"round {number}: direct {direct:7.1f} MiB/s   gateway {through:7.1f} MiB/s"
+                    )
             direct_median = statistics.median(results["direct"])
             gateway_median = statistics.median(results["gateway"])
             print(

@@ -197,9 +197,12 @@ async def _connect(node: RedisNode) -> _RespProtocol:
         _, connection = await loop.create_unix_connection(_RespProtocol, node.path)
     else:
         _, connection = await loop.create_connection(
-            _RespProtocol, node.host, node.port, ssl=node.tls,
+            _RespProtocol,
+            node.host,
+            node.port,
+            ssl=node.tls,
             server_hostname=node.host if node.tls is not None else None,
-        )  # fmt: skip
+        )
     try:
         await _log_in(connection, node)
     except BaseException:

@@ -74,8 +74,14 @@ def make_tokens(tmp: Path, count: int = TOKENS) -> tuple[Path, Path]:
         )
     )
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "project_id": PROJECT,
-              "roles": ["cloudImages:admin"], "iat": now, "exp": now + 3600}  # fmt: skip
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "project_id": PROJECT,
+        "roles": ["cloudImages:admin"],
+        "iat": now,
+        "exp": now + 3600,
+    }
     tokens = [
         jwt.encode({**claims, "sub": f"user-{i}"}, key, algorithm="RS256", headers={"kid": "bench"})
         for i in range(count)

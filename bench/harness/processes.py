@@ -38,8 +38,9 @@ def checkout(ref: str, into: Path, name: str = "baseline") -> Path:
     tree.mkdir()
     archive = subprocess.run(
         ["git", "-C", str(REPO), "archive", "--format=tar", ref],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
+        check=True,
+        capture_output=True,
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     return tree
 

@@ -37,9 +37,12 @@ http {{
 def backing_services(tmp: Path, upstream: int, redis: int) -> dict[str, tuple[list[str], int]]:
     """The commands of what every proxy here stands in front of: the nginx
     upstream (``upstream``) and Redis (``redis``), by port."""
+    # fmt: off
+    # One service a row, each flag beside its value.
     return {
         "upstream": (["nginx", "-p", str(tmp), "-e", "stderr",
                       "-c", str(nginx_upstream_conf(tmp, upstream))], upstream),
         "redis": (["redis-server", "--port", str(redis), "--bind", "127.0.0.1",
                    "--save", "", "--appendonly", "no"], redis),
-    }  # fmt: skip
+    }
+    # fmt: on

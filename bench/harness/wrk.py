@@ -50,8 +50,10 @@ def _ms(value: str, unit: str) -> float:
 def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
     def find(pattern: str) -> re.Match[str]:
         match = re.search(pattern, out)
@@ -78,7 +80,12 @@ def measure(
     (user1, system1), redis1 = cpu_seconds(pids), sum(cpu_seconds([redis_pid]))
     per_request = 1e6 / max(int(result["requests"]), 1)
     return Round(
-        result["rps"], result["p50"], result["p99"], int(result["requests"]),
-        int(result["non_2xx"]), (user1 - user0 + system1 - system0) * per_request,
-        (system1 - system0) * per_request, (redis1 - redis0) * per_request,
-    )  # fmt: skip
+        result["rps"],
+        result["p50"],
+        result["p99"],
+        int(result["requests"]),
+        int(result["non_2xx"]),
+        (user1 - user0 + system1 - system0) * per_request,
+        (system1 - system0) * per_request,
+        (redis1 - redis0) * per_request,
+    )

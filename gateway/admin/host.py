@@ -36,9 +36,11 @@ class AdminHostMiddleware(Middleware):
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS or host_name(request.host) in self.names:
             return await handler(request)
-        log.warning("admin request refused: Host %r is not one of admin.allowed_hosts",
-                    request.host[:100],
-                    extra={"request_id": context_of(request).request_id})  # fmt: skip
+        log.warning(
+            "admin request refused: Host %r is not one of admin.allowed_hosts",
+            request.host[:100],
+            extra={"request_id": context_of(request).request_id},
+        )
         return render_fault(
             GatewayFault(
                 403,

@@ -138,8 +138,11 @@ class JwksKeySet:
             # Whatever the key server sent, start-up and the refresher go on.
             self.fetch_failures += 1
             self.unexpected_failures += 1
-            log.exception("JWKS %s: unexpected failure; keeping the %d key(s) last fetched",
-                          self.url, self.key_count)  # fmt: skip
+            log.exception(
+                "JWKS %s: unexpected failure; keeping the %d key(s) last fetched",
+                self.url,
+                self.key_count,
+            )
             return False
         self._keys = keys
         # A kid that exists now must not stay refused.

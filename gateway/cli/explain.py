@@ -178,8 +178,9 @@ def explanation_of(
         if step == refused_at:
             policy = ctx.policy
             if policy is not None and policy.status is None:
-                out.add(step, None, f"undecided: rule {policy.rule} = {policy.check}: "
-                        f"{policy.reason}")  # fmt: skip
+                out.add(
+                    step, None, f"undecided: rule {policy.rule} = {policy.check}: {policy.reason}"
+                )
             else:
                 out.add(step, False, _refused(step, ctx))
             return out

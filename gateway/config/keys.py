@@ -21,11 +21,14 @@ HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
+# fmt: off
+# One line per family: HMAC, RSA (PKCS#1 v1.5 and PSS), elliptic curves.
 Algorithm = Literal[
     "HS256", "HS384", "HS512",
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
     "ES256", "ES384", "ES512", "EdDSA",
-]  # fmt: skip
+]
+# fmt: on
 
 # RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
 MIN_HMAC_SECRET_BYTES = 32

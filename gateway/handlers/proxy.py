@@ -103,8 +103,9 @@ class Proxy:
             raise self.upstream.transport_fault(exc) from None
         except RequestBodyError as exc:
             ctx.upstream_seconds = time.monotonic() - sent
-            log.info("request body not received whole: %s", exc,
-                     extra={"request_id": ctx.request_id})  # fmt: skip
+            log.info(
+                "request body not received whole: %s", exc, extra={"request_id": ctx.request_id}
+            )
             fault = GatewayFault(400, "The request body could not be read.", details=str(exc))
             raise fault from None
         try:

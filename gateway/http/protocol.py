@@ -224,8 +224,7 @@ class GatewayRequestHandler(RequestHandler):
         exc = kwargs.get("exc_info")
         if isinstance(exc, http_exceptions.HttpProcessingError):
             self._limits.parse_errors += 1
-            log.info("dropped a connection: %s (%s)", parse_fault_message(exc),
-                     type(exc).__name__)  # fmt: skip
+            log.info("dropped a connection: %s (%s)", parse_fault_message(exc), type(exc).__name__)
             return
         super().log_exception(*args, **kwargs)
 
@@ -352,7 +351,10 @@ class GatewayRunner(web.AppRunner):
         old_app, old_handler = self._app, server.switch(app._handle)
         self._app = app
         if not await server.drained(old_handler, drain_timeout):
-            log.warning("requests of the previous configuration still running after %gs;"
-                        " shutting it down anyway", drain_timeout)  # fmt: skip
+            log.warning(
+                "requests of the previous configuration still running after %gs;"
+                " shutting it down anyway",
+                drain_timeout,
+            )
         await old_app.shutdown()
         await old_app.cleanup()

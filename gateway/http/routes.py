@@ -168,10 +168,14 @@ GLANCE_ROUTES: tuple[Route, ...] = (
     glance("cache_delete", "DELETE", "/cache/{image_id}"),
     glance("list_metadef_resource_types", "GET", "/metadefs/resource_types"),
     glance("get_metadef_resource_type", "GET", f"{_NAMESPACE}/resource_types"),
-    glance("add_metadef_resource_type_association", "POST", f"{_NAMESPACE}/resource_types",
-           body=_JSON),
-    glance("remove_metadef_resource_type_association", "DELETE",
-           f"{_NAMESPACE}/resource_types/{{resource_type}}"),
+    glance(
+        "add_metadef_resource_type_association", "POST", f"{_NAMESPACE}/resource_types", body=_JSON
+    ),
+    glance(
+        "remove_metadef_resource_type_association",
+        "DELETE",
+        f"{_NAMESPACE}/resource_types/{{resource_type}}",
+    ),
     glance("get_metadef_namespaces", "GET", "/metadefs/namespaces"),
     glance("add_metadef_namespace", "POST", "/metadefs/namespaces", body=_JSON),
     glance("get_metadef_namespace", "GET", _NAMESPACE),
@@ -181,8 +185,9 @@ GLANCE_ROUTES: tuple[Route, ...] = (
     glance("add_metadef_property", "POST", f"{_NAMESPACE}/properties", body=_JSON),
     glance("delete_metadef_properties", "DELETE", f"{_NAMESPACE}/properties"),
     glance("get_metadef_property", "GET", f"{_NAMESPACE}/properties/{{property_name}}"),
-    glance("modify_metadef_property", "PUT", f"{_NAMESPACE}/properties/{{property_name}}",
-           body=_JSON),
+    glance(
+        "modify_metadef_property", "PUT", f"{_NAMESPACE}/properties/{{property_name}}", body=_JSON
+    ),
     glance("remove_metadef_property", "DELETE", f"{_NAMESPACE}/properties/{{property_name}}"),
     glance("get_metadef_objects", "GET", f"{_NAMESPACE}/objects"),
     glance("add_metadef_object", "POST", f"{_NAMESPACE}/objects", body=_JSON),
@@ -197,7 +202,7 @@ GLANCE_ROUTES: tuple[Route, ...] = (
     glance("add_metadef_tag", "POST", f"{_NAMESPACE}/tags/{{tag_name}}"),
     glance("modify_metadef_tag", "PUT", f"{_NAMESPACE}/tags/{{tag_name}}", body=_JSON),
     glance("delete_metadef_tag", "DELETE", f"{_NAMESPACE}/tags/{{tag_name}}"),
-)  # fmt: skip
+)
 
 ROUTES: tuple[Route, ...] = (
     # Version discovery, as Glance serves it: keystoneauth starts here. The

@@ -48,11 +48,21 @@ class AuthorizationMiddleware(Middleware):
         if not decision.allowed:
             extra = {"request_id": ctx.request_id}
             if not decision.shadow:
-                log.info("refused %s by rule %s: %s", decision.status, decision.rule,
-                         decision.reason, extra=extra)  # fmt: skip
+                log.info(
+                    "refused %s by rule %s: %s",
+                    decision.status,
+                    decision.rule,
+                    decision.reason,
+                    extra=extra,
+                )
                 raise GatewayFault(decision.status or 403, decision.message)
-            log.warning("shadow rule %s would refuse %s: %s; letting it through",
-                        decision.rule, decision.status, decision.reason, extra=extra)  # fmt: skip
+            log.warning(
+                "shadow rule %s would refuse %s: %s; letting it through",
+                decision.rule,
+                decision.status,
+                decision.reason,
+                extra=extra,
+            )
         if image_id is None:
             return await handler(request)
         try:

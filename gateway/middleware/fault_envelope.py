@@ -36,8 +36,13 @@ class FaultEnvelopeMiddleware(Middleware):
             # A request body whose framing breaks while the chain reads it
             # (a bad chunk): the client's error, and its bytes stay out.
             message = parse_fault_message(exc)
-            log.info("%s %s -> 400 %s", request.method, request.path, message,
-                     extra={"request_id": ctx.request_id})  # fmt: skip
+            log.info(
+                "%s %s -> 400 %s",
+                request.method,
+                request.path,
+                message,
+                extra={"request_id": ctx.request_id},
+            )
             response = render_fault(GatewayFault(400, message))
             # What follows on the connection cannot be framed either.
             response.force_close()

@@ -62,9 +62,13 @@ class ObservabilityMiddleware(Middleware):
 
     def _report(self, request: web.Request, ctx: RequestContext, status: int) -> None:
         record = request_record(
-            ctx, method=request.method, path=request.path, client_ip=request.remote or "",
-            status=status, pid=self.pid,
-        )  # fmt: skip
+            ctx,
+            method=request.method,
+            path=request.path,
+            client_ip=request.remote or "",
+            status=status,
+            pid=self.pid,
+        )
         self._count(record)
         self.access.write(record)
         if record.audited:

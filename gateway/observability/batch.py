@@ -145,10 +145,18 @@ def _fold_limits(records: list[RequestRecord]) -> list[LimitUpdate]:
             if key not in latest:
                 latest[key] = (state, record.time, limited)
     return [
-        (subject, rule, state["limit"], state["period"], state["remaining"], at, limited,
-         limited_counts.get((subject, rule), 0))
+        (
+            subject,
+            rule,
+            state["limit"],
+            state["period"],
+            state["remaining"],
+            at,
+            limited,
+            limited_counts.get((subject, rule), 0),
+        )
         for (subject, rule), (state, at, limited) in reversed(latest.items())
-    ]  # fmt: skip
+    ]
 
 
 def _block(texts: list[str]) -> bytes:

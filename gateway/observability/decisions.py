@@ -102,8 +102,15 @@ class _Texts:
 class _Chunk:
     """One batch as the log keeps it."""
 
-    __slots__ = ("audited", "audited_texts", "decisions", "durations", "other_texts", "statuses",
-                 "times")  # fmt: skip
+    __slots__ = (
+        "audited",
+        "audited_texts",
+        "decisions",
+        "durations",
+        "other_texts",
+        "statuses",
+        "times",
+    )
 
     def __init__(self, batch: Batch) -> None:
         self.times = batch.times
@@ -257,11 +264,14 @@ class DecisionLog:
             kept
             for chunk, first in self._decisions.runs()
             for kept in zip(
-                chunk.times[first:], chunk.durations[first:], chunk.statuses[first:],
-                chunk.decisions[first:], strict=True,
+                chunk.times[first:],
+                chunk.durations[first:],
+                chunk.statuses[first:],
+                chunk.decisions[first:],
+                strict=True,
             )
             if now - kept[0] <= LATENCY_WINDOW_SECONDS
-        ]  # fmt: skip
+        ]
         last_minute = sum(1 for e in recent if now - e[0] <= RATE_WINDOW_SECONDS)
         durations = sorted(float(e[1]) for e in recent)
         return {

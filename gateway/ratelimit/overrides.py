@@ -126,8 +126,11 @@ class OverrideRefresher:
                 log.warning(
                     "ignoring the override of rule %s for project %s: %r is not a limit"
                     " from 1 to %d",
-                    rule[:64], project[:64], value, MAX_LIMIT,
-                )  # fmt: skip
+                    rule[:64],
+                    project[:64],
+                    value,
+                    MAX_LIMIT,
+                )
         self._known_refused = dict(refused)
 
     async def close(self) -> None:

@@ -33,8 +33,9 @@ def read_config(path: Path) -> GatewayConfig | None:
     try:
         return load_config(path)
     except ConfigError as exc:
-        log.error("reload refused, the running configuration stays: %s",
-                  str(exc).replace("\n", "; "))  # fmt: skip
+        log.error(
+            "reload refused, the running configuration stays: %s", str(exc).replace("\n", "; ")
+        )
         return None
 
 

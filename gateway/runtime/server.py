@@ -303,8 +303,12 @@ class _Workers:
         self._delay[slot] = min(delay * 2, _RESTART_DELAY_MAX)
         log.warning(
             "%s (pid %d) died with %s after %.1fs; starting another in %.1fs",
-            process.name, process.pid, process.exitcode, lived, delay,
-        )  # fmt: skip
+            process.name,
+            process.pid,
+            process.exitcode,
+            lived,
+            delay,
+        )
         self.processes[slot] = self._new(slot)
         asyncio.get_running_loop().call_later(delay, self._start, slot)
 

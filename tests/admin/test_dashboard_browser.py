@@ -38,11 +38,23 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 WAIT_MS = 10_000
 RULES = [
-    {"name": "project-deletes", "path": "^/(v2/)?images/", "methods": ["DELETE"],
-     "unit": "minute", "value": 3, "by": "project"},
-    {"name": "user-deletes", "path": "^/(v2/)?images/", "methods": ["DELETE"],
-     "unit": "hour", "value": 20, "by": "user"},
-]  # fmt: skip
+    {
+        "name": "project-deletes",
+        "path": "^/(v2/)?images/",
+        "methods": ["DELETE"],
+        "unit": "minute",
+        "value": 3,
+        "by": "project",
+    },
+    {
+        "name": "user-deletes",
+        "path": "^/(v2/)?images/",
+        "methods": ["DELETE"],
+        "unit": "hour",
+        "value": 20,
+        "by": "user",
+    },
+]
 
 
 @pytest.fixture

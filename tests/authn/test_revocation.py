@@ -142,8 +142,15 @@ async def test_cli_revoke_reaches_every_process_within_a_second(
             await seconds_until(works, f"the token to work on {url}", deadline=20)
 
         exp = jwt.decode(stolen, options={"verify_signature": False})["exp"]
-        result = cli("revoke", "--config", str(config_file), "--jti", jti_of(stolen),
-                     "--expires-at", str(exp))  # fmt: skip
+        result = cli(
+            "revoke",
+            "--config",
+            str(config_file),
+            "--jti",
+            jti_of(stolen),
+            "--expires-at",
+            str(exp),
+        )
         assert result.returncode == 0, result.stderr
         written = time.monotonic()
 

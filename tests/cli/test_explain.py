@@ -63,18 +63,23 @@ async def test_each_refusal_names_its_step(
     cases = {
         ("PUT", f"/v2/images/{hidden.id}", token()): (
             "route",
-            "405: Method PUT is not allowed on this resource. Allowed: DELETE, GET, PATCH."),
+            "405: Method PUT is not allowed on this resource. Allowed: DELETE, GET, PATCH.",
+        ),
         ("DELETE", "/v2/flavors/1", token()): ("route", "404: The resource could not be found."),
         ("DELETE", "/v2/images/not-a-uuid", token()): (
-            "route", "400: Invalid image_id: must be a UUID. Expected 8-4-4-4-12"),
+            "route",
+            "400: Invalid image_id: must be a UUID. Expected 8-4-4-4-12",
+        ),
         ("DELETE", f"/v2/images/{hidden.id}", token(ttl=-60)): (
-            "authentication", "401: The request you have made requires authentication. "
-            "The token has expired."),
+            "authentication",
+            "401: The request you have made requires authentication. The token has expired.",
+        ),
         ("DELETE", f"/v2/images/{hidden.id}", token(roles=["cloudImages:observer"])): (
-            "authorization", "403: rule delete_image"),
-        ("DELETE", f"/v2/images/{hidden.id}", token()): (
-            "authorization", "404: rule delete_image"),
-    }  # fmt: skip
+            "authorization",
+            "403: rule delete_image",
+        ),
+        ("DELETE", f"/v2/images/{hidden.id}", token()): ("authorization", "404: rule delete_image"),
+    }
     for (method, path, tok), (name, why) in cases.items():
         result = await explain_for(tok, method, path)
         assert result.outcome is False, (method, path)
@@ -105,16 +110,25 @@ def test_cli_prints_the_steps_and_exits_by_the_outcome(
     command = [sys.executable, "-m", "gateway", "explain", "--config", str(path)]
     admin = subprocess.run(
         [*command, "--token", token(roles=["admin"]), "DELETE", f"/images/{image}"],
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert admin.returncode == 0, admin.stderr
     assert [line.split()[0] for line in admin.stdout.splitlines()] == [
-        "route", "authentication", "rate", "authorization", "proxy", "result",
-    ]  # fmt: skip
+        "route",
+        "authentication",
+        "rate",
+        "authorization",
+        "proxy",
+        "result",
+    ]
     forged = subprocess.run(
         [*command, "--token", "not-a-token", "--no-owner-lookup", "DELETE", f"/images/{image}"],
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert forged.returncode == 1
     assert (
         "authentication  STOP  401: The request you have made requires authentication. "

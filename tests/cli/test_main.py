@@ -89,8 +89,19 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_token_is_accepted_by_the_verifier(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["token", "--config", str(DEMO_YAML), "--project", "p", "--user", "u",
-            "--roles", "a,b", "--ttl", "60"]  # fmt: skip
+    argv = [
+        "token",
+        "--config",
+        str(DEMO_YAML),
+        "--project",
+        "p",
+        "--user",
+        "u",
+        "--roles",
+        "a,b",
+        "--ttl",
+        "60",
+    ]
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert err == ""

@@ -21,16 +21,25 @@ def parse(keys: Keys, **sections: Any) -> Any:
     [
         ({"routes": {"disable": ["delete_images"]}}, r"routes\.disable: .*'delete_images'"),
         ({"listen": {"public_url": "images.example.com"}}, r"listen\.public_url: .*http"),
-        ({"upstream": {"role_mapping": {"Reader": ["reader"], "reader": ["member"]}}},
-         r"upstream\.role_mapping: .*mapped twice"),
-        ({"upstream": {"role_mapping": {"observer": ["reader,member"]}}},
-         r"upstream\.role_mapping: .*comma"),
-        ({"rate_limit": {"rules": [{"name": "r", "routes": ["uploads"], "unit": "hour",
-                                    "value": 1}]}},
-         r"rate_limit\.rules\.0\.routes: .*'uploads'"),
+        (
+            {"upstream": {"role_mapping": {"Reader": ["reader"], "reader": ["member"]}}},
+            r"upstream\.role_mapping: .*mapped twice",
+        ),
+        (
+            {"upstream": {"role_mapping": {"observer": ["reader,member"]}}},
+            r"upstream\.role_mapping: .*comma",
+        ),
+        (
+            {
+                "rate_limit": {
+                    "rules": [{"name": "r", "routes": ["uploads"], "unit": "hour", "value": 1}]
+                }
+            },
+            r"rate_limit\.rules\.0\.routes: .*'uploads'",
+        ),
     ],
     ids=["unknown route", "public url", "role twice", "comma in role", "rate-limit route"],
-)  # fmt: skip
+)
 def test_bad_image_api_settings_name_their_key_path(
     keys: Keys, sections: dict[str, Any], error: str
 ) -> None:
@@ -46,8 +55,13 @@ def test_enabled_routes_are_the_default_set_plus_and_minus(keys: Keys) -> None:
 
 
 def test_the_old_route_name_image_delete_still_names_delete_image(keys: Keys) -> None:
-    config = parse(keys, authorization={"routes": {"image:delete": {"roles": ["creator"]}},
-                                        "rules": {"image:delete": "role:x"}})  # fmt: skip
+    config = parse(
+        keys,
+        authorization={
+            "routes": {"image:delete": {"roles": ["creator"]}},
+            "rules": {"image:delete": "role:x"},
+        },
+    )
     assert set(config.authorization.routes) == {"delete_image"}
     assert config.authorization.rule_texts()["delete_image"] == "role:x"
 

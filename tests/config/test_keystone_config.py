@@ -56,14 +56,16 @@ def test_a_missing_secret_names_the_key() -> None:
         ({"password": PASSWORD, "interface": "private"}, "auth.keystone.interface", "public"),
         ({"password": PASSWORD, "cache_ttl": 0}, "auth.keystone.cache_ttl", "greater than 0"),
         (
-            {"password": PASSWORD, "shared_cache": {"redis": {"url": "redis://r:6379"},
-                                                    "secret": "short"}},
+            {
+                "password": PASSWORD,
+                "shared_cache": {"redis": {"url": "redis://r:6379"}, "secret": "short"},
+            },
             "auth.keystone.shared_cache.secret",
             "at least 32 bytes",
         ),
         ({"password": PASSWORD, "ca_file": "/nonexistent/ca.pem"}, "auth.keystone", "not a file"),
     ],
-)  # fmt: skip
+)
 def test_bad_keystone_sections_name_their_key(
     section: dict[str, Any], path: str, words: str
 ) -> None:

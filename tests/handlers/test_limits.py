@@ -18,11 +18,16 @@ from tests.support.tokens import TokenFactory
 from tests.support.upstreams import ScriptedUpstream
 
 RULES = [
-    {"name": "deletes", "path": "^/(v2/)?images/", "methods": ["DELETE"], "unit": "minute",
-     "value": 3},
+    {
+        "name": "deletes",
+        "path": "^/(v2/)?images/",
+        "methods": ["DELETE"],
+        "unit": "minute",
+        "value": 3,
+    },
     {"name": "per-ip", "path": "^/", "unit": "hour", "value": 50, "by": "ip"},
     {"name": "trial", "path": "^/", "unit": "second", "value": 1, "shadow": True},
-]  # fmt: skip
+]
 
 
 @pytest.fixture

@@ -165,8 +165,10 @@ async def test_rate_limit_rules_select_routes_by_name(
     rule = {"name": "uploads", "routes": ["upload_image"], "unit": "hour", "value": 2}
     gateway = await routed(rate_limit={"rules": [rule]})
     gateway.upstream.status = 204
-    owner = {"X-Auth-Token": token("operations", "root", ["admin"]),
-             "Content-Type": "application/octet-stream"}  # fmt: skip
+    owner = {
+        "X-Auth-Token": token("operations", "root", ["admin"]),
+        "Content-Type": "application/octet-stream",
+    }
     statuses = [
         (await gateway.client.put(f"/v2/images/{IMAGE_ID}/file", data=b"x", headers=owner)).status
         for _ in range(3)
@@ -203,8 +205,9 @@ async def test_backend_errors_reach_the_client_clean_for_every_accept(
             response = await gateway.client.get(f"/v2/images/{IMAGE_ID}", headers=headers)
             fault = await assert_fault(response, 403, "forbidden")
             assert fault["message"] == "You are not permitted to modify 'os_hidden'.", (
-                content_type, accept,
-            )  # fmt: skip
+                content_type,
+                accept,
+            )
 
 
 async def test_glance_client_headers_pass_both_ways(
@@ -225,9 +228,13 @@ async def test_glance_client_headers_pass_both_ways(
     staged = await gateway.client.put(
         f"/v2/images/{IMAGE_ID}/stage",
         data=b"\0" * 16,
-        headers={"X-Auth-Token": admin, "Content-Type": "application/octet-stream",
-                 "X-OpenStack-Image-Size": "16", "X-Image-Meta-Store": "fs"},
-    )  # fmt: skip
+        headers={
+            "X-Auth-Token": admin,
+            "Content-Type": "application/octet-stream",
+            "X-OpenStack-Image-Size": "16",
+            "X-Image-Meta-Store": "fs",
+        },
+    )
     assert staged.status == 200
     sent = gateway.upstream.received[0].headers
     assert (sent["X-OpenStack-Image-Size"], sent["X-Image-Meta-Store"]) == ("16", "fs")

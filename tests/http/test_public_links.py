@@ -17,13 +17,19 @@ def versions_document(base: str) -> bytes:
     return json.dumps(
         {
             "versions": [
-                {"id": "v2.17", "status": "CURRENT",
-                 "links": [{"rel": "self", "href": f"{base}/v2/"}]},
-                {"id": "v2.0", "status": "SUPPORTED",
-                 "links": [{"rel": "self", "href": "https://elsewhere.example/v2/"}]},
+                {
+                    "id": "v2.17",
+                    "status": "CURRENT",
+                    "links": [{"rel": "self", "href": f"{base}/v2/"}],
+                },
+                {
+                    "id": "v2.0",
+                    "status": "SUPPORTED",
+                    "links": [{"rel": "self", "href": "https://elsewhere.example/v2/"}],
+                },
             ]
         }
-    ).encode()  # fmt: skip
+    ).encode()
 
 
 async def test_the_version_list_needs_no_token_and_links_to_the_gateway(
@@ -70,9 +76,10 @@ async def test_v2_needs_a_token_and_its_redirect_points_at_the_gateway(
     gateway.upstream.status = 302
     gateway.upstream.headers = {"Location": f"{gateway.upstream_url}/v2/"}
     response = await gateway.client.get(
-        "/v2", headers={"X-Auth-Token": token(roles=["cloudImages:observer"])},
+        "/v2",
+        headers={"X-Auth-Token": token(roles=["cloudImages:observer"])},
         allow_redirects=False,
-    )  # fmt: skip
+    )
     assert response.status == 302
     assert response.headers["Location"] == str(gateway.client.make_url("/v2/"))
 
@@ -142,30 +149,70 @@ async def test_token_roles_are_mapped_to_the_backends_roles(
 
 @pytest.mark.parametrize(
     "host",
-    ["images.example.com", "images.example.com:8443", "IMAGES.Example.COM", "localhost",
-     "192.0.2.10", "192.0.2.10:8080", "[::1]", "[::1]:8080", "[2001:db8::1]:443",
-     "[::ffff:192.0.2.1]", "glance_internal", "a" * 253, "h:65535", "h:0"],
-)  # fmt: skip
+    [
+        "images.example.com",
+        "images.example.com:8443",
+        "IMAGES.Example.COM",
+        "localhost",
+        "192.0.2.10",
+        "192.0.2.10:8080",
+        "[::1]",
+        "[::1]:8080",
+        "[2001:db8::1]:443",
+        "[::ffff:192.0.2.1]",
+        "glance_internal",
+        "a" * 253,
+        "h:65535",
+        "h:0",
+    ],
+)
 def test_a_plain_host_and_port_is_valid(host: str) -> None:
     assert valid_host(host)
 
 
 @pytest.mark.parametrize(
     "host",
-    ["", "x@evil.example", '">', "<script>", "evil.example/x", "evil.example\\x", "a b",
-     "gateway.example,evil.example", "gateway.example;for=evil", "%65vil.example",
-     "h:80:80", "h:8o", "h:65536", "h:123456", "h:", ":8080", "[::1", "::1", "[::1]x",
-     "[gateway.example]", "[fe80::1%25eth0]", "[v1.fe]", "[::1]:", "a" * 254, "h\t"],
-)  # fmt: skip
+    [
+        "",
+        "x@evil.example",
+        '">',
+        "<script>",
+        "evil.example/x",
+        "evil.example\\x",
+        "a b",
+        "gateway.example,evil.example",
+        "gateway.example;for=evil",
+        "%65vil.example",
+        "h:80:80",
+        "h:8o",
+        "h:65536",
+        "h:123456",
+        "h:",
+        ":8080",
+        "[::1",
+        "::1",
+        "[::1]x",
+        "[gateway.example]",
+        "[fe80::1%25eth0]",
+        "[v1.fe]",
+        "[::1]:",
+        "a" * 254,
+        "h\t",
+    ],
+)
 def test_anything_else_is_not(host: str) -> None:
     assert not valid_host(host)
 
 
 @pytest.mark.parametrize(
     "url",
-    ["https://images.example.com", "http://images.example.com:8080/image/",
-     "https://[2001:db8::1]:8443/a/b", "https://192.0.2.10/v1;x=1/%7Eme"],
-)  # fmt: skip
+    [
+        "https://images.example.com",
+        "http://images.example.com:8080/image/",
+        "https://[2001:db8::1]:8443/a/b",
+        "https://192.0.2.10/v1;x=1/%7Eme",
+    ],
+)
 def test_a_public_url_is_scheme_host_port_and_path(url: str) -> None:
     assert check_public_url(url) == url
 

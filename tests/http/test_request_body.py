@@ -14,6 +14,8 @@ from tests.support.tokens import TokenFactory
 
 IMAGE = f"/v2/images/{uuid.uuid4()}"
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
+# fmt: off
+# A table: one case a row, its request first, then the fault it must get.
 CASES = {
     "malformed JSON-patch": ("PATCH", IMAGE, PATCH_TYPE, b'[{"op": "rename", "path": "/name"}]',
                              400, "badRequest", "op must be one of add, remove, replace"),
@@ -36,7 +38,8 @@ CASES = {
                             b'{"name": "' + b"x" * 2000 + b'"}', 413, "overLimit", "too large"),
     "image over the limit": ("PUT", f"{IMAGE}/file", "application/octet-stream",
                              b"\0" * 5000, 413, "overLimit", "larger than this gateway accepts"),
-}  # fmt: skip
+}
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -62,9 +65,11 @@ async def test_bad_bodies_are_refused_logged_and_not_forwarded(
         method,
         path,
         data=body,
-        headers={"X-Auth-Token": token("operations", "root", ["admin"]),
-                 "Content-Type": content_type},
-    )  # fmt: skip
+        headers={
+            "X-Auth-Token": token("operations", "root", ["admin"]),
+            "Content-Type": content_type,
+        },
+    )
     detail = await assert_fault(response, status, fault)
     assert message in detail["message"], detail
     assert gateway.upstream.received == []
@@ -102,9 +107,11 @@ async def test_a_json_body_within_the_limit_arrives_byte_for_byte(
     response = await gateway.client.patch(
         IMAGE,
         data=patch,
-        headers={"X-Auth-Token": token("operations", "root", ["admin"]),
-                 "Content-Type": "application/openstack-images-v2.1-json-patch"},
-    )  # fmt: skip
+        headers={
+            "X-Auth-Token": token("operations", "root", ["admin"]),
+            "Content-Type": "application/openstack-images-v2.1-json-patch",
+        },
+    )
     assert response.status == 200
     assert gateway.upstream.bodies == [patch]
     sent = gateway.upstream.received[0].headers

@@ -145,10 +145,22 @@ def run_glance(directory: Path, port: int, gunicorn_args: Sequence[str] = ()) ->
     env = {**os.environ, "OS_GLANCE_CONFIG_DIR": str(directory)}
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
-             *gunicorn_args, "glance.wsgi.api:application"],
-            cwd=directory, env=env, stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                gunicorn,
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--threads",
+                "8",
+                *gunicorn_args,
+                "glance.wsgi.api:application",
+            ],
+            cwd=directory,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_answering("Glance", f"{url}/healthcheck", process, log)
         yield Glance(url, log)

@@ -247,11 +247,25 @@ class Keystone:
         env = {**os.environ, "OS_KEYSTONE_CONFIG_DIR": str(self.directory)}
         with (self.directory / "gunicorn.log").open("ab") as output:
             self.process = subprocess.Popen(
-                [gunicorn, "--bind", f"127.0.0.1:{self.port}", "--workers", "1",
-                 "--threads", "1", "--pythonpath", str(self.directory),
-                 "--access-logfile", str(self.access_log), "keystone_wsgi:application"],
-                cwd=self.directory, env=env, stdout=output, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    gunicorn,
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "--workers",
+                    "1",
+                    "--threads",
+                    "1",
+                    "--pythonpath",
+                    str(self.directory),
+                    "--access-logfile",
+                    str(self.access_log),
+                    "keystone_wsgi:application",
+                ],
+                cwd=self.directory,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         wait_answering("Keystone", f"{self.url}/v3", self.process, self.directory / "gunicorn.log")
 
     def stop(self) -> None:
@@ -286,10 +300,20 @@ def run_keystone(directory: Path, port: int) -> Generator[Keystone]:
         ["db_sync"],
         ["fernet_setup", *owner],
         ["credential_setup", *owner],
-        ["bootstrap", "--bootstrap-password", ADMIN_PASSWORD,
-         "--bootstrap-admin-url", url, "--bootstrap-internal-url", url,
-         "--bootstrap-public-url", url, "--bootstrap-region-id", "RegionOne"],
-    ]  # fmt: skip
+        [
+            "bootstrap",
+            "--bootstrap-password",
+            ADMIN_PASSWORD,
+            "--bootstrap-admin-url",
+            url,
+            "--bootstrap-internal-url",
+            url,
+            "--bootstrap-public-url",
+            url,
+            "--bootstrap-region-id",
+            "RegionOne",
+        ],
+    ]
     for step in steps:
         done = subprocess.run([manage, *conf, *step], capture_output=True, cwd=directory)
         if done.returncode != 0:

@@ -134,10 +134,22 @@ def test_explain_against_glance_forwards_nothing(
 
     def explain(caller: Caller) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "gateway", "explain", "--config", str(config),
-             "--token", token_of(token, caller), "DELETE", f"/v2/images/{image}"],
-            cwd=REPO, capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "explain",
+                "--config",
+                str(config),
+                "--token",
+                token_of(token, caller),
+                "DELETE",
+                f"/v2/images/{image}",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
 
     bob = explain(BOB)
     assert bob.returncode == 1, bob.stderr

@@ -88,9 +88,11 @@ async def test_an_upload_the_client_abandons_leaves_no_active_image(
     retry = await gateway.put(
         f"/v2/images/{image_id}/file",
         data=data,
-        headers={"X-Auth-Token": token_of(token, ALICE),
-                 "Content-Type": "application/octet-stream"},
-    )  # fmt: skip
+        headers={
+            "X-Auth-Token": token_of(token, ALICE),
+            "Content-Type": "application/octet-stream",
+        },
+    )
     assert retry.status == 204, await retry.text()
     _, body = await glance.request("GET", f"/v2/images/{image_id}", ADMIN)
     assert (body["status"], body["size"]) == ("active", len(data))
@@ -103,8 +105,10 @@ async def test_glance_errors_reach_the_client_clean_for_every_accept(
 ) -> None:
     """Glance answers HTML, JSON or text by Accept; the client gets Glance's sentence."""
     image_id = await glance.create_image(ALICE)
-    headers = {"X-Auth-Token": token_of(token, ALICE),
-               "Content-Type": "application/openstack-images-v2.1-json-patch"}  # fmt: skip
+    headers = {
+        "X-Auth-Token": token_of(token, ALICE),
+        "Content-Type": "application/openstack-images-v2.1-json-patch",
+    }
     if accept is not None:
         headers["Accept"] = accept
     # Glance's own refusal: os_glance_* properties are reserved.
@@ -120,22 +124,38 @@ async def test_glance_errors_reach_the_client_clean_for_every_accept(
 
 
 MUTATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "modify_image": ("PATCH", "", {"data": b'[{"op": "replace", "path": "/name", "value": "x"}]',
-                                   "content_type": "application/openstack-images-v2.1-json-patch"}),
-    "upload_image": ("PUT", "/file", {"data": b"\0" * 1024,
-                                      "content_type": "application/octet-stream"}),
-    "add_member": ("POST", "/members", {"data": b'{"member": "project-b"}',
-                                        "content_type": "application/json"}),
+    "modify_image": (
+        "PATCH",
+        "",
+        {
+            "data": b'[{"op": "replace", "path": "/name", "value": "x"}]',
+            "content_type": "application/openstack-images-v2.1-json-patch",
+        },
+    ),
+    "upload_image": (
+        "PUT",
+        "/file",
+        {"data": b"\0" * 1024, "content_type": "application/octet-stream"},
+    ),
+    "add_member": (
+        "POST",
+        "/members",
+        {"data": b'{"member": "project-b"}', "content_type": "application/json"},
+    ),
     "deactivate": ("POST", "/actions/deactivate", {}),
     "add_tag": ("PUT", "/tags/gold", {}),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(("method", "suffix", "body"), MUTATIONS.values(), ids=MUTATIONS.keys())
 async def test_the_gateway_hides_another_tenants_private_image_from_every_change(
-    gateway: Client, glance: Glance, token: TokenFactory, method: str, suffix: str,
+    gateway: Client,
+    glance: Glance,
+    token: TokenFactory,
+    method: str,
+    suffix: str,
     body: dict[str, Any],
-) -> None:  # fmt: skip
+) -> None:
     image_id = await uploadable_image(glance, ALICE)
     before = await glance.request("GET", f"/v2/images/{image_id}", ADMIN)
     headers = {"X-Auth-Token": token_of(token, BOB)}
@@ -199,9 +219,10 @@ async def test_stage_and_import_through_the_gateway(
     image_id = await uploadable_image(glance, ALICE)
     data = bytes(range(256)) * 4096
     staged = await gateway.put(
-        f"/v2/images/{image_id}/stage", data=data,
+        f"/v2/images/{image_id}/stage",
+        data=data,
         headers={**headers, "Content-Type": "application/octet-stream"},
-    )  # fmt: skip
+    )
     assert staged.status == 204, await staged.text()
     imported = await gateway.post(
         f"/v2/images/{image_id}/import",

@@ -418,9 +418,10 @@ async def test_bad_tokens_are_401_with_a_reason_and_reach_nothing(
         "oversized": "gAAAAAB" + "A" * 9000,
         "non-ascii": "gAAAAAB" + "\u00e9" * 20,
         "malformed": "gAAAAAB$%*+;<>",
-        "unscoped": keystone.unscoped_token(member.name, member.password) if kind == "unscoped"
+        "unscoped": keystone.unscoped_token(member.name, member.password)
+        if kind == "unscoped"
         else "",
-    }[kind]  # fmt: skip
+    }[kind]
     before, received = keystone.validations(), len(store_app[RECEIVED])
     caplog.set_level(logging.INFO)
     image = add_image(store_app, owner=member.project_id)
@@ -506,9 +507,18 @@ async def test_cli_revoke_beats_the_cache_on_every_gateway_within_a_second(
     subject = {"token": token, "user": member.id, "project": member.project_id}[whom]
     config = _config_file(tmp_path, keys, section, redis_url)
     cli = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "revoke", "--config", str(config), f"--{whom}", subject,
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "gateway",
+        "revoke",
+        "--config",
+        str(config),
+        f"--{whom}",
+        subject,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     stdout, stderr = await cli.communicate()
     assert cli.returncode == 0, stderr.decode()
     assert token not in stdout.decode()
@@ -571,9 +581,18 @@ async def test_two_gateway_processes_validate_once_and_revoke_within_a_second(
         assert keystone.validations() == before + 1, "one validation for the whole fleet"
 
         cli = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "revoke", "--config", str(config_file),
-            "--token", token, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "gateway",
+            "revoke",
+            "--config",
+            str(config_file),
+            "--token",
+            token,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         _, stderr = await cli.communicate()
         assert cli.returncode == 0, stderr.decode()
 

@@ -26,11 +26,13 @@ async def gateway(
         glance.url,
         auth={"keystone": keystone_section(keystone, gateway_service_user)},
         authorization={"policy_file": str(GLANCE_POLICY)},
-        rate_limit={"rules": [
-            # A project's fourth delete in the hour is over the limit.
-            {"name": "deletes", "routes": ["delete_image"], "unit": "hour", "value": 3},
-        ]},
-    )  # fmt: skip
+        rate_limit={
+            "rules": [
+                # A project's fourth delete in the hour is over the limit.
+                {"name": "deletes", "routes": ["delete_image"], "unit": "hour", "value": 3},
+            ]
+        },
+    )
 
 
 async def delete(gateway: Client, token: str, image: str) -> Any:

@@ -88,10 +88,17 @@ async def test_openstack_cli_with_keystone_password_auth(
     admin_clouds = clouds_yaml(tmp_path, keystone, gateway, {"admin": BOOTSTRAP_ADMIN})
     await openstack("admin", admin_clouds).ok("token", "revoke", token)
     revoked = Cli(
-        [str(client_binary("openstack")), "--os-auth-type", "admin_token",
-         "--os-endpoint", str(gateway.make_url("/")), "--os-token", token],
+        [
+            str(client_binary("openstack")),
+            "--os-auth-type",
+            "admin_token",
+            "--os-endpoint",
+            str(gateway.make_url("/")),
+            "--os-token",
+            token,
+        ],
         {"OS_IMAGE_ENDPOINT_OVERRIDE": str(gateway.make_url("/"))},
-    )  # fmt: skip
+    )
     refused = await revoked.refused("image", "delete", images[1])
     assert "401" in refused, refused
     assert await glance.exists(images[1])
@@ -139,9 +146,12 @@ async def test_openstacksdk_with_keystone_password_auth(
     not_owned = await glance.create_image(owner_caller)
     settings: dict[str, Any] = {"owned": owned, "not_owned": not_owned}
     finished = await run_client(
-        client_binary("python"), "-c", SDK_PROGRAM, json.dumps(settings),
+        client_binary("python"),
+        "-c",
+        SDK_PROGRAM,
+        json.dumps(settings),
         env={"OS_CLIENT_CONFIG_FILE": str(clouds)},
-    )  # fmt: skip
+    )
     seen = finished.json()
     assert seen["deleted"] is True
     assert not await glance.exists(owned)

@@ -36,9 +36,19 @@ from tests.support.tokens import TokenFactory
 IMAGE_BYTES = 50 * (1 << 20)
 # What each client's cycle calls, by route, besides the refused calls.
 CYCLE_ROUTES = {
-    "add_image", "upload_image", "get_images", "get_image", "modify_image", "add_member",
-    "modify_member", "get_members", "download_image", "deactivate", "reactivate", "delete_image",
-}  # fmt: skip
+    "add_image",
+    "upload_image",
+    "get_images",
+    "get_image",
+    "modify_image",
+    "add_member",
+    "modify_member",
+    "get_members",
+    "download_image",
+    "deactivate",
+    "reactivate",
+    "delete_image",
+}
 MEMBER_ROUTES = {"add_member", "modify_member", "get_members"}
 # Gateway faults and Glance's messages alike reach the client without these.
 UNCLEAN = re.compile(r"<br|<html|\b[1-5]\d\d (Forbidden|Not Found|Request Entity)")
@@ -70,11 +80,13 @@ async def gateway_for(make_gateway: GatewayFactory, glance: Glance, audit: Path)
         glance.url,
         **sections,
         audit={"sink": str(audit)},
-        rate_limit={"rules": [
-            # A second image in the hour is over the limit: the refusal each client meets.
-            {"name": "image-creates", "routes": ["add_image"], "unit": "hour", "value": 1},
-        ]},
-    )  # fmt: skip
+        rate_limit={
+            "rules": [
+                # A second image in the hour is over the limit: the refusal each client meets.
+                {"name": "image-creates", "routes": ["add_image"], "unit": "hour", "value": 1},
+            ]
+        },
+    )
 
 
 def gateway_url(gateway: Client) -> str:
@@ -152,10 +164,15 @@ async def test_client_library_full_cycle_and_refusals(
     over_limit: str,
 ) -> None:
     callers = Callers(token, script.removesuffix("_cycle.py"))
-    seen = await run_script(script, {
-        "url": cycle.url, "tokens": callers.tokens,
-        "member": callers.member_project, "data": str(cycle.image_data.path),
-    })  # fmt: skip
+    seen = await run_script(
+        script,
+        {
+            "url": cycle.url,
+            "tokens": callers.tokens,
+            "member": callers.member_project,
+            "data": str(cycle.image_data.path),
+        },
+    )
     if "endpoint" in seen:
         # keystoneauth found v2 through the gateway, at the gateway's address.
         assert seen["endpoint"] == cycle.url + "v2/"
@@ -212,8 +229,15 @@ class Cli:
 def openstack_cli(url: str, token: str) -> Cli:
     # Token auth against the gateway's URL, no Keystone; the image endpoint
     # is the gateway's root, from which the CLI discovers v2.
-    argv = [str(client_binary("openstack")), "--os-auth-type", "admin_token",
-            "--os-endpoint", url, "--os-token", token]  # fmt: skip
+    argv = [
+        str(client_binary("openstack")),
+        "--os-auth-type",
+        "admin_token",
+        "--os-endpoint",
+        url,
+        "--os-token",
+        token,
+    ]
     return Cli(argv, {"OS_IMAGE_ENDPOINT_OVERRIDE": url})
 
 
@@ -223,9 +247,16 @@ async def test_openstack_cli_full_cycle_and_refusals(
     url, callers = cycle.url, Callers(token, "osc")
     owner = openstack_cli(url, callers.tokens["owner"])
     image = await owner.json(
-        "image", "create", "--disk-format", "raw", "--container-format", "bare",
-        "--file", str(cycle.image_data.path), "osc-cycle",
-    )  # fmt: skip
+        "image",
+        "create",
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "--file",
+        str(cycle.image_data.path),
+        "osc-cycle",
+    )
     image_id = image["id"]
     listed = await owner.json("image", "list")
     await owner.ok("image", "set", "--property", "gateway_test=set-by-openstack", image_id)
@@ -253,12 +284,15 @@ async def test_openstack_cli_full_cycle_and_refusals(
     seen = {
         "created": {"id": image_id},
         "listed": [i["ID"] for i in listed],
-        "shown": {"status": shown["status"], "size": shown["size"],
-                  "property": shown["properties"]["gateway_test"]},
+        "shown": {
+            "status": shown["status"],
+            "size": shown["size"],
+            "property": shown["properties"]["gateway_test"],
+        },
         "downloaded_md5": file_md5(downloaded),
         "deactivated": deactivated,
         "reactivated": reactivated,
-    }  # fmt: skip
+    }
     await assert_cycle(seen, callers, cycle)
 
 
@@ -283,10 +317,19 @@ async def test_glance_cli_full_cycle_and_refusals(
 ) -> None:
     url, callers = cycle.url, Callers(token, "glancecli")
     owner, member = (glance_cli(url, callers.tokens[k]) for k in ("owner", "member"))
-    created = table(await owner.ok(
-        "image-create", "--disk-format", "raw", "--container-format", "bare",
-        "--name", "glance-cli-cycle", "--file", str(cycle.image_data.path),
-    ))  # fmt: skip
+    created = table(
+        await owner.ok(
+            "image-create",
+            "--disk-format",
+            "raw",
+            "--container-format",
+            "bare",
+            "--name",
+            "glance-cli-cycle",
+            "--file",
+            str(cycle.image_data.path),
+        )
+    )
     image_id = created["id"]
     listed = column(await owner.ok("image-list"), 0)
     await owner.ok("image-update", "--property", "gateway_test=set-by-glance-cli", image_id)
@@ -310,25 +353,32 @@ async def test_glance_cli_full_cycle_and_refusals(
     reader = glance_cli(url, callers.tokens["reader"])
     refused = await reader.refused("image-delete", image_id)
     assert f"You are not permitted to delete the image '{image_id}'" in refused
-    over = await owner.refused("image-create", "--disk-format", "raw",
-                               "--container-format", "bare", "--name", "over")  # fmt: skip
+    over = await owner.refused(
+        "image-create", "--disk-format", "raw", "--container-format", "bare", "--name", "over"
+    )
     assert "rate-limited" in over
     await owner.ok("image-delete", image_id)
 
     seen = {
         "created": {"id": image_id},
         "listed": listed,
-        "shown": {"status": shown["status"], "size": int(shown["size"]),
-                  "property": shown["gateway_test"]},
+        "shown": {
+            "status": shown["status"],
+            "size": int(shown["size"]),
+            "property": shown["gateway_test"],
+        },
         "member_sees": member_sees,
         "members": [
-            [row[1], row[2]] for row in zip(
-                column(listed_members, 0), column(listed_members, 1),
-                column(listed_members, 2), strict=True,
+            [row[1], row[2]]
+            for row in zip(
+                column(listed_members, 0),
+                column(listed_members, 1),
+                column(listed_members, 2),
+                strict=True,
             )
         ],
         "downloaded_md5": file_md5(downloaded),
         "deactivated": deactivated,
         "reactivated": reactivated,
-    }  # fmt: skip
+    }
     await assert_cycle(seen, callers, cycle)

@@ -109,14 +109,36 @@ def bad_tokens(keys: Keys, token: TokenFactory) -> dict[str, str]:
 
 
 CASES = [
-    "garbage", "truncated", "alg none", "alg None", "alg NONE", "alg nOnE", "signature stripped",
-    "tampered payload", "bad base64", "hs256 with rsa public key", "wrong alg for kid",
-    "expired", "nbf in future", "wrong issuer", "wrong audience", "missing exp", "unknown kid",
-    "kid with control chars", "jku ignored", "x5u ignored", "kid with a trailing newline",
-    "no project", "project with CRLF", "user with NUL", "role with a comma", "empty role",
-    "roles not a list", "oversized",
+    "garbage",
+    "truncated",
+    "alg none",
+    "alg None",
+    "alg NONE",
+    "alg nOnE",
+    "signature stripped",
+    "tampered payload",
+    "bad base64",
+    "hs256 with rsa public key",
+    "wrong alg for kid",
+    "expired",
+    "nbf in future",
+    "wrong issuer",
+    "wrong audience",
+    "missing exp",
+    "unknown kid",
+    "kid with control chars",
+    "jku ignored",
+    "x5u ignored",
+    "kid with a trailing newline",
+    "no project",
+    "project with CRLF",
+    "user with NUL",
+    "role with a comma",
+    "empty role",
+    "roles not a list",
+    "oversized",
     "wrong secret",
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -42,9 +42,13 @@ async def arrived(decisions: DecisionLog, count: int) -> None:
 def count_deletes(metrics: GatewayMetrics, n: int) -> None:
     for _ in range(n):
         metrics.record_request(
-            route="delete_image", method="DELETE", status=204, decision="forwarded",
-            seconds=0.002, upstream_seconds=0.001,
-        )  # fmt: skip
+            route="delete_image",
+            method="DELETE",
+            status=204,
+            decision="forwarded",
+            seconds=0.002,
+            upstream_seconds=0.001,
+        )
 
 
 def deletes_in(snapshot: MetricsSnapshot) -> float:
@@ -193,9 +197,15 @@ def limited_record(request_id: str, subject: str, remaining: int, limiter: str) 
     record = sample_record(request_id)
     record.fields["limiter"] = limiter
     record.fields["limits"] = [
-        {"subject": subject, "rule": "deletes", "limit": 2, "period": 60,
-         "remaining": remaining, "reset_after": 1.0},
-    ]  # fmt: skip
+        {
+            "subject": subject,
+            "rule": "deletes",
+            "limit": 2,
+            "period": 60,
+            "remaining": remaining,
+            "reset_after": 1.0,
+        },
+    ]
     return record
 
 
@@ -249,10 +259,16 @@ def digest(**changes: Any) -> bytes:
         "audited": [0],
         "audited_bytes": len(AUDITED_BLOCK),
         "limits": {
-            "subjects": ["project:p"], "rules": ["deletes"], "limits": [2], "periods": [60],
-            "remaining": [1], "at": [1.0], "limited": [False], "limited_counts": [0],
+            "subjects": ["project:p"],
+            "rules": ["deletes"],
+            "limits": [2],
+            "periods": [60],
+            "remaining": [1],
+            "at": [1.0],
+            "limited": [False],
+            "limited_counts": [0],
         },
-    }  # fmt: skip
+    }
     for key, value in changes.items():
         holder, _, name = key.partition("__")
         if name:
@@ -287,14 +303,28 @@ def digest(**changes: Any) -> bytes:
         digest(limits__at=None),
     ],
     ids=[
-        "not-json", "not-an-object", "records-not-an-object", "short-column",
-        "time-not-a-number", "decision-not-text", "status-not-whole", "no-audited",
-        "audited-past-the-end", "audited-negative", "audited-not-an-index", "audited-missing",
-        "audited-block-short", "audited-block-long", "audited-block-negative",
+        "not-json",
+        "not-an-object",
+        "records-not-an-object",
+        "short-column",
+        "time-not-a-number",
+        "decision-not-text",
+        "status-not-whole",
+        "no-audited",
+        "audited-past-the-end",
+        "audited-negative",
+        "audited-not-an-index",
+        "audited-missing",
+        "audited-block-short",
+        "audited-block-long",
+        "audited-block-negative",
         "audited-block-not-a-number",
-        "limit-columns-uneven", "limit-of-zero", "limited-not-a-flag", "limit-column-missing",
+        "limit-columns-uneven",
+        "limit-of-zero",
+        "limited-not-a-flag",
+        "limit-column-missing",
     ],
-)  # fmt: skip
+)
 async def test_a_garbage_digest_is_logged_and_its_batch_skipped(
     listener: FeedListener, caplog: pytest.LogCaptureFixture, garbage: bytes
 ) -> None:

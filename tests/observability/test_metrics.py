@@ -174,9 +174,14 @@ def test_a_request_counts_its_labels_and_its_limiter_verdict_in_one_call() -> No
     metrics = GatewayMetrics()
     for method, limiter in (("BREW", None), ("WHEN", "limited"), ("DELETE", "limited")):
         metrics.record_request(
-            route=None, method=method, status=404, decision="rejected",
-            seconds=0.001, upstream_seconds=None, limiter=limiter,
-        )  # fmt: skip
+            route=None,
+            method=method,
+            status=404,
+            decision="rejected",
+            seconds=0.001,
+            upstream_seconds=None,
+            limiter=limiter,
+        )
     counters = metrics.snapshot().counters
     # Methods a client invents share one label, whatever it sends.
     assert counters["gateway_requests"] == {

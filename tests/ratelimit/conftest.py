@@ -51,12 +51,19 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         servers.append(server)
     cluster = Cluster([s.port for s in servers])
     subprocess.run(
-        [binary("redis-cli"), "--cluster", "create", *cluster.nodes,
-         "--cluster-replicas", "0", "--cluster-yes"],
+        [
+            binary("redis-cli"),
+            "--cluster",
+            "create",
+            *cluster.nodes,
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+        ],
         check=True,
         capture_output=True,
         timeout=STARTUP_DEADLINE,
-    )  # fmt: skip
+    )
 
     def ready() -> bool:
         # redis-py parses CLUSTER INFO into a dict.

@@ -34,8 +34,13 @@ async def _stampede(
     token: TokenFactory,
     redis_section: dict[str, Any],
 ) -> None:
-    rule = {"name": "deletes", "path": "^/(v2/)?images/", "methods": ["DELETE"],
-            "unit": "minute", "value": LIMIT}  # fmt: skip
+    rule = {
+        "name": "deletes",
+        "path": "^/(v2/)?images/",
+        "methods": ["DELETE"],
+        "unit": "minute",
+        "value": LIMIT,
+    }
     config = config_data(
         str(store_server.make_url("")).rstrip("/"),
         keys,

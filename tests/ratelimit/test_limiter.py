@@ -12,12 +12,17 @@ from gateway.ratelimit.limiter import RateLimiter
 from gateway.ratelimit.memory import MemoryStore
 
 RULES = [
-    {"name": "image-paths", "path": "^/(v2/)?images/", "methods": ["DELETE"], "unit": "minute",
-     "value": 5},
+    {
+        "name": "image-paths",
+        "path": "^/(v2/)?images/",
+        "methods": ["DELETE"],
+        "unit": "minute",
+        "value": 5,
+    },
     {"name": "delete-route", "routes": ["delete_image"], "unit": "minute", "value": 5},
     {"name": "anything", "unit": "minute", "value": 5},
     {"name": "reads", "methods": ["GET"], "unit": "minute", "value": 5, "shadow": True},
-]  # fmt: skip
+]
 ALICE = Identity("p1", "alice", frozenset())
 
 

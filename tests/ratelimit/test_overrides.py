@@ -72,8 +72,9 @@ async def test_override_reaches_every_replica_within_a_second_and_is_enforced(
     tok = token(roles=["admin"])
     assert await _until_limit(replicas, tok, 5) < 1.0
 
-    done = limits_cli(config_file, "set", "--project", "project-a", "--rule", "deletes",
-                      "--value", "2")  # fmt: skip
+    done = limits_cli(
+        config_file, "set", "--project", "project-a", "--rule", "deletes", "--value", "2"
+    )
     assert done.returncode == 0, done.stderr
     assert await _until_limit(replicas, tok, 2) < 1.0
     statuses = []

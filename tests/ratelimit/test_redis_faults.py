@@ -159,10 +159,12 @@ async def test_a_hung_redis_costs_a_few_timeouts_not_one_per_request(
     rule = {"name": "deletes", "unit": "minute", "value": 100000}
     client = await make_gateway(
         scripted[1],
-        rate_limit={"store": "redis",
-                    "redis": {"url": silent_redis, "timeout": 0.3, "breaker_failures": 3},
-                    "rules": [rule]},
-    )  # fmt: skip
+        rate_limit={
+            "store": "redis",
+            "redis": {"url": silent_redis, "timeout": 0.3, "breaker_failures": 3},
+            "rules": [rule],
+        },
+    )
     tok = token(roles=["admin"])
     latencies = []
     for _ in range(15):

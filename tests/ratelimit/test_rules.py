@@ -129,19 +129,27 @@ async def test_headers_switch_off(with_rules: Any, token: TokenFactory) -> None:
 @pytest.mark.parametrize(
     ("rate_limit", "message"),
     [
-        ({"store": "redis", "redis": {"url": "redis://x", "cluster_nodes": ["a:1"]}},
-         "rate_limit.redis: give exactly one of url and cluster_nodes"),
-        ({"store": "redis", "redis": {"cluster_nodes": ["nope"]}},
-         "rate_limit.redis.cluster_nodes: 'nope' is not host:port"),
-        ({"store": "redis", "redis": {"url": "redis+sentinel://h:26379"}},
-         "rate_limit.redis: a redis+sentinel:// url needs the master name"),
+        (
+            {"store": "redis", "redis": {"url": "redis://x", "cluster_nodes": ["a:1"]}},
+            "rate_limit.redis: give exactly one of url and cluster_nodes",
+        ),
+        (
+            {"store": "redis", "redis": {"cluster_nodes": ["nope"]}},
+            "rate_limit.redis.cluster_nodes: 'nope' is not host:port",
+        ),
+        (
+            {"store": "redis", "redis": {"url": "redis+sentinel://h:26379"}},
+            "rate_limit.redis: a redis+sentinel:// url needs the master name",
+        ),
         ({"store": "redis", "redis": {"url": "http://h"}}, "rate_limit.redis.url:"),
         ({"trusted_proxies": ["10.0.0.0/33"]}, "rate_limit.trusted_proxies.0:"),
-        ({"rules": [{"name": "x", "unit": "minute", "value": 1, "by": "tenant"}]},
-         "rate_limit.rules.0.by:"),
+        (
+            {"rules": [{"name": "x", "unit": "minute", "value": 1, "by": "tenant"}]},
+            "rate_limit.rules.0.by:",
+        ),
         ({"store": "redis"}, "store 'redis' needs a redis section"),
     ],
-)  # fmt: skip
+)
 def test_bad_rate_limit_config_names_the_key_path(
     keys: Keys, rate_limit: dict[str, Any], message: str
 ) -> None:
@@ -152,15 +160,22 @@ def test_bad_rate_limit_config_names_the_key_path(
 
 def test_cluster_and_sentinel_configs_parse(keys: Keys) -> None:
     cluster = parse_config(
-        config_data("http://u", keys, rate_limit={"store": "redis",
-                                                  "redis": {"cluster_nodes": ["h:7000"]}})
-    )  # fmt: skip
+        config_data(
+            "http://u", keys, rate_limit={"store": "redis", "redis": {"cluster_nodes": ["h:7000"]}}
+        )
+    )
     assert cluster.rate_limit.redis is not None
     assert cluster.rate_limit.redis.cluster_nodes == ["h:7000"]
     sentinel = parse_config(
-        config_data("http://u", keys, rate_limit={
-            "store": "redis", "redis": {"url": "redis+sentinel://a:26379,b:26380/main/2"}})
-    )  # fmt: skip
+        config_data(
+            "http://u",
+            keys,
+            rate_limit={
+                "store": "redis",
+                "redis": {"url": "redis+sentinel://a:26379,b:26380/main/2"},
+            },
+        )
+    )
     assert sentinel.rate_limit.redis is not None
     assert sentinel.rate_limit.redis.url is not None
     assert sentinel_parts(sentinel.rate_limit.redis.url) == (

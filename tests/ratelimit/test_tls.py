@@ -75,10 +75,19 @@ def tls_redis_url(tmp_path: Path) -> Iterator[str]:
     server = RedisProcess(
         free_port(),
         tmp_path,
-        ("--tls-port", str(port), "--tls-cert-file", str(tmp_path / "server.pem"),
-         "--tls-key-file", str(tmp_path / "server.key"),
-         "--tls-ca-cert-file", str(tmp_path / "ca.pem"), "--tls-auth-clients", "no"),
-    )  # fmt: skip
+        (
+            "--tls-port",
+            str(port),
+            "--tls-cert-file",
+            str(tmp_path / "server.pem"),
+            "--tls-key-file",
+            str(tmp_path / "server.key"),
+            "--tls-ca-cert-file",
+            str(tmp_path / "ca.pem"),
+            "--tls-auth-clients",
+            "no",
+        ),
+    )
     server.start()
     url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={tmp_path / 'ca.pem'}"
 

@@ -318,8 +318,11 @@ async def test_every_audit_record_is_written_and_fed_under_load(
                     ids.append(response.headers["X-OpenStack-Request-Id"])
                 return ids
 
-            sent = [i for ids in await asyncio.gather(*(deleter() for _ in range(CONCURRENT)))
-                    for i in ids]  # fmt: skip
+            sent = [
+                i
+                for ids in await asyncio.gather(*(deleter() for _ in range(CONCURRENT)))
+                for i in ids
+            ]
             assert len(set(sent)) == UNDER_LOAD
 
             # Exact at the first scrape, which also brings the dashboard up to date.

@@ -35,32 +35,92 @@ ServeGateway = Callable[..., Awaitable[LiveGateway]]
 
 METHODS = ["DELETE", "GET", "POST", "PUT", "PATCH", "HEAD", "OPTIONS", "DEL\x00", "G ET", "dElEtE"]
 PATHS = [
-    "/v2/images/{id}", "/images/{id}", "/v2/images/{ID}", "/v2/images/{id}%0a",
-    "/v2/images/{id}/../{id}", "/v2/images/%2e%2e/{id}", "/v2/images/{id}?x=%23y&y=%zz",
-    "/limits", "/v2/limits?q=\u00e9", "/v2/images/{{{id}}}", "/v2/images/", "/", "*",
-    "/v2/images/{id}\u202e", "//v2/images/{id}", "/v2/images/{id};x=1", "/%ff%fe",
-]  # fmt: skip
+    "/v2/images/{id}",
+    "/images/{id}",
+    "/v2/images/{ID}",
+    "/v2/images/{id}%0a",
+    "/v2/images/{id}/../{id}",
+    "/v2/images/%2e%2e/{id}",
+    "/v2/images/{id}?x=%23y&y=%zz",
+    "/limits",
+    "/v2/limits?q=\u00e9",
+    "/v2/images/{{{id}}}",
+    "/v2/images/",
+    "/",
+    "*",
+    "/v2/images/{id}\u202e",
+    "//v2/images/{id}",
+    "/v2/images/{id};x=1",
+    "/%ff%fe",
+]
 HEADER_NAMES = [
-    "X-Roles", "X_Roles", "x_roles", "X-Project-Id", "X_Project_Id", "OpenStack-System-Scope",
-    "X-Storage-Token", "X-Identity-Status", "Via", "X-Forwarded-For", "X-OpenStack-Request-Id",
-    "Accept", "Content-Type", "Range", "Connection", "Transfer-Encoding", "Content-Length",
-    "Expect", "Upgrade", "Authorization", "X-Auth-Token", "Host", "X-Custom", "Te",
-]  # fmt: skip
+    "X-Roles",
+    "X_Roles",
+    "x_roles",
+    "X-Project-Id",
+    "X_Project_Id",
+    "OpenStack-System-Scope",
+    "X-Storage-Token",
+    "X-Identity-Status",
+    "Via",
+    "X-Forwarded-For",
+    "X-OpenStack-Request-Id",
+    "Accept",
+    "Content-Type",
+    "Range",
+    "Connection",
+    "Transfer-Encoding",
+    "Content-Length",
+    "Expect",
+    "Upgrade",
+    "Authorization",
+    "X-Auth-Token",
+    "Host",
+    "X-Custom",
+    "Te",
+]
 VALUES = [
-    "admin", "", " ", "a" * 9000, "chunked", "gzip, chunked", "0", "-1", "99999999999999999999",
-    "close, X-Roles", "1.1 image-gateway", "req-" + str(uuid.uuid4()), "bytes=0-", "\u00ff\u0100",
-    "Bearer", "Bearer x y", "*/*;q=abc", "100-continue", "h2c", "a,b,,c", "\x7f", "\x01",
-]  # fmt: skip
+    "admin",
+    "",
+    " ",
+    "a" * 9000,
+    "chunked",
+    "gzip, chunked",
+    "0",
+    "-1",
+    "99999999999999999999",
+    "close, X-Roles",
+    "1.1 image-gateway",
+    "req-" + str(uuid.uuid4()),
+    "bytes=0-",
+    "\u00ff\u0100",
+    "Bearer",
+    "Bearer x y",
+    "*/*;q=abc",
+    "100-continue",
+    "h2c",
+    "a,b,,c",
+    "\x7f",
+    "\x01",
+]
 
 
 class Fuzzer:
     def __init__(self, rng: random.Random, token: TokenFactory) -> None:
         self.rng = rng
         self.tokens = [
-            token(), token(roles=["admin"]), token(project="project-b"), token(ttl=-100),
-            token(project="../../x"), token(kid="hs"), "x.y.z", "eyJhbGciOiJub25lIn0.e30.",
-            token()[:-5], "\udcff" * 5, "a" * 9000,
-        ]  # fmt: skip
+            token(),
+            token(roles=["admin"]),
+            token(project="project-b"),
+            token(ttl=-100),
+            token(project="../../x"),
+            token(kid="hs"),
+            "x.y.z",
+            "eyJhbGciOiJub25lIn0.e30.",
+            token()[:-5],
+            "\udcff" * 5,
+            "a" * 9000,
+        ]
 
     def request(self) -> bytes:
         rng = self.rng

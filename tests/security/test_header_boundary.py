@@ -35,10 +35,17 @@ SPOOFED = [
     ("X-Is-Admin-Project", "True"),
 ]
 IDENTITY_NAMES = {
-    b"x-roles", b"x-project-id", b"x-tenant-id", b"x-user-id", b"x-identity-status",
-    b"x-service-roles", b"openstack-system-scope", b"x-storage-token", b"x-auth-token",
+    b"x-roles",
+    b"x-project-id",
+    b"x-tenant-id",
+    b"x-user-id",
+    b"x-identity-status",
+    b"x-service-roles",
+    b"openstack-system-scope",
+    b"x-storage-token",
+    b"x-auth-token",
     b"x-is-admin-project",
-}  # fmt: skip
+}
 
 
 def delete_request(image: str, token: str, extra: list[tuple[str, str]]) -> bytes:

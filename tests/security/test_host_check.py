@@ -46,8 +46,14 @@ BAD_HOSTS = {
     "a name over 253 characters": "a" * 254,
     "a space": "gateway example",
 }
-GOOD_HOSTS = ["images.example.com", "images.example.com:8443", "192.0.2.10:8080",
-              "[::1]:8080", "[2001:db8::1]", "localhost"]  # fmt: skip
+GOOD_HOSTS = [
+    "images.example.com",
+    "images.example.com:8443",
+    "192.0.2.10:8080",
+    "[::1]:8080",
+    "[2001:db8::1]",
+    "localhost",
+]
 
 
 def request(method: str, target: str, host: str, token: str | None = None) -> bytes:
@@ -104,8 +110,9 @@ async def test_a_plain_host_still_works_and_links_use_it(
     [version] = json.loads(response.body)["versions"]
     assert version["links"][0]["href"] == f"http://{host}/v2/"
     upstream.status, upstream.body = 204, b""
-    deleted = await exchange(gateway.port, request("DELETE", f"/v2/images/{uuid.uuid4()}", host,
-                                                   token()))  # fmt: skip
+    deleted = await exchange(
+        gateway.port, request("DELETE", f"/v2/images/{uuid.uuid4()}", host, token())
+    )
     assert parse_response(deleted).status == 204
     assert [r.headers["X-Forwarded-Host"] for r in upstream.received] == [host, host]
 

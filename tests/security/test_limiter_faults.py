@@ -40,11 +40,10 @@ async def closed_gateway(make_gateway: GatewayFactory, upstream: str, url: str) 
         rate_limit={
             "store": "redis",
             "failure_mode": "closed",
-            "redis": {"url": url, "timeout": 1.5, "probe_interval": 0.1,
-                      "overrides_refresh": 0.05},
+            "redis": {"url": url, "timeout": 1.5, "probe_interval": 0.1, "overrides_refresh": 0.05},
             "rules": [RULE],
         },
-    )  # fmt: skip
+    )
 
 
 async def delete(client: Client, tok: str) -> int:

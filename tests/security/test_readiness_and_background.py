@@ -39,11 +39,14 @@ async def test_a_worker_without_keys_makes_the_supervisor_unready(
     port, admin_port = free_port(), free_port()
     data: dict[str, Any] = {
         "upstream": {"url": "http://127.0.0.1:1"},
-        "auth": {"issuer": "https://idp", "audience": "a",
-                 "jwks": {"url": f"http://127.0.0.1:{free_port()}/jwks", "timeout": 0.5}},
+        "auth": {
+            "issuer": "https://idp",
+            "audience": "a",
+            "jwks": {"url": f"http://127.0.0.1:{free_port()}/jwks", "timeout": 0.5},
+        },
         "listen": {"host": "127.0.0.1", "port": port, "workers": 2, "shutdown_timeout": 2},
         "admin": {"port": admin_port},
-    }  # fmt: skip
+    }
     process = await GatewayProcess.run(data, tmp_path).start()
     try:
         async with aiohttp.ClientSession() as session:
@@ -68,8 +71,7 @@ async def test_a_worker_without_keys_makes_the_supervisor_unready(
 
 
 async def test_revocations_not_synced_make_the_process_unready(redis_url: str) -> None:
-    dead = RedisRevocationStore(RedisConfig(url=f"redis://127.0.0.1:{free_port()}/0",
-                                            timeout=0.2))  # fmt: skip
+    dead = RedisRevocationStore(RedisConfig(url=f"redis://127.0.0.1:{free_port()}/0", timeout=0.2))
     await dead.open()
     try:
         result = await RevocationSynced(dead)()
@@ -93,8 +95,9 @@ async def nested_jwks() -> AsyncIterator[tuple[dict[str, bool], str]]:
 
         async def handle(request: web.Request) -> web.StreamResponse:
             if state["hostile"]:
-                return web.Response(body=b"[" * 100_000 + b"]" * 100_000,
-                                    content_type="application/json")  # fmt: skip
+                return web.Response(
+                    body=b"[" * 100_000 + b"]" * 100_000, content_type="application/json"
+                )
             async with aiohttp.ClientSession() as session, session.get(good.url) as r:
                 return web.json_response(await r.json())
 
@@ -127,9 +130,12 @@ async def test_counts_reach_metrics_on_an_idle_gateway(
     rule = {"name": "deletes", "unit": "minute", "value": 10}
     observed = await make_observed(
         scripted[1],
-        rate_limit={"store": "redis", "redis": {"url": redis_url, "overrides_refresh": 0.05},
-                    "rules": [rule]},
-    )  # fmt: skip
+        rate_limit={
+            "store": "redis",
+            "redis": {"url": redis_url, "overrides_refresh": 0.05},
+            "rules": [rule],
+        },
+    )
     redis.Redis.from_url(redis_url).hset("igw:overrides", "deletes|p", "-1")
 
     async def counted() -> bool:

@@ -28,10 +28,16 @@ from tests.support.tokens import Keys, TokenFactory
 from tests.support.waiting import until
 
 
-def limits_config(keys: Keys, backend: str, port: int, admin_port: int, value: int,
-                  workers: int) -> dict[str, Any]:  # fmt: skip
-    rule = {"name": "deletes", "path": "^/(v2/)?images/", "methods": ["DELETE"],
-            "unit": "minute", "value": value}  # fmt: skip
+def limits_config(
+    keys: Keys, backend: str, port: int, admin_port: int, value: int, workers: int
+) -> dict[str, Any]:
+    rule = {
+        "name": "deletes",
+        "path": "^/(v2/)?images/",
+        "methods": ["DELETE"],
+        "unit": "minute",
+        "value": value,
+    }
     return config_data(
         backend,
         keys,
@@ -101,8 +107,9 @@ async def start(
 
 
 def rewrite(running: Running, keys: Keys, value: int, workers: int) -> None:
-    data = limits_config(keys, "http://127.0.0.1:1", running.port, running.admin_port, value,
-                         workers)  # fmt: skip
+    data = limits_config(
+        keys, "http://127.0.0.1:1", running.port, running.admin_port, value, workers
+    )
     running.config_file.write_text(yaml.safe_dump(data))
 
 

@@ -73,11 +73,25 @@ async def delete_new_image(
 def sample_record(request_id: str, route: str = "delete_image") -> RequestRecord:
     """A finished request's record, as the observability middleware builds it."""
     fields: RecordFields = {
-        "global_request_id": None, "method": "DELETE", "path": "/v2/images/x", "route": route,
-        "image_id": "x", "project": "p", "user": "u", "client": "127.0.0.1", "status": 204,
-        "decision": "forwarded", "reason": None, "upstream_status": 204, "upstream_error": None,
-        "limiter": None, "limits": [], "duration_ms": 1.0, "upstream_ms": 0.5, "pid": 1,
-    }  # fmt: skip
+        "global_request_id": None,
+        "method": "DELETE",
+        "path": "/v2/images/x",
+        "route": route,
+        "image_id": "x",
+        "project": "p",
+        "user": "u",
+        "client": "127.0.0.1",
+        "status": 204,
+        "decision": "forwarded",
+        "reason": None,
+        "upstream_status": 204,
+        "upstream_error": None,
+        "limiter": None,
+        "limits": [],
+        "duration_ms": 1.0,
+        "upstream_ms": 0.5,
+        "pid": 1,
+    }
     if route == "delete_image":
         fields["outcome"] = "deleted"
     return RequestRecord(time.time(), request_id, fields)

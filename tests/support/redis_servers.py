@@ -53,12 +53,24 @@ class RedisProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir), *self.extra,
-             *(("--requirepass", self.password) if self.password is not None else ())],
+            [
+                binary("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                *self.extra,
+                *(("--requirepass", self.password) if self.password is not None else ()),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         block_until(
             lambda: _answers(self.port, self.password), f"redis on {self.port}", STARTUP_DEADLINE
         )

@@ -120,9 +120,16 @@ def parse_token_body(body: Any) -> KeystoneToken:
 
 
 _RECORD_FIELDS = (
-    "project_id", "user_id", "project_name", "project_domain_id", "user_name",
-    "user_domain_id", "project_domain_name", "user_domain_name", "is_admin_project",
-)  # fmt: skip
+    "project_id",
+    "user_id",
+    "project_name",
+    "project_domain_id",
+    "user_name",
+    "user_domain_id",
+    "project_domain_name",
+    "user_domain_name",
+    "is_admin_project",
+)
 
 
 def to_record(token: KeystoneToken) -> bytes:

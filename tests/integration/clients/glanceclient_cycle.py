@@ -28,8 +28,9 @@ def main() -> None:
     )
     seen: dict[str, Any] = {}
 
-    image = owner.images.create(name="glanceclient-cycle", disk_format="raw",
-                                container_format="bare")  # fmt: skip
+    image = owner.images.create(
+        name="glanceclient-cycle", disk_format="raw", container_format="bare"
+    )
     seen["created"] = {"id": image.id, "status": image.status}
     with open(settings["data"], "rb") as data:
         # glanceclient sends the file chunked, without a Content-Length.
@@ -37,8 +38,11 @@ def main() -> None:
     seen["listed"] = [i.id for i in owner.images.list()]
     owner.images.update(image.id, gateway_test="set-by-glanceclient")
     shown = owner.images.get(image.id)
-    seen["shown"] = {"status": shown.status, "size": shown.size,
-                     "property": shown.get("gateway_test")}  # fmt: skip
+    seen["shown"] = {
+        "status": shown.status,
+        "size": shown.size,
+        "property": shown.get("gateway_test"),
+    }
 
     owner.image_members.create(image.id, member_project)
     member.image_members.update(image.id, member_project, "accepted")
@@ -61,10 +65,11 @@ def main() -> None:
         "other_tenant_update": refusal(lambda: other.images.update(image.id, x="y")),
         "reader_delete": refusal(lambda: reader.images.delete(image.id)),
         "over_limit": refusal(
-            lambda: owner.images.create(name="glanceclient-over", disk_format="raw",
-                                        container_format="bare")
+            lambda: owner.images.create(
+                name="glanceclient-over", disk_format="raw", container_format="bare"
+            )
         ),
-    }  # fmt: skip
+    }
     owner.images.delete(image.id)
     seen["deleted"] = refusal(lambda: owner.images.get(image.id))
     print(json.dumps(seen))

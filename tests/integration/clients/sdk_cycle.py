@@ -46,15 +46,21 @@ def main() -> None:
     seen: dict[str, Any] = {"endpoint": owner.image.get_endpoint()}
 
     image = owner.image.create_image(
-        "sdk-cycle", filename=settings["data"], disk_format="raw", container_format="bare",
+        "sdk-cycle",
+        filename=settings["data"],
+        disk_format="raw",
+        container_format="bare",
         allow_duplicates=True,
-    )  # fmt: skip
+    )
     seen["created"] = {"id": image.id, "status": image.status, "checksum": image.checksum}
     seen["listed"] = [i.id for i in owner.image.images()]
     owner.image.update_image(image, gateway_test="set-by-sdk")
     shown = owner.image.get_image(image)
-    seen["shown"] = {"status": shown.status, "size": shown.size,
-                     "property": shown.properties.get("gateway_test")}  # fmt: skip
+    seen["shown"] = {
+        "status": shown.status,
+        "size": shown.size,
+        "property": shown.properties.get("gateway_test"),
+    }
 
     owner.image.add_member(image, member_id=member_project)
     member.image.update_member(member_project, image, status="accepted")
@@ -79,10 +85,11 @@ def main() -> None:
         "other_tenant_update": refusal(lambda: other.image.update_image(image.id, x="y")),
         "reader_delete": refusal(lambda: reader.image.delete_image(image.id)),
         "over_limit": refusal(
-            lambda: owner.image.create_image("sdk-over", allow_duplicates=True,
-                                             disk_format="raw", container_format="bare")
+            lambda: owner.image.create_image(
+                "sdk-over", allow_duplicates=True, disk_format="raw", container_format="bare"
+            )
         ),
-    }  # fmt: skip
+    }
     owner.image.delete_image(image)
     seen["deleted"] = refusal(lambda: owner.image.get_image(image.id))
     print(json.dumps(seen))
