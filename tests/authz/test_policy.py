@@ -1,5 +1,6 @@
-"""Policy as a file: the rule language, both reference policies, shadow mode,
-and a malformed rule refused by check-config with its name."""
+"""Policy as configured: both reference policies as files, shadow mode, a
+malformed rule refused by check-config with its name, and the decisions
+(gateway/authz/policy.py) that an image's owner settles."""
 
 from __future__ import annotations
 
@@ -14,80 +15,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import GATEWAY
-from gateway.authz.policy_language import PolicyError, Subject, compile_rules
+from gateway.authz.policy_language import compile_rules
 from gateway.cli.main import main
 from gateway.demo_backend.image_store import IMAGES, RECEIVED, add_image
+from tests.authz.test_policy_language import GLANCE, RACKSPACE, subject
 from tests.support import REPO
 from tests.support.gateway_app import Client, GatewayFactory
 from tests.support.gateway_config import config_data
 from tests.support.tokens import Keys, TokenFactory
-
-RACKSPACE = {
-    "delete_image": "role:admin or (role:cloudImages:admin and project_id:%(owner)s)",
-}
-GLANCE = {
-    "context_is_admin": "role:admin",
-    "delete_image": "rule:context_is_admin or (role:member and project_id:%(owner)s)",
-}
-
-
-def subject(*roles: str, owner: str | None = None) -> Subject:
-    known = owner is not None
-    return Subject(frozenset(roles), "p1", owner_known=known, owner=owner)
-
-
-@pytest.mark.parametrize(
-    ("rules", "who", "before_owner", "own", "other"),
-    [
-        (RACKSPACE, ("cloudimages:admin",), None, True, False),
-        (RACKSPACE, ("cloudimages:creator",), False, False, False),
-        (RACKSPACE, ("cloudimages:observer",), False, False, False),
-        (RACKSPACE, ("admin",), True, True, True),
-        (GLANCE, ("member", "reader"), None, True, False),
-        (GLANCE, ("reader",), False, False, False),
-        (GLANCE, ("admin",), True, True, True),
-    ],
-)
-def test_both_reference_policies(
-    rules: dict[str, str],
-    who: tuple[str, ...],
-    before_owner: bool | None,
-    own: bool,
-    other: bool,
-) -> None:
-    rule = compile_rules(rules)["delete_image"]
-    assert rule.evaluate(subject(*who)) is before_owner, "decided on roles alone, or unknown"
-    assert rule.evaluate(subject(*who, owner="p1")) is own
-    assert rule.evaluate(subject(*who, owner="p2")) is other
-
-
-def test_not_and_constants() -> None:
-    rules = compile_rules({"r": "not role:banned and (@ or !)", "never": "!"})
-    assert rules["r"].evaluate(subject("member")) is True
-    assert rules["r"].evaluate(subject("banned")) is False
-    assert rules["never"].evaluate(subject("admin")) is False
-
-
-@pytest.mark.parametrize(
-    ("rules", "message"),
-    [
-        ({"delete_image": "role:admin or"}, "rule 'delete_image': the rule ends too early"),
-        ({"delete_image": "role:admin and and role:x"}, "rule 'delete_image': unknown check 'and'"),
-        ({"delete_image": "(role:admin"}, "rule 'delete_image'"),
-        ({"delete_image": "role:admin)"}, "unexpected ')'"),
-        ({"delete_image": "rule:missing"}, "refers to rule:missing, which is not defined"),
-        ({"delete_image": "rule:a", "a": "rule:delete_image"}, "cycle"),
-        ({"delete_image": "__import__('os')"}, "unknown check"),
-        ({"delete_image": "project_id:%(owner)s.__class__"}, "unknown check"),
-        ({"delete_image": ""}, "the rule is empty"),
-    ],
-)
-def test_malformed_rules_name_the_rule(rules: dict[str, str], message: str) -> None:
-    with pytest.raises(PolicyError) as caught:
-        compile_rules(rules)
-    assert message in str(caught.value)
-    assert caught.value.rule is not None
-
 
 # --- check-config ---------------------------------------------------------------------
 
@@ -176,6 +111,24 @@ async def test_rackspace_rule_from_config_keeps_404_vs_403(
     assert await delete(client, public.id, token()) == 403
     assert await delete(client, mine.id, token()) == 204
     assert await delete(client, private.id, token("ops", roles=["admin"])) == 204
+
+
+async def test_a_look_alike_project_neither_owns_nor_learns_of_an_image(
+    rule_gateway: RuleGateway, store_app: web.Application, token: TokenFactory
+) -> None:
+    """Project ids are compared exactly: Project-A is not project-a."""
+    client = await rule_gateway(check=RACKSPACE["delete_image"])
+    private = add_image(store_app, owner="project-a")
+    public = add_image(store_app, owner="project-a", visibility="public")
+    look_alike = token("Project-A")
+    # Its private image stays hidden (404, as any other project's), its
+    # public one is refused, and neither is deleted.
+    assert await delete(client, private.id, look_alike) == 404
+    assert await delete(client, public.id, look_alike) == 403
+    images = store_app[IMAGES]
+    assert private.id in images
+    assert public.id in images
+    assert [r.method for r in store_app[RECEIVED]].count("DELETE") == 0
 
 
 async def test_shadow_rule_logs_and_counts_and_lets_it_through(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from aiohttp import web
 
-from tests.authz.test_policy import RACKSPACE
+from tests.authz.test_policy_language import RACKSPACE
 from tests.support.observed import ObservedFactory, delete_new_image
 from tests.support.tokens import TokenFactory
 from tests.support.waiting import seconds_until
