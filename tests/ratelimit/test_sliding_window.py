@@ -9,11 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis
+from redis.cluster import RedisCluster
 
 from gateway.config import RedisConfig
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.redis_store import RedisStore
 from gateway.ratelimit.store import LimitCheck, LimitStore
+from tests.ratelimit.test_memory import Clock
 from tests.support.redis_servers import Cluster
 from tests.support.waiting import until
 
@@ -136,6 +139,121 @@ async def test_cluster_takes_back_an_admission_another_slot_refused(
             await asyncio.sleep(0.01)
     finally:
         await store.close()
+
+
+class AgedStore:
+    """A store and a way to put admissions into a window as if made earlier.
+
+    Redis's admissions are written with older scores (the script reads time
+    from Redis, so nothing else can age them); the in-process store's are
+    made with its clock set back. No test waits out a period this way.
+    """
+
+    def __init__(self, store: LimitStore, clock: Clock | None, writer: Any) -> None:
+        self.store = store
+        self.clock = clock
+        self.writer = writer
+
+    async def admitted(self, rule: LimitCheck, *ages: float) -> None:
+        """Admissions for ``rule``'s key, each ``age`` seconds before now, oldest first."""
+        if self.clock is not None:
+            now = self.clock.now
+            memory = self.store
+            assert isinstance(memory, MemoryStore)
+            for age in sorted(ages, reverse=True):
+                self.clock.now = now - age
+                wide_open = rule._replace(limit=1_000_000)
+                assert memory.decide_now([wide_open], count=True).allowed
+            self.clock.now = now
+            return
+        assert isinstance(self.store, RedisStore)
+        seconds, micros = self.writer.time()
+        now_us = seconds * 1_000_000 + micros
+        scores = {f"aged-{i}": now_us - int(age * 1_000_000) for i, age in enumerate(ages)}
+        self.writer.zadd(self.store.key(rule), scores)
+
+
+def redis_topology(topology: str, request: pytest.FixtureRequest) -> tuple[RedisStore, Any]:
+    """A store on a real redis-server or a real Cluster, and a plain client to the same."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    if topology == "redis":
+        url = request.getfixturevalue("redis_url")
+        config = RedisConfig(url=url, key_prefix=prefix, timeout=1)
+        return RedisStore(config), redis.Redis.from_url(url)
+    cluster: Cluster = request.getfixturevalue("redis_cluster")
+    config = RedisConfig(cluster_nodes=cluster.nodes, key_prefix=prefix, timeout=1)
+    return RedisStore(config), RedisCluster(host="127.0.0.1", port=cluster.ports[0])
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
+async def aged(request: pytest.FixtureRequest) -> AsyncIterator[AgedStore]:
+    if request.param == "memory":
+        clock = Clock(5000.0)
+        yield AgedStore(MemoryStore(clock=clock), clock, None)
+        return
+    limit_store, writer = redis_topology(request.param, request)
+    yield AgedStore(limit_store, None, writer)
+    await limit_store.close()
+    writer.close()
+
+
+async def test_admissions_older_than_half_a_period_still_count(aged: AgedStore) -> None:
+    """3 per 10 s: two admissions 7 s ago fill two places until they are 10 s old."""
+    rule = check(limit=3, period=10)
+    await aged.admitted(rule, 7.0, 6.5)
+    looked = await aged.store.peek([rule])
+    assert looked.results[0].remaining == 1
+    # The oldest leaves the window 10 s after it was made: about 3 s from now.
+    assert 2.5 < looked.results[0].reset_after <= 3.05
+    assert (await aged.store.acquire([rule])).allowed
+    refused = await aged.store.acquire([rule])
+    assert not refused.allowed
+    assert 2.5 < refused.retry_after <= 3.05
+
+
+async def test_admissions_a_full_period_old_have_left(aged: AgedStore) -> None:
+    rule = check(limit=2, period=10)
+    await aged.admitted(rule, 12.0, 10.5, 4.0)
+    looked = await aged.store.peek([rule])
+    assert looked.results[0].remaining == 1, "only the 4 s old admission is in the window"
+    assert 5.5 < looked.results[0].reset_after <= 6.05
+    assert (await aged.store.acquire([rule])).allowed
+    assert not (await aged.store.acquire([rule])).allowed
+
+
+async def test_over_a_lowered_limit_retry_after_waits_for_the_excess_to_leave(
+    aged: AgedStore,
+) -> None:
+    """Three admissions (9, 5 and 2 s old) against a limit now of 2 per 10 s.
+
+    One more may come only once two of them have left: when the 5 s old one
+    leaves, in 5 s, not when the oldest does, in 1 s.
+    """
+    rule = check(limit=2, period=10)
+    await aged.admitted(rule, 9.0, 5.0, 2.0)
+    refused = await aged.store.acquire([rule])
+    assert not refused.allowed
+    assert 4.5 < refused.retry_after <= 5.05
+    assert 4.5 < refused.results[0].retry_after <= 5.05
+    # The window itself frees its first place when the oldest leaves.
+    assert 0.5 < refused.results[0].reset_after <= 1.05
+    assert refused.results[0].remaining == 0
+
+
+@pytest.mark.parametrize("topology", ["redis", "cluster"])
+async def test_a_key_lives_as_long_as_its_window(
+    topology: str, request: pytest.FixtureRequest
+) -> None:
+    """The script's periods are in µs and PEXPIRE takes ms: a key expires a
+    period after its newest admission, never sooner."""
+    limit_store, writer = redis_topology(topology, request)
+    try:
+        rule = check(limit=5, period=60)
+        assert (await limit_store.acquire([rule])).allowed
+        assert 59_000 < writer.pttl(limit_store.key(rule)) <= 60_001
+    finally:
+        await limit_store.close()
+        writer.close()
 
 
 def test_memory_store_window_slides_with_its_clock() -> None:
