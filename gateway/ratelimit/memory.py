@@ -62,7 +62,9 @@ class MemoryStore:
         for check, log, wait in zip(checks, logs, waits, strict=True):
             if allowed and count and wait == 0.0:
                 log.times.append(now)
-            reset = log.times[0] + check.period - now if log.times else 0.0
+            # period - age, not time + period - now: the latter's float
+            # rounding makes a fresh window's reset a hair over the period.
+            reset = check.period - (now - log.times[0]) if log.times else 0.0
             remaining = max(0, check.limit - len(log.times))
             results.append(
                 LimitCheckResult(remaining=remaining, reset_after=reset, retry_after=wait)
@@ -88,7 +90,7 @@ class MemoryStore:
         if excess < 0:
             return 0.0
         # The admission whose departure brings the count below the limit.
-        return log.times[excess] + check.period - now
+        return check.period - (now - log.times[excess])
 
     def _expire_some(self, now: float) -> None:
         for logs in self._logs.values():

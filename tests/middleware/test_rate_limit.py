@@ -117,3 +117,22 @@ async def test_tightest_rule_sets_retry_after_and_headers(
     await assert_fault(refused, 413, "overLimit")
     # The hour-long limit is the one that decides when to come back.
     assert 3000 < int(refused.headers["Retry-After"]) <= 3600
+
+
+async def test_ratelimit_reset_is_rounded_up_never_down(
+    limited: Callable[[list[dict[str, Any]]], Awaitable[Client]],
+    store_app: web.Application,
+    token: TokenFactory,
+) -> None:
+    """The window of a request counted a moment ago resets in just under an hour:
+    ``t=`` says 3600, so that a client waiting ``t`` seconds finds the place free."""
+    client = await limited([{"name": "per-hour", "unit": "hour", "value": 5}])
+    tok = token()
+    seen = []
+    for remaining in (4, 3):
+        image = add_image(store_app, owner="project-a")
+        response = await client.delete(f"/v2/images/{image.id}", headers={"X-Auth-Token": tok})
+        assert response.status == 204
+        seen.append(response.headers["RateLimit"])
+        assert response.headers["RateLimit"] == f'"per-hour";r={remaining};t=3600'
+    assert len(seen) == 2
