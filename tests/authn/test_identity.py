@@ -5,7 +5,6 @@ from __future__ import annotations
 from multidict import CIMultiDict
 
 from gateway.authn.identity import Identity, IdentityHeaders, caller_headers
-from gateway.http.hop_by_hop import end_to_end
 
 
 def test_identity_headers_as_keystonemiddleware_sets_them() -> None:
@@ -28,23 +27,6 @@ def test_names_and_domains_are_sent_when_known() -> None:
     assert headers["X-User-Domain-Id"] == "default"
     assert "X-User-Name" not in headers
     assert "X-Project-Domain-Id" not in headers
-
-
-def test_hop_by_hop_headers_and_those_named_in_connection_are_dropped() -> None:
-    headers = CIMultiDict(
-        [
-            ("Connection", "keep-alive, X-Private"),
-            ("X-Private", "1"),
-            ("Keep-Alive", "timeout=5"),
-            ("Transfer-Encoding", "chunked"),
-            ("TE", "trailers"),
-            ("Upgrade", "h2c"),
-            ("Host", "gateway"),
-            ("Content-Length", "0"),
-            ("Accept", "*/*"),
-        ]
-    )
-    assert list(end_to_end(headers).items()) == [("Accept", "*/*")]
 
 
 def test_identity_headers_are_made_once_per_identity_with_the_role_mapping() -> None:

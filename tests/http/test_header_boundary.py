@@ -49,6 +49,18 @@ def test_an_extra_header_from_config_is_forwarded_in_any_spelling() -> None:
     assert list(kept.items()) == [("x_trace_context", "1")]
 
 
+@pytest.mark.parametrize(
+    "name", ["X-Forwarded-For", "x_forwarded_host", "Forwarded", "X-Forwarded-Proto", "Expect"]
+)
+def test_the_gateways_own_headers_never_pass_even_when_listed(name: str) -> None:
+    """The path a request took is the gateway's to write: a client's X-Forwarded-For
+    would make the backend log (or trust) an address the client chose."""
+    boundary = HeaderBoundary([name, "X-Trace-Context"])
+    kept, spoofed = boundary.forwardable(CIMultiDict({name: "203.0.113.9", "X-Trace-Context": "1"}))
+    assert list(kept.items()) == [("X-Trace-Context", "1")]
+    assert spoofed == []
+
+
 @pytest.mark.parametrize("name", ["X-Roles", "x_project_id", "Authorization", "X-Storage-Token"])
 def test_config_refuses_to_forward_an_identity_header(keys: Keys, name: str) -> None:
     with pytest.raises(ConfigError, match=r"headers\.forward: .*identity or credential"):
@@ -61,9 +73,10 @@ def test_defaults_hold_no_identity_header() -> None:
     assert all(fold(name) == name for name in DEFAULT_FORWARDED)
 
 
-def test_a_listed_header_named_in_connection_is_dropped_as_hop_by_hop() -> None:
+@pytest.mark.parametrize("connection", ["close, Accept", "close, ACCEPT", "accept"])
+def test_a_listed_header_named_in_connection_is_dropped_as_hop_by_hop(connection: str) -> None:
     kept, _ = HeaderBoundary().forwardable(
-        CIMultiDict([("Connection", "close, Accept"), ("Accept", "*/*"), ("Range", "bytes=0-")])
+        CIMultiDict([("Connection", connection), ("Accept", "*/*"), ("Range", "bytes=0-")])
     )
     assert list(kept.items()) == [("Range", "bytes=0-")]
 
