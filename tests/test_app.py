@@ -57,6 +57,16 @@ async def test_bearer_header_is_accepted(
         f"/v2/images/{image.id}", headers={"Authorization": f"Bearer {token(kid='ec')}"}
     )
     assert response.status == 204
+    assert image.id not in store_app[IMAGES]
+    sent = store_app[RECEIVED][-1]
+    assert sent.method == "DELETE"
+    # The credential is the gateway's to read, never the backend's: the
+    # backend sees the identity it proved instead.
+    assert "Authorization" not in sent.headers
+    assert "X-Auth-Token" not in sent.headers
+    assert sent.headers["X-Identity-Status"] == "Confirmed"
+    assert sent.headers["X-Project-Id"] == "project-a"
+    assert sent.headers["X-User-Id"] == "alice"
 
 
 async def test_deleted_image_is_404_the_second_time(

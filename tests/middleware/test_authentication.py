@@ -163,6 +163,22 @@ async def test_bad_token_is_401_logged_and_never_forwarded(
     assert all(bad not in r.getMessage() for r in caplog.records), "the token is never logged"
 
 
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+async def test_the_bearer_scheme_is_matched_in_any_case(
+    gateway: Client, store_app: web.Application, token: TokenFactory, scheme: str
+) -> None:
+    """Authentication schemes are case-insensitive (RFC 9110 §11.1)."""
+    image = add_image(store_app, owner="project-a")
+    response = await gateway.delete(
+        f"/v2/images/{image.id}", headers={"Authorization": f"{scheme} {token()}"}
+    )
+    assert response.status == 204
+    sent = store_app[RECEIVED][-1]
+    assert sent.method == "DELETE"
+    assert sent.headers["X-Project-Id"] == "project-a"
+    assert "Authorization" not in sent.headers
+
+
 async def test_the_same_token_is_verified_once(
     gateway: Client, store_app: web.Application, token: TokenFactory
 ) -> None:

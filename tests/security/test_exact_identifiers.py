@@ -10,7 +10,7 @@ import pytest
 from gateway.authz.ownership import ImageOwners
 from gateway.config import UpstreamConfig
 from gateway.http.upstream import UpstreamClient
-from tests.security.conftest import RawBackend, exchange, parse_response
+from tests.security.conftest import RawBackend, exchange, header_lines, parse_response
 from tests.support.faults import assert_fault
 from tests.support.gateway_app import GatewayFactory
 from tests.support.tokens import TokenFactory
@@ -85,10 +85,18 @@ async def test_ids_inside_the_charset_are_accepted(
 ) -> None:
     raw_backend.owner = project
     gateway = await make_gateway(raw_backend.url)
+    image = uuid.uuid4()
     response = await gateway.delete(
-        f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": token(project=project)}
+        f"/v2/images/{image}", headers={"X-Auth-Token": token(project=project)}
     )
     assert response.status == 204
+    # The id goes upstream exactly as the token has it: the backend's owner
+    # check compares it with the image's owner byte for byte.
+    [head] = raw_backend.requests("DELETE")
+    assert request_line(head) == f"DELETE /v2/images/{image} HTTP/1.1".encode()
+    sent = {name: value.strip() for name, value in header_lines(head)}
+    assert sent[b"X-Project-Id"] == project.encode()
+    assert sent[b"X-Tenant-Id"] == project.encode()
 
 
 async def test_a_token_value_in_a_look_up_url_is_one_quoted_segment(
