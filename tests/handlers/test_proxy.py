@@ -35,18 +35,26 @@ async def admin_delete(
     return await client.delete(f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": admin(token)})
 
 
-async def test_upstream_500_html_is_rewritten_to_api_fault(
-    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+# Every error status, 4xx as well as 5xx, reaches the client as a fault body.
+@pytest.mark.parametrize(
+    ("status", "fault"), [(500, "apiFault"), (400, "badRequest"), (404, "itemNotFound")]
+)
+async def test_upstream_html_errors_are_rewritten_to_faults(
+    make_gateway: GatewayFactory,
+    scripted: tuple[ScriptedUpstream, str],
+    token: TokenFactory,
+    status: int,
+    fault: str,
 ) -> None:
     upstream, url = scripted
-    upstream.status = 500
+    upstream.status = status
     upstream.content_type = "text/html"
     upstream.body = (
         b"<html><head><title>500 Internal Server Error</title></head><body>"
         b"<h1>500 Internal Server Error</h1>The store &amp; its disk failed.<br /></body></html>"
     )
     response = await admin_delete(make_gateway, url, token)
-    body = await assert_fault(response, 500, "apiFault")
+    body = await assert_fault(response, status, fault)
     assert body["message"] == "The store & its disk failed."
     # The error crossed our hop, so the response records it.
     assert response.headers["Via"] == OUR_VIA
@@ -194,18 +202,32 @@ async def test_upstream_body_cut_short_truncates_the_client_response(
         await server.wait_closed()
 
 
-async def test_query_is_forwarded_as_the_client_encoded_it(
-    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+@pytest.mark.parametrize(
+    ("method", "rest"),
+    [
+        ("DELETE", "?name=a%20b&path=%2Fx%3Fy"),
+        # A path value (the tag "a b?c#d") goes as one quoted segment, never
+        # a query or fragment.
+        ("PUT", "/tags/a%20b%3Fc%23d"),
+        ("PUT", "/tags/x%3By%3Dz"),
+    ],
+)
+async def test_the_target_is_forwarded_as_the_client_encoded_it(
+    make_gateway: GatewayFactory,
+    scripted: tuple[ScriptedUpstream, str],
+    token: TokenFactory,
+    method: str,
+    rest: str,
 ) -> None:
     upstream, url = scripted
     client = await make_gateway(url)
-    image = uuid.uuid4()
-    response = await client.delete(
-        URL(f"/v2/images/{image}?name=a%20b&path=%2Fx%3Fy", encoded=True),
-        headers={"X-Auth-Token": admin(token)},
+    target = f"/v2/images/{uuid.uuid4()}{rest}"
+    response = await client.request(
+        method, URL(target, encoded=True), headers={"X-Auth-Token": admin(token)}
     )
     assert response.status == 204
-    assert upstream.received[-1].raw_path == f"/v2/images/{image}?name=a%20b&path=%2Fx%3Fy"
+    (received,) = upstream.received
+    assert (received.method, received.raw_path) == (method, target)
 
 
 async def test_lookups_and_forwarding_share_one_kept_connection(
