@@ -1,10 +1,12 @@
-"""The identity-header contract: what is set."""
+"""The identity-header contract: what is set, and the token's roles mapped to the
+backend's on the way."""
 
 from __future__ import annotations
 
 from multidict import CIMultiDict
 
 from gateway.authn.identity import Identity, IdentityHeaders, caller_headers
+from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory
 
 
 def test_identity_headers_as_keystonemiddleware_sets_them() -> None:
@@ -45,3 +47,24 @@ def test_identity_headers_are_made_once_per_identity_with_the_role_mapping() -> 
     other = made(Identity("p2", "u1", frozenset({"observer"})))
     assert dict(other)["X-Project-Id"] == "p2"
     assert dict(other)["X-Roles"] == "observer"
+
+
+async def test_token_roles_reach_the_backend_mapped_to_its_roles(
+    make_gateway: GatewayFactory, scripted: tuple[ScriptedUpstream, str], token: TokenFactory
+) -> None:
+    """Through the whole chain: what the backend reads in X-Roles for each caller."""
+    upstream, url = scripted
+    mapping = {"cloudImages:admin": ["member", "reader"], "cloudImages:observer": ["reader"]}
+    client = await make_gateway(
+        url,
+        upstream={"role_mapping": mapping},
+        authorization={"routes": {"get_images": {"roles": [*mapping, "member"]}}},
+    )
+    upstream.status, upstream.body = 200, b"{}"
+    callers = (["cloudImages:admin"], ["cloudImages:observer"], ["member", "cloudImages:creator"])
+    for roles in callers:
+        response = await client.get("/v2/images", headers={"X-Auth-Token": token(roles=roles)})
+        assert response.status == 200
+    sent = [r.headers["X-Roles"] for r in upstream.received]
+    # A role with no mapping passes as it is (lower case, as Glance compares).
+    assert sent == ["member,reader", "reader", "cloudimages:creator,member"]
