@@ -6,7 +6,9 @@ from __future__ import annotations
 from multidict import CIMultiDict
 
 from gateway.authn.identity import Identity, IdentityHeaders, caller_headers
-from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory
+from tests.support.gateway_app import GatewayFactory
+from tests.support.tokens import TokenFactory
+from tests.support.upstreams import ScriptedUpstream
 
 
 def test_identity_headers_as_keystonemiddleware_sets_them() -> None:

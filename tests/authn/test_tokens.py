@@ -14,8 +14,9 @@ import pytest
 
 from gateway.authn.tokens import InvalidToken, TokenVerifier
 from gateway.config import parse_config
-from tests.conftest import Keys, TokenFactory, config_data
 from tests.middleware.test_authentication import bad_tokens
+from tests.support.gateway_config import config_data
+from tests.support.tokens import Keys, TokenFactory
 
 MALFORMED = "The token is malformed."
 ALGORITHM = "The token's signing algorithm is not accepted."

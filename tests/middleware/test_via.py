@@ -12,8 +12,10 @@ from aiohttp.test_utils import TestServer
 from gateway import __version__
 from gateway.demo_backend.image_store import RECEIVED, add_image
 from gateway.middleware.via import received_by
-from tests.conftest import GatewayFactory, ScriptedUpstream, TokenFactory
-from tests.test_app import assert_fault
+from tests.support.faults import assert_fault
+from tests.support.gateway_app import GatewayFactory
+from tests.support.tokens import TokenFactory
+from tests.support.upstreams import ScriptedUpstream
 
 
 def test_members_and_comments() -> None:

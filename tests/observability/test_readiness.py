@@ -20,7 +20,7 @@ from gateway.observability.readiness import (
     ReadinessResult,
     UpstreamReachable,
 )
-from tests.conftest import ScriptedUpstream
+from tests.support.upstreams import ScriptedUpstream
 
 
 class Fixed:
