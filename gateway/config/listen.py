@@ -4,34 +4,40 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from gateway.config._base import PositiveFloat, PositiveInt, _Section
 from gateway.http.public_links import check_public_url
+from gateway.runtime.cpu_quota import CGROUP_ROOT, cgroup_cpu_limit
 
 # RFC 9110 token characters: the pseudonym appears bare in a Via header.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
-def available_cores() -> int:
-    """The cores this process may run on (a container's CPU set, not the host's)."""
+def available_cores(cgroup_root: Path = CGROUP_ROOT) -> int:
+    """The CPUs this process may use: the cores it may run on (a container's
+    CPU set, not the host's), or fewer when its cgroup's CPU quota says so."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_limit(cgroup_root)
+    return cores if quota is None else min(cores, quota)
 
 
 def worker_count(value: Any) -> Any:
-    """``auto`` is one worker per available core; anything else is validated as given."""
+    """``auto`` is one worker per available CPU; anything else is validated as given."""
     return available_cores() if value == "auto" else value
 
 
 class ListenConfig(_Section):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=0, le=65535)
-    # A number, or "auto": one per available core.
+    # A number, or "auto": one per available CPU (the cores it may run on,
+    # or its cgroup's CPU quota rounded up when that is fewer).
     workers: PositiveInt = 1
     # The event loop of each worker: uvloop, or asyncio's own when false.
     uvloop: bool = True

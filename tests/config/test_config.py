@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
+from gateway.runtime.cpu_quota import cgroup_cpu_limit
 from tests.support import REPO
 from tests.support.gateway_config import config_data
 from tests.support.tokens import HS_SECRET, Keys
@@ -419,9 +420,10 @@ def test_dev_signing_key_refuses_material_of_the_other_kind(
         parse_config(data)
 
 
-def test_workers_auto_is_one_per_available_core(keys: Keys) -> None:
+def test_workers_auto_is_one_per_available_cpu(keys: Keys) -> None:
     data = config_data("http://127.0.0.1:9292", keys, listen={"workers": "auto"})
-    assert parse_config(data).listen.workers == len(os.sched_getaffinity(0))
+    cores, quota = len(os.sched_getaffinity(0)), cgroup_cpu_limit()
+    assert parse_config(data).listen.workers == min(cores, quota or cores)
     with pytest.raises(ConfigError) as caught:
         parse_config({**data, "listen": {"workers": "most"}})
     assert_names(str(caught.value), "listen.workers")
