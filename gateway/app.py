@@ -176,6 +176,7 @@ def build_app(
         header_read_timeout=config.listen.header_read_timeout,
         keepalive_timeout=config.listen.keepalive_timeout,
         max_connections=config.listen.max_connections,
+        max_unfinished_heads_per_client=config.listen.max_unfinished_heads_per_client,
     )
     feed = feed or LocalFeed(config.admin.recent_decisions)
     mirror_counts(

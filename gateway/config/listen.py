@@ -45,12 +45,17 @@ class ListenConfig(_Section):
     # What one client may hold (gateway.http.protocol): seconds from a
     # request's first byte to the end of its headers, seconds a connection
     # may sit idle between requests, and open connections per worker (past
-    # it a new one is answered 503 and closed). Keep max_connections under
-    # the worker's descriptor limit (ulimit -n), which upstream and Redis
-    # connections share.
+    # it the connection waiting longest for a request head is closed to make
+    # room, or, every one being in a request, the new one is answered 503).
+    # Keep max_connections under the worker's descriptor limit (ulimit -n),
+    # which upstream and Redis connections share.
     header_read_timeout: PositiveFloat = 15.0
     keepalive_timeout: PositiveFloat = 60.0
     max_connections: PositiveInt = 1000
+    # Request heads one client address may have part-way sent at once; past
+    # it, that client's oldest is closed (503), so one host cannot fill the
+    # worker with half-sent requests.
+    max_unfinished_heads_per_client: PositiveInt = 16
     # The gateway's address as clients reach it, scheme://host[:port][/path]:
     # links in version documents and Location headers point here. Unset,
     # they point at the scheme and Host of each request, once the Host is

@@ -10,26 +10,31 @@ log line that names the kind of fault, never the bytes.
 
 The same protocol bounds what a client may hold: a request's headers must
 arrive within ``listen.header_read_timeout`` of its first byte, an idle
-connection closes after ``listen.keepalive_timeout``, and past
-``listen.max_connections`` open connections a new one is answered 503 and
-closed at once, so a slow or idle client cannot exhaust a worker's
-descriptors.
+connection closes after ``listen.keepalive_timeout``, one client address may
+have at most ``listen.max_unfinished_heads_per_client`` heads part-way sent,
+and at ``listen.max_connections`` open connections the one that has waited
+longest for a request head is closed to make room (gateway.http.capacity);
+only when every connection is inside a request is a new one answered 503
+and closed at once. So slow or idle clients cannot exhaust a worker's
+descriptors, nor lock other clients out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import hdrs, http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.http.capacity import OldestWaiting, UnfinishedHeads
 from gateway.http.faults import fault_body, fault_json
 from gateway.http.request_ids import RESPONSE_HEADERS, new_request_id
 
@@ -67,27 +72,34 @@ def fault_bytes(status: int, reason: str, message: str, request_id: str) -> byte
     return "\r\n".join(head).encode() + body
 
 
-class _ThrottledLog:
-    """Logs an event at most once per interval, with how many happened since."""
+class ThrottledLog:
+    """Logs an event at most once per interval, saying how many it left out since."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        interval: float = _LOG_EVERY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.message = message
-        self._last = -_LOG_EVERY_SECONDS
-        self._unlogged = 0
+        self.interval = interval
+        self._clock = clock
+        self._last = -math.inf
+        self._suppressed = 0
 
     def event(self, detail: str, request_id: str | None = None) -> None:
-        self._unlogged += 1
-        now = time.monotonic()
-        if now - self._last < _LOG_EVERY_SECONDS:
+        now = self._clock()
+        if now - self._last < self.interval:
+            self._suppressed += 1
             return
         log.warning(
-            "%s (%d since last logged): %s",
+            "%s: %s (%d more since the last such line)",
             self.message,
-            self._unlogged,
             detail,
+            self._suppressed,
             extra={"request_id": request_id} if request_id else None,
         )
-        self._last, self._unlogged = now, 0
+        self._last, self._suppressed = now, 0
 
 
 @dataclass
@@ -97,39 +109,104 @@ class ClientLimits:
     header_read_timeout: float
     keepalive_timeout: float
     max_connections: int
+    max_unfinished_heads_per_client: int = 16
     # Plain counts for the metrics endpoint.
     parse_errors: int = 0
     header_timeouts: int = 0
     refused_connections: int = 0
-    timeout_log: _ThrottledLog = field(
-        default_factory=lambda: _ThrottledLog("closed connections whose headers did not arrive")
+    # Closed to make room: at max_connections, and over a client's heads.
+    evicted_at_capacity: int = 0
+    evicted_per_client: int = 0
+    timeout_log: ThrottledLog = field(
+        default_factory=lambda: ThrottledLog("closed connections whose headers did not arrive")
     )
-    refusal_log: _ThrottledLog = field(
-        default_factory=lambda: _ThrottledLog("refused connections over listen.max_connections")
+    refusal_log: ThrottledLog = field(
+        default_factory=lambda: ThrottledLog("refused connections over listen.max_connections")
+    )
+    eviction_log: ThrottledLog = field(
+        default_factory=lambda: ThrottledLog(
+            "closed the connections waiting longest for a request head, to make room"
+        )
+    )
+    client_heads_log: ThrottledLog = field(
+        default_factory=lambda: ThrottledLog(
+            "closed a client's oldest unfinished request heads"
+            " (over listen.max_unfinished_heads_per_client)"
+        )
     )
 
 
 class GatewayRequestHandler(RequestHandler):
     """aiohttp's protocol, with our faults for parser errors and a header deadline."""
 
-    def __init__(self, manager: web.Server, *, limits: ClientLimits, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        manager: web.Server,
+        *,
+        limits: ClientLimits,
+        heads: UnfinishedHeads[GatewayRequestHandler],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(manager, **kwargs)
         self._limits = limits
+        self._heads = heads
+        # Armed while a request head is part-way in (and counted in _heads).
         self._header_deadline: asyncio.TimerHandle | None = None
+        # The peer's address, read when a head first arrives in pieces.
+        self._client: str | None = None
 
     def data_received(self, data: bytes) -> None:
         queued = len(self._messages)
         super().data_received(data)
         self._fail_body_in_progress(queued)
         # Waiting for a request (not handling one) and some of it came but
-        # not all of its head: the head now has a deadline.
-        waiting = self._waiter is not None and not self._messages
+        # not all of its head: the head now has a deadline. Under uvloop the
+        # first bytes can come before start() waits for them: no request
+        # parsed yet is waiting too.
+        waiting = not self._messages and (self._waiter is not None or not self._request_count)
         if not waiting:
             self._cancel_header_deadline()
         elif data and self._header_deadline is None:
-            self._header_deadline = self._loop.call_later(
-                self._limits.header_read_timeout, self._header_deadline_passed
+            self._head_begun()
+
+    def _head_begun(self) -> None:
+        """Part of a head came, not all of it: it has a deadline, and counts
+        against its client's unfinished heads."""
+        self._header_deadline = self._loop.call_later(
+            self._limits.header_read_timeout, self._header_deadline_passed
+        )
+        if self._client is None:
+            peer = self.transport.get_extra_info("peername") if self.transport else None
+            self._client = str(peer[0]) if isinstance(peer, tuple) else ""
+        over = self._heads.add(self._client, self)
+        if over is not None:
+            self._limits.evicted_per_client += 1
+            self._limits.client_heads_log.event(
+                f"{self._client or 'a local socket'} had"
+                f" {self._limits.max_unfinished_heads_per_client}"
             )
+            over.evict()
+
+    def waiting_since(self) -> float | None:
+        """When this connection began waiting for a request head (accepted,
+        or its last response sent): aiohttp's keep-alive clock runs from then."""
+        waiter = self._waiter
+        if waiter is None or waiter.done() or self._messages or self.transport is None:
+            return None
+        return self._next_keepalive_close_time - self._keepalive_timeout
+
+    def evict(self) -> None:
+        """Closed to make room: a 503 fault if part of a head came, silence
+        on a connection that has not begun one."""
+        if self.transport is None:
+            return
+        if self._header_deadline is not None:
+            self.transport.write(
+                fault_bytes(
+                    503, "Service Unavailable", "The gateway is at capacity.", new_request_id()
+                )
+            )
+        self.force_close()
 
     def _fail_body_in_progress(self, queued: int) -> None:
         """A body whose framing broke while the chain reads it (a bad chunk
@@ -143,6 +220,10 @@ class GatewayRequestHandler(RequestHandler):
             self._messages.pop()
             request.content.set_exception(error)
 
+    def force_close(self) -> None:
+        self._cancel_header_deadline()
+        super().force_close()
+
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_header_deadline()
         super().connection_lost(exc)
@@ -151,9 +232,10 @@ class GatewayRequestHandler(RequestHandler):
         if self._header_deadline is not None:
             self._header_deadline.cancel()
             self._header_deadline = None
+            self._heads.remove(self._client or "", self)
 
     def _header_deadline_passed(self) -> None:
-        self._header_deadline = None
+        self._cancel_header_deadline()
         if self.transport is None or self._messages or self._waiter is None:
             return
         self._limits.header_timeouts += 1
@@ -236,16 +318,19 @@ class _Refusal(asyncio.Protocol):
         self._limits = limits
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports write like asyncio.Transport without deriving
+        # from it (an isinstance check here failed on every refusal).
+        writer = cast(asyncio.WriteTransport, transport)
         request_id = new_request_id()
         self._limits.refused_connections += 1
         self._limits.refusal_log.event(
-            f"{self._limits.max_connections} connection(s) open", request_id
+            f"{self._limits.max_connections} connection(s) open, each inside a request",
+            request_id,
         )
-        transport.write(
+        writer.write(
             fault_bytes(503, "Service Unavailable", "The gateway is at capacity.", request_id)
         )
-        transport.close()
+        writer.close()
 
 
 def _known_expectations_only(message: Any) -> Any:
@@ -283,6 +368,10 @@ class GatewayServer(web.Server):
         )
         self._in_flight: Counter[Any] = Counter()
         self._idle = asyncio.Event()
+        self._heads: UnfinishedHeads[GatewayRequestHandler] = UnfinishedHeads(
+            limits.max_unfinished_heads_per_client
+        )
+        self._oldest_waiting: OldestWaiting[GatewayRequestHandler] = OldestWaiting()
         super().__init__(
             self._dispatch,
             request_factory=request_factory,
@@ -323,9 +412,22 @@ class GatewayServer(web.Server):
         return True
 
     def __call__(self) -> Any:
-        if len(self._connections) >= self.limits.max_connections:
+        if len(self._connections) >= self.limits.max_connections and not self._make_room():
             return _Refusal(self.limits)
-        return GatewayRequestHandler(self, limits=self.limits, loop=self._loop, **self._kwargs)
+        return GatewayRequestHandler(
+            self, limits=self.limits, heads=self._heads, loop=self._loop, **self._kwargs
+        )
+
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest for a request head, if any waits."""
+        handlers = (h for h in self._connections if isinstance(h, GatewayRequestHandler))
+        oldest = self._oldest_waiting.pop(handlers, self._loop.time())
+        if oldest is None:
+            return False
+        self.limits.evicted_at_capacity += 1
+        self.limits.eviction_log.event(f"{self.limits.max_connections} connection(s) open")
+        oldest.evict()
+        return True
 
 
 class GatewayRunner(web.AppRunner):

@@ -317,7 +317,8 @@ class GatewayMetrics:
         self.client_connections_refused = counter(
             "gateway_client_refusals",
             "Requests or connections refused before the chain ran, by reason"
-            " (unparseable, header_timeout, over_capacity).",
+            " (unparseable, header_timeout, over_capacity; evicted_at_capacity and"
+            " evicted_per_client: closed while waiting for a request head, to make room).",
             "reason",
         )
         self._mirrors: list[CounterMirror] = []

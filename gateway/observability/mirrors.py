@@ -73,6 +73,12 @@ def mirror_counts(
     metrics.mirror(
         refused.labels(reason="over_capacity"), lambda: client_limits.refused_connections
     )
+    metrics.mirror(
+        refused.labels(reason="evicted_at_capacity"), lambda: client_limits.evicted_at_capacity
+    )
+    metrics.mirror(
+        refused.labels(reason="evicted_per_client"), lambda: client_limits.evicted_per_client
+    )
 
 
 def _mirror_keystone(metrics: GatewayMetrics, keystone: KeystoneTokens) -> None:

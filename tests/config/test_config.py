@@ -420,6 +420,16 @@ def test_dev_signing_key_refuses_material_of_the_other_kind(
         parse_config(data)
 
 
+@pytest.mark.parametrize("value", [0, -1, "many"])
+def test_unfinished_heads_per_client_is_a_positive_count(keys: Keys, value: Any) -> None:
+    data = config_data(
+        "http://127.0.0.1:9292", keys, listen={"max_unfinished_heads_per_client": value}
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert_names(str(caught.value), "listen.max_unfinished_heads_per_client")
+
+
 def test_workers_auto_is_one_per_available_cpu(keys: Keys) -> None:
     data = config_data("http://127.0.0.1:9292", keys, listen={"workers": "auto"})
     cores, quota = len(os.sched_getaffinity(0)), cgroup_cpu_limit()

@@ -1,6 +1,7 @@
-"""What one client may hold: a header deadline, an idle timeout, a connection cap.
+"""What one client may hold: a header deadline, an idle timeout.
 
-Served as ``run`` serves it (the gateway's own protocol on a real port).
+Served as ``run`` serves it (the gateway's own protocol on a real port). The
+connection cap and what gives way at it: tests/http/test_capacity.py.
 """
 
 from __future__ import annotations
@@ -55,27 +56,6 @@ async def test_an_idle_connection_is_closed_after_the_keepalive_timeout(
     assert parse_response(raw).status == 401
 
 
-async def test_past_the_connection_cap_a_new_connection_gets_503_and_is_closed(
-    serve_gateway: ServeGateway, raw_backend: RawBackend
-) -> None:
-    gateway = await serve_gateway(raw_backend.url, listen={"max_connections": 3})
-    held = []
-    for _ in range(3):
-        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-        # A complete answer proves the connection was taken in and counted.
-        writer.write(b"GET /limits HTTP/1.1\r\nHost: g\r\n\r\n")
-        async with asyncio.timeout(10):
-            assert b"401" in await reader.readuntil(b"\r\n")
-        held.append(writer)
-    response = parse_response(await exchange(gateway.port, b"", deadline=10))
-    assert response.status == 503
-    assert response.headers["connection"] == "close"
-    assert b"serviceUnavailable" in response.body
-    assert gateway.app[GATEWAY].client_limits.refused_connections == 1
-    for writer in held:
-        writer.close()
-
-
 async def test_slowloris_does_not_stop_legitimate_requests(
     serve_gateway: ServeGateway, raw_backend: RawBackend, token: TokenFactory
 ) -> None:
@@ -85,7 +65,13 @@ async def test_slowloris_does_not_stop_legitimate_requests(
     slow connections would fill the cap within the first second."""
     gateway = await serve_gateway(
         raw_backend.url,
-        listen={"header_read_timeout": 0.3, "keepalive_timeout": 30, "max_connections": 100},
+        listen={
+            "header_read_timeout": 0.3,
+            "keepalive_timeout": 30,
+            "max_connections": 100,
+            # One host: the deadline alone, without the per-client cap.
+            "max_unfinished_heads_per_client": 100,
+        },
     )
     attack_seconds = 3.0
     stop = asyncio.Event()
