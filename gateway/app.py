@@ -48,6 +48,7 @@ from gateway.observability.readiness import (
     RedisReachable,
     RevocationSynced,
     UpstreamReachable,
+    checks_failing_open,
 )
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.ratelimit.memory import MemoryStore
@@ -125,12 +126,22 @@ def build_readiness(
     readiness = Readiness(
         [ConfigLoaded(config), *own, UpstreamReachable(upstream)],
         timeout=config.upstream.connect_timeout,
+        failing_open=checks_failing_open(config),
     )
     if keystone is not None:
         readiness.add(KeystoneReachable(keystone.client))
     if isinstance(store, RedisStore):
         readiness.add(RedisReachable(store.client))
     return readiness
+
+
+def worker_readiness(gateway: Gateway) -> Readiness:
+    """What a worker reports of itself to the supervisor (gateway.runtime.worker_status)."""
+    return Readiness(
+        worker_checks(gateway.verifier, gateway.revocations),
+        timeout=1.0,
+        failing_open=checks_failing_open(gateway.config),
+    )
 
 
 def worker_checks(verifier: TokenVerifier, revocations: RevocationStore) -> list[ReadinessCheck]:

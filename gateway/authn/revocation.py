@@ -12,6 +12,12 @@ while nothing is revoked.
 In Redis the revocations are one sorted set scored by expiry, pruned on
 every write and every resync, so an entry lives exactly as long as the
 token it refuses (one key, so a Redis Cluster holds it in one slot).
+
+While Redis cannot be reached the process keeps checking against the
+revocations it last knew, retrying every ``redis.probe_interval`` at most;
+the outage is logged once when it begins and once when it ends, and
+counted. A resync adds what Redis holds to what the process knows, so a
+Redis restarted empty does not undo a revocation made before.
 """
 
 from __future__ import annotations
@@ -83,12 +89,6 @@ class RevocationList:
                 max(known.expires_at, revocation.expires_at),
             )
         self._entries[key] = revocation
-
-    def replace(self, revocations: list[Revocation]) -> None:
-        fresh = RevocationList()
-        for revocation in revocations:
-            fresh.add(revocation)
-        self._entries = fresh._entries
 
     def prune(self, now: float) -> None:
         self._entries = {k: r for k, r in self._entries.items() if r.expires_at > now}
@@ -162,9 +162,14 @@ class RedisRevocationStore:
             config.url, socket_connect_timeout=config.timeout, health_check_interval=5
         )
         self._follower: asyncio.Task[None] | None = None
+        self._retry_max = config.probe_interval
         self.synced = asyncio.Event()
         self.resyncs = 0
         self.failures = 0
+        # Outages: one from the first failure to the next resync, however
+        # many attempts it took; unreachable_since is its start (monotonic).
+        self.outages = 0
+        self.unreachable_since: float | None = None
 
     async def open(self) -> None:
         """Follow the channel; wait briefly for the first sync so a fresh process starts current."""
@@ -197,9 +202,33 @@ class RedisRevocationStore:
             list[tuple[bytes, float]],
             await self.client.zrangebyscore(self.key, now, "+inf", withscores=True),
         )
-        parsed = (_parse(member, score) for member, score in members)
-        self.revocations.replace([r for r in parsed if r is not None])
+        for member, score in members:
+            revocation = _parse(member, score)
+            if revocation is not None:
+                self.revocations.add(revocation)
+        self.revocations.prune(now)
         self.resyncs += 1
+        if self.unreachable_since is not None:
+            log.info(
+                "revocations: Redis back after %.1f s; resynced, %d revocation(s)",
+                time.monotonic() - self.unreachable_since,
+                len(self.revocations),
+            )
+            self.unreachable_since = None
+
+    def _lost(self, reason: str) -> None:
+        """Following Redis failed: logged when an outage begins, counted always."""
+        self.synced.clear()
+        self.failures += 1
+        if self.unreachable_since is None:
+            self.unreachable_since = time.monotonic()
+            self.outages += 1
+            log.warning(
+                "revocations: Redis unreachable (%s); the %d revocation(s) known keep"
+                " applying until it is back",
+                reason,
+                len(self.revocations),
+            )
 
     async def _follow(self) -> None:
         backoff = 0.05
@@ -216,18 +245,15 @@ class RedisRevocationStore:
                     if message is not None and message["type"] == "message":
                         self._apply(message["data"])
             except (RedisError, OSError) as exc:
-                self.synced.clear()
-                self.failures += 1
-                log.warning("revocations: Redis subscription lost (%s); resyncing", exc)
+                self._lost(str(exc) or type(exc).__name__)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, self._retry_max)
             except Exception:
                 # A bug must not leave the process on a stale list for good.
-                self.synced.clear()
-                self.failures += 1
                 log.exception("revocations: unexpected failure; resyncing")
+                self._lost("an unexpected failure")
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, self._retry_max)
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 

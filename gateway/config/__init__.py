@@ -44,6 +44,7 @@ from gateway.config.observability import (
     AdminConfig,
     AuditConfig,
     LoggingConfig,
+    ReadinessConfig,
 )
 from gateway.config.rate_limit import MAX_LIMIT, UNIT_SECONDS, RateLimitConfig, RateLimitRule
 from gateway.config.redis import RedisConfig, host_port, sentinel_parts
@@ -81,6 +82,7 @@ __all__ = [
     "PositiveInt",
     "RateLimitConfig",
     "RateLimitRule",
+    "ReadinessConfig",
     "RedisConfig",
     "RevocationConfig",
     "RouteRoles",

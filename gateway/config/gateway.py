@@ -35,3 +35,18 @@ class GatewayConfig(_Section):
         if self.admin.enabled and self.admin.port == self.listen.port != 0:
             raise ValueError("admin.port must differ from listen.port")
         return self
+
+    @model_validator(mode="after")
+    def _required_checks_exist(self) -> GatewayConfig:
+        why_absent = {
+            "redis": "rate_limit.store is memory" if self.rate_limit.store == "memory" else "",
+            "revocation": "revocation.store is memory" if self.revocation.store == "memory" else "",
+            "keystone": "auth.keystone is not set" if self.auth.keystone is None else "",
+        }
+        for name in self.admin.readiness.required:
+            if why_absent[name]:
+                raise ValueError(
+                    f"admin.readiness.required: there is no {name} check to require"
+                    f" ({why_absent[name]})"
+                )
+        return self

@@ -30,6 +30,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# The checks of shared dependencies that may fail without failing /readyz.
+DegradableCheck = Literal["redis", "revocation", "keystone"]
+
+
+class ReadinessConfig(_Section):
+    """What /readyz counts. A shared dependency that fails open (the limiter's
+    Redis, the revocations' Redis, Keystone while cached tokens work) is
+    reported degraded with a 200 so that its outage does not take every
+    replica out of the load balancer at once; a check named here fails
+    readiness instead (as does a Redis whose failure_mode is closed)."""
+
+    required: list[DegradableCheck] = []
+
+
 class AdminConfig(_Section):
     """The operator's listener: health, metrics and the dashboard."""
 
@@ -47,6 +61,7 @@ class AdminConfig(_Section):
     # Decisions and audit records the dashboard keeps in memory.
     recent_decisions: PositiveInt = 5000
     refresh_seconds: PositiveFloat = 1.0
+    readiness: ReadinessConfig = ReadinessConfig()
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> Self:

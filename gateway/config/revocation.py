@@ -18,6 +18,10 @@ class RevocationConfig(_Section):
     # How long a revocation by user or project, or by jti without the token's
     # expiry, is kept: at least the longest life an issuer gives a token.
     max_ttl: PositiveFloat = 86400.0
+    # Redis unreachable: open serves on, the revocations last known still
+    # applied (logged once per outage, counted), and /readyz says degraded;
+    # closed makes this process unready (503) until it has resynced.
+    failure_mode: Literal["open", "closed"] = "open"
 
     @model_validator(mode="after")
     def _redis_when_needed(self) -> Self:

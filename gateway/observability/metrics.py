@@ -296,6 +296,11 @@ class GatewayMetrics:
             "gateway_revocation_failures",
             "Times following the revocation list in Redis failed (the last copy is kept).",
         )
+        self.revocation_outages = counter(
+            "gateway_revocation_outages",
+            "Times Redis became unreachable for the revocation list: the revocations last"
+            " known were applied until it came back.",
+        )
         self.feed_dropped = counter(
             "gateway_decision_feed_dropped",
             "Decisions a worker could not hand to the dashboard (its buffer was full).",

@@ -3,13 +3,22 @@
 Each dependency is its own check, reported separately so an operator sees
 which one failed. On shutdown ``draining`` is set before anything else
 stops, so ``/readyz`` turns false while in-flight requests still finish.
+
+Readiness says whether *this* process can serve. A shared dependency that
+fails open (the limiter's Redis with ``rate_limit.failure_mode: open``, the
+revocations' Redis with ``revocation.failure_mode: open``, Keystone while
+cached tokens still work) is down for every replica at once: were it to
+fail readiness, a Redis restart would take every replica out of the load
+balancer together, the outage failing open exists to prevent. Its check is
+reported ``degraded`` and the process stays ready, unless the operator names
+it in ``admin.readiness.required``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +38,19 @@ from gateway.http.upstream import UpstreamClient
 class ReadinessResult:
     ok: bool
     detail: str
+    # Ok, but serving in a lesser way: what another process reported of a
+    # dependency that fails open.
+    degraded: bool = False
+
+
+def checks_failing_open(config: GatewayConfig) -> frozenset[str]:
+    """The checks whose failure leaves this process serving: reported degraded, not unready."""
+    failing_open = {"keystone"}
+    if config.rate_limit.failure_mode == "open":
+        failing_open.add("redis")
+    if config.revocation.failure_mode == "open":
+        failing_open.add("revocation")
+    return frozenset(failing_open.difference(config.admin.readiness.required))
 
 
 class ReadinessCheck(Protocol):
@@ -65,7 +87,8 @@ class KeysLoaded:
 
 class RevocationSynced:
     """Revocations shared through Redis are current: a process that has lost
-    its subscription may be honouring a token revoked since."""
+    its subscription may be honouring a token revoked since (it still applies
+    every revocation it knew)."""
 
     name = "revocation"
 
@@ -73,9 +96,14 @@ class RevocationSynced:
         self.store = store
 
     async def __call__(self) -> ReadinessResult:
+        known = len(self.store.revocations)
         if self.store.synced.is_set():
-            return ReadinessResult(True, f"{len(self.store.revocations)} revocation(s), following")
-        return ReadinessResult(False, "not synced with Redis; resyncing")
+            return ReadinessResult(True, f"{known} revocation(s), following")
+        since = self.store.unreachable_since
+        lost = "" if since is None else f" for {time.monotonic() - since:.0f} s"
+        return ReadinessResult(
+            False, f"not synced with Redis{lost}; resyncing; the {known} known still apply"
+        )
 
 
 class UpstreamReachable:
@@ -135,9 +163,16 @@ class RedisReachable:
 
 
 class Readiness:
-    def __init__(self, checks: Sequence[ReadinessCheck], timeout: float) -> None:
+    def __init__(
+        self,
+        checks: Sequence[ReadinessCheck],
+        timeout: float,
+        failing_open: Collection[str] = (),
+    ) -> None:
         self.checks = list(checks)
         self.timeout = timeout
+        # Names of the checks that degrade rather than fail (checks_failing_open).
+        self.failing_open = frozenset(failing_open)
         self.draining = False
 
     def add(self, check: ReadinessCheck) -> None:
@@ -150,11 +185,29 @@ class Readiness:
         except TimeoutError:
             return ReadinessResult(False, f"no answer within {self.timeout:g}s")
 
+    def _status(self, name: str, result: ReadinessResult) -> str:
+        if result.ok:
+            return "degraded" if result.degraded else "ok"
+        return "degraded" if name in self.failing_open else "failed"
+
     async def report(self) -> dict[str, Any]:
+        """``status``: ready, degraded (ready, some shared dependency failing
+        open), unready, or draining; each check's ``status``: ok, degraded or failed."""
         results = await asyncio.gather(*(self._run(check) for check in self.checks))
         checks = {
-            check.name: {"ok": result.ok, "detail": result.detail}
+            check.name: {
+                "ok": result.ok,
+                "status": self._status(check.name, result),
+                "detail": result.detail,
+            }
             for check, result in zip(self.checks, results, strict=True)
         }
-        ready = not self.draining and all(result.ok for result in results)
-        return {"ready": ready, "draining": self.draining, "checks": checks}
+        statuses = {check["status"] for check in checks.values()}
+        ready = not self.draining and "failed" not in statuses
+        if self.draining:
+            status = "draining"
+        elif not ready:
+            status = "unready"
+        else:
+            status = "degraded" if "degraded" in statuses else "ready"
+        return {"ready": ready, "status": status, "draining": self.draining, "checks": checks}

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import uvloop
 from aiohttp import web
 
-from gateway.app import GATEWAY, build_app, build_readiness, make_store, worker_checks
+from gateway.app import GATEWAY, build_app, build_readiness, make_store, worker_readiness
 from gateway.config import ConfigError, GatewayConfig, ListenConfig, load_config
 from gateway.http.protocol import ClientLimits, GatewayRunner
 from gateway.http.upstream import UpstreamClient
@@ -172,8 +172,7 @@ async def _serve(
     if worker is not None:
 
         def own_checks() -> Readiness:
-            gateway = proxy.app[GATEWAY]
-            return Readiness(worker_checks(gateway.verifier, gateway.revocations), timeout=1.0)
+            return worker_readiness(proxy.app[GATEWAY])
 
         reporter = asyncio.create_task(report_forever(worker.status_dir, own_checks))
     while await _next_signal(stop, reload):

@@ -45,7 +45,8 @@ async def report_forever(directory: Path, checks: Callable[[], Readiness]) -> No
 
 
 class WorkersReady:
-    """Every live worker reports its keys loaded and its revocations current."""
+    """Every live worker reports its keys loaded and its revocations current
+    (or, failing open, degraded: the worker serves on)."""
 
     name = "worker_checks"
 
@@ -54,7 +55,7 @@ class WorkersReady:
         self.pids = pids
 
     async def __call__(self) -> ReadinessResult:
-        problems = []
+        problems, degraded = [], []
         pids = self.pids()
         for pid in pids:
             try:
@@ -65,8 +66,12 @@ class WorkersReady:
             if time.time() - float(status["time"]) > STALE_AFTER_SECONDS:
                 problems.append(f"pid {pid}: report stale")
             for name, check in status["checks"].items():
-                if not check["ok"]:
+                if check["status"] == "failed":
                     problems.append(f"pid {pid} {name}: {check['detail']}")
+                elif check["status"] == "degraded":
+                    degraded.append(f"pid {pid} {name}: {check['detail']}")
         if problems:
-            return ReadinessResult(False, "; ".join(problems))
+            return ReadinessResult(False, "; ".join(problems + degraded))
+        if degraded:
+            return ReadinessResult(True, "degraded: " + "; ".join(degraded), degraded=True)
         return ReadinessResult(True, f"{len(pids)} worker(s): keys loaded, revocations current")

@@ -40,9 +40,10 @@ async def test_readyz_reports_each_dependency(
     status, body = await readyz(observed.admin)
     assert status == 200
     assert body["ready"] is True
-    assert body["draining"] is False
+    assert (body["status"], body["draining"]) == ("ready", False)
     assert set(body["checks"]) == {"config", "keys", "upstream", "redis"}
     assert all(check["ok"] for check in body["checks"].values())
+    assert {check["status"] for check in body["checks"].values()} == {"ok"}
     assert body["checks"]["keys"]["detail"] == "3 verification key(s) loaded"
 
 
@@ -55,17 +56,40 @@ async def test_readyz_without_redis_has_no_redis_check(
     assert set(body["checks"]) == {"config", "keys", "upstream"}
 
 
-async def test_redis_down_is_not_ready_and_says_so(
+async def test_redis_down_failing_open_is_degraded_and_ready(
     observe_standin: ObservedFactory,
 ) -> None:
+    """Every replica shares the Redis: its outage must not make them all unready."""
     dead = f"redis://127.0.0.1:{free_port()}/0"
     observed = await observe_standin(rate_limit={"store": "redis", "redis": {"url": dead}})
     status, body = await readyz(observed.admin)
+    assert status == 200
+    assert (body["ready"], body["status"]) == (True, "degraded")
+    redis_check = body["checks"]["redis"]
+    assert (redis_check["ok"], redis_check["status"]) == (False, "degraded")
+    assert "Connection" in redis_check["detail"]
+    assert body["checks"]["upstream"]["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {"rate_limit": {"failure_mode": "closed"}},
+        {"admin": {"readiness": {"required": ["redis"]}}},
+    ],
+    ids=["failure_mode-closed", "required"],
+)
+async def test_redis_down_is_not_ready_when_failing_closed_or_required(
+    observe_standin: ObservedFactory, sections: dict[str, Any]
+) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    rate_limit = {"store": "redis", "redis": {"url": dead}, **sections.get("rate_limit", {})}
+    observed = await observe_standin(rate_limit=rate_limit, admin=sections.get("admin", {}))
+    status, body = await readyz(observed.admin)
     assert status == 503
-    assert body["ready"] is False
-    assert body["checks"]["redis"]["ok"] is False
-    assert "Connection" in body["checks"]["redis"]["detail"]
-    assert body["checks"]["upstream"]["ok"] is True
+    assert (body["ready"], body["status"]) == (False, "unready")
+    assert body["checks"]["redis"]["status"] == "failed"
+    assert body["checks"]["upstream"]["status"] == "ok"
 
 
 async def test_upstream_down_is_not_ready_and_says_so(make_observed: ObservedFactory) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,12 @@ from gateway.authn.revocation import (
 )
 from gateway.config import RedisConfig, RevocationConfig
 from gateway.demo_backend.image_store import add_image
+from gateway.observability.readiness import RevocationSynced
 from tests.support import REPO
 from tests.support.gateway_app import Client, GatewayFactory
 from tests.support.gateway_config import config_data
 from tests.support.ports import free_port
+from tests.support.redis_servers import RedisProcess
 from tests.support.tokens import Keys, TokenFactory
 from tests.support.waiting import seconds_until
 
@@ -329,3 +332,66 @@ def test_revocations_need_a_plain_redis_url(redis_section: dict[str, Any]) -> No
     # takes a cluster or a Sentinel; revocation pub/sub needs one server.
     with pytest.raises(ValueError, match="revocations need a redis://"):
         RevocationConfig(store="redis", redis=RedisConfig(**redis_section))
+
+
+async def test_an_outage_is_logged_once_and_what_was_known_outlives_an_empty_restart(
+    own_redis: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis killed: the known revocations keep applying, one line says so however
+    many retries fail, and one says when it is back. Started again empty (no
+    persistence), what the process knew stays, and what is written now is added."""
+    config = RedisConfig(url=own_redis.url, probe_interval=0.05)
+    store = RedisRevocationStore(config)
+    await store.open()
+    try:
+        await _outage_and_empty_restart(store, own_redis, caplog)
+    finally:
+        await store.close()
+
+
+async def _revoke_jti(url: str, jti: str) -> None:
+    now = time.time()
+    writer = RedisRevocationStore(RedisConfig(url=url))
+    try:
+        await writer.revoke(Revocation("jti", jti, now, now + 600))
+    finally:
+        await writer.close()
+
+
+async def _outage_and_empty_restart(
+    store: RedisRevocationStore, own_redis: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refused(jti: str) -> bool:
+        now = time.time()
+        reason = store.revocations.reason_refused(
+            jti=jti, user="u", project="p", issued_at=now, now=now
+        )
+        return reason is not None
+
+    async def known(jti: str) -> bool:
+        return refused(jti)
+
+    async def retried() -> bool:
+        return store.failures >= 5
+
+    await _revoke_jti(own_redis.url, "before-the-outage")
+    await seconds_until(partial(known, "before-the-outage"), "the first revocation", deadline=1.0)
+    with caplog.at_level(logging.INFO, logger="gateway.authn.revocation"):
+        own_redis.kill()
+        await seconds_until(retried, "five failed attempts", deadline=10.0)
+        assert not store.synced.is_set()
+        assert refused("before-the-outage")
+        assert "the 1 known still apply" in (await RevocationSynced(store)()).detail
+        own_redis.start()
+        assert redis.Redis.from_url(own_redis.url).exists("igw:revoked") == 0
+        await _revoke_jti(own_redis.url, "after-the-restart")
+        await seconds_until(
+            partial(known, "after-the-restart"), "the revocation after the restart", deadline=1.0
+        )
+    assert refused("before-the-outage")
+    lost = [r.getMessage() for r in caplog.records if "Redis unreachable" in r.getMessage()]
+    back = [r.getMessage() for r in caplog.records if "Redis back after" in r.getMessage()]
+    assert len(lost) == 1, lost
+    assert "the 1 revocation(s) known keep applying" in lost[0]
+    assert len(back) == 1, back
+    assert (store.outages, store.unreachable_since) == (1, None)

@@ -420,6 +420,32 @@ def test_dev_signing_key_refuses_material_of_the_other_kind(
         parse_config(data)
 
 
+@pytest.mark.parametrize(
+    ("sections", "path", "message"),
+    [
+        ({"revocation": {"failure_mode": "ajar"}}, "revocation.failure_mode", "'open' or 'closed'"),
+        ({"admin": {"readiness": {"required": ["upstream"]}}}, "admin.readiness.required.0",
+         "'redis', 'revocation' or 'keystone'"),
+        ({"admin": {"readiness": {"required": ["redis"]}}}, "(top level)",
+         "admin.readiness.required: there is no redis check to require"
+         " (rate_limit.store is memory)"),
+        ({"admin": {"readiness": {"required": ["revocation"]}}}, "(top level)",
+         "admin.readiness.required: there is no revocation check to require"
+         " (revocation.store is memory)"),
+        ({"admin": {"readiness": {"required": ["keystone"]}}}, "(top level)",
+         "admin.readiness.required: there is no keystone check to require"
+         " (auth.keystone is not set)"),
+    ],
+)  # fmt: skip
+def test_readiness_options_are_checked(
+    keys: Keys, sections: dict[str, Any], path: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config_data("http://127.0.0.1:9292", keys, **sections))
+    assert_names(str(caught.value), path)
+    assert message in str(caught.value)
+
+
 @pytest.mark.parametrize("value", [0, -1, "many"])
 def test_unfinished_heads_per_client_is_a_positive_count(keys: Keys, value: Any) -> None:
     data = config_data(

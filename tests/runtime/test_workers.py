@@ -109,7 +109,11 @@ async def test_every_worker_is_counted_as_one_gateway(
             readiness = await (await client.get(f"{admin}/readyz")).json()
             assert readiness["ready"] is True
             if workers > 1:
-                alive = {"ok": True, "detail": f"{workers} of {workers} worker(s) alive"}
+                alive = {
+                    "ok": True,
+                    "status": "ok",
+                    "detail": f"{workers} of {workers} worker(s) alive",
+                }
                 assert readiness["checks"]["workers"] == alive
     finally:
         exit_code = await parent.stop()

@@ -70,7 +70,8 @@ async def test_a_worker_without_keys_makes_the_supervisor_unready(
         await process.stop()
 
 
-async def test_revocations_not_synced_make_the_process_unready(redis_url: str) -> None:
+async def test_revocations_not_synced_fail_their_check(redis_url: str) -> None:
+    # Whether that fails readiness is revocation.failure_mode's (tests/observability).
     dead = RedisRevocationStore(RedisConfig(url=f"redis://127.0.0.1:{free_port()}/0", timeout=0.2))
     await dead.open()
     try:

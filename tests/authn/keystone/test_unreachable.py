@@ -13,12 +13,16 @@ from tests.support.ports import free_port
 from tests.support.tokens import TokenFactory
 
 
-async def test_keystone_down_at_start_is_not_ready_and_503_never_401(
+@pytest.mark.parametrize("required", [False, True])
+async def test_keystone_down_at_start_is_degraded_and_503_never_401(
     make_observed: ObservedFactory,
     store_server: TestServer,
     token: TokenFactory,
     caplog: pytest.LogCaptureFixture,
+    required: bool,
 ) -> None:
+    """Ready but degraded (JWTs and cached tokens still serve; every replica
+    shares the Keystone), or unready when admin.readiness.required names it."""
     nobody = f"http://127.0.0.1:{free_port()}/v3"
     keystone = {
         "auth_url": nobody,
@@ -27,13 +31,17 @@ async def test_keystone_down_at_start_is_not_ready_and_503_never_401(
         "timeout": 1,
     }
     observed = await make_observed(
-        str(store_server.make_url("")).rstrip("/"), auth={"keystone": keystone}
+        str(store_server.make_url("")).rstrip("/"),
+        auth={"keystone": keystone},
+        admin={"readiness": {"required": ["keystone"] if required else []}},
     )
     assert "no service token at start" in caplog.text
     ready = await observed.admin.get("/readyz")
-    assert ready.status == 503
-    check = (await ready.json())["checks"]["keystone"]
+    body = await ready.json()
+    assert (ready.status, body["status"]) == ((503, "unready") if required else (200, "degraded"))
+    check = body["checks"]["keystone"]
     assert check["ok"] is False
+    assert check["status"] == ("failed" if required else "degraded")
     assert check["detail"].startswith("no service token")
 
     response = await observed.gateway.delete(
