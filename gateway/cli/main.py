@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            from gateway.runtime.server import run
+            from gateway.runtime.supervisor import run
 
             return run(args.config, workers=args.workers)
         if args.command == "demo":
