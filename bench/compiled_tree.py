@@ -51,6 +51,7 @@ HOT_MODULES = (
     "gateway/observability/feed.py",
     "gateway/observability/access_log.py",
     "gateway/observability/audit.py",
+    "gateway/observability/metric_types.py",
     "gateway/observability/metrics.py",
     "gateway/authn/tokens.py",
     "gateway/authn/identity.py",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.observability.metrics import MetricsSnapshot
+from gateway.observability.metric_types import MetricsSnapshot
 
 _VALIDATIONS = "gateway_keystone_validations"
 _LOOKUPS = "gateway_keystone_token_cache_lookups"

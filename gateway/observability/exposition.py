@@ -15,12 +15,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from gateway.observability.metrics import (
-    CounterFamily,
-    GatewayMetrics,
-    MetricsSnapshot,
-    MetricsSource,
-)
+from gateway.observability.metric_types import CounterFamily, MetricsSnapshot
+from gateway.observability.metrics import GatewayMetrics, MetricsSource
 
 
 class _SnapshotFamilies(Collector):

@@ -37,7 +37,7 @@ import orjson
 
 from gateway.observability.batch import RecordBatch, parse_frame
 from gateway.observability.decisions import DecisionLog
-from gateway.observability.metrics import MetricsSnapshot
+from gateway.observability.metric_types import MetricsSnapshot
 from gateway.observability.records import RequestRecord
 
 log = logging.getLogger("gateway.observability")

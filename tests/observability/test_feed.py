@@ -24,7 +24,8 @@ from gateway.observability.feed import (
     LocalFeed,
     SocketFeed,
 )
-from gateway.observability.metrics import GatewayMetrics, MetricsSnapshot, local_source
+from gateway.observability.metric_types import MetricsSnapshot
+from gateway.observability.metrics import GatewayMetrics, local_source
 from gateway.observability.records import RequestRecord
 from tests.support.gateway_app import Client
 from tests.support.gateway_config import config_data
