@@ -1,2 +1,2 @@
-"""Authorization: the policy language, the per-route rules written in it, and
-the image-owner look-up a rule may need."""
+"""Authorization: the per-route rules, in the policy language
+(gateway/policy_language.py), and the image-owner look-up a rule may need."""

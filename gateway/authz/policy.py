@@ -1,7 +1,7 @@
 """Policy decisions: may this caller perform this route on this image?
 
 A route's rule (``authorization`` in the configuration, written in the
-policy language of gateway/authz/policy_language.py) is first evaluated on the
+policy language of gateway/policy_language.py) is first evaluated on the
 caller's roles alone; only when the answer depends on the image's owner is
 the owner looked up. A denial after the look-up keeps Glance's visibility
 rule: an image the caller could not even see is 404, so the gateway never
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from gateway.authn.identity import Identity
 from gateway.authz.ownership import VISIBLE_TO_ALL, ImageOwners
-from gateway.authz.policy_language import Expr, Subject, compile_rules
 from gateway.config import AuthorizationConfig
+from gateway.policy_language import Expr, Subject, compile_rules
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,10 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from gateway.authz.policy_language import OWNER_CHECK, compile_rules
 from gateway.config._base import _resolve, _Section
 from gateway.config._yaml import load_yaml
 from gateway.http.routes import OWNER_CHECKED_ROUTES, ROUTE_NAMES, check_route_names
+from gateway.policy_language import OWNER_CHECK, compile_rules
 
 
 class RouteRoles(_Section):
@@ -35,7 +35,7 @@ def _renamed(names: Any) -> Any:
 
 
 class PolicyRule(_Section):
-    """A rule in the policy language (gateway/authz/policy_language.py)."""
+    """A rule in the policy language (gateway/policy_language.py)."""
 
     check: str
     # Shadow mode: the decision is logged and counted, the request goes through.

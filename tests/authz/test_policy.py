@@ -15,14 +15,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import GATEWAY
-from gateway.authz.policy_language import compile_rules
 from gateway.cli.main import main
 from gateway.demo_backend.image_store import IMAGES, RECEIVED, add_image
-from tests.authz.test_policy_language import GLANCE, RACKSPACE, subject
+from gateway.policy_language import compile_rules
 from tests.support import REPO
 from tests.support.gateway_app import Client, GatewayFactory
 from tests.support.gateway_config import config_data
 from tests.support.tokens import Keys, TokenFactory
+from tests.test_policy_language import GLANCE, RACKSPACE, subject
 
 # --- check-config ---------------------------------------------------------------------
 

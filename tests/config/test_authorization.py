@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from gateway.authz.policy_language import Subject, compile_rules
 from gateway.config.authorization import AuthorizationConfig
 from gateway.http.routes import OWNER_CHECKED_ROUTES, ROUTE_NAMES
+from gateway.policy_language import Subject, compile_rules
 
 MEMBER = frozenset({"member"})
 

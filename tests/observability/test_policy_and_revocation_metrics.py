@@ -5,10 +5,10 @@ from __future__ import annotations
 import redis
 from aiohttp import web
 
-from tests.authz.test_policy_language import RACKSPACE
 from tests.support.observed import ObservedFactory, delete_new_image
 from tests.support.tokens import TokenFactory
 from tests.support.waiting import seconds_until
+from tests.test_policy_language import RACKSPACE
 
 
 async def test_shadow_policy_refusals_are_exported_by_rule(

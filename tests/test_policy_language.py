@@ -1,11 +1,11 @@
-"""The rule language (gateway/authz/policy_language.py): parsing, the three-valued
+"""The rule language (gateway/policy_language.py): parsing, the three-valued
 evaluation, and the owner check, which compares project ids exactly."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.authz.policy_language import PolicyError, Subject, compile_rules
+from gateway.policy_language import PolicyError, Subject, compile_rules
 
 RACKSPACE = {
     "delete_image": "role:admin or (role:cloudImages:admin and project_id:%(owner)s)",
