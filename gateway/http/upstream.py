@@ -11,12 +11,11 @@ import html
 import json
 import re
 from collections.abc import Coroutine, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from multidict import CIMultiDict
 
-from gateway.config import UpstreamConfig
 from gateway.http.client import (
     HttpClient,
     RequestBody,
@@ -114,10 +113,35 @@ class LookupFailed(Exception):
         self.kind = kind
 
 
+class UpstreamSettings(Protocol):
+    """What the client reads of its configuration; gateway.config.UpstreamConfig has it.
+
+    Declared here rather than imported: the configuration sits above this
+    package (it checks route names and header lists against gateway.http).
+    """
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def read_timeout(self) -> float: ...
+    @property
+    def max_connections(self) -> int: ...
+    @property
+    def keepalive_timeout(self) -> float: ...
+    @property
+    def pass_through_errors(self) -> bool: ...
+    @property
+    def pass_gateway_errors(self) -> bool: ...
+    @property
+    def max_error_body_bytes(self) -> int: ...
+
+
 class UpstreamClient:
     """The image backend, on one lean keep-alive client for the whole gateway."""
 
-    def __init__(self, config: UpstreamConfig) -> None:
+    def __init__(self, config: UpstreamSettings) -> None:
         self.config = config
         self.base_url = config.url
         self.http = HttpClient(
