@@ -29,7 +29,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.app import GATEWAY, build_app
-from gateway.authn.authenticator import Authenticator
 from gateway.config import parse_config
 from gateway.demo_backend.image_store import add_image, create_standin_store_app
 from tests.integration.keystone import Keystone, keystone_section, run_keystone
@@ -124,7 +123,7 @@ async def _compare(
         }
         jwt_token = jwt.encode(claims, key, "RS256", headers={"kid": "k1"})
         gateway = app[GATEWAY]
-        authenticator = Authenticator(gateway.verifier, gateway.keystone)
+        authenticator = gateway.authenticator
 
         jwt_step, ks_step = await _side_by_side(
             rounds,

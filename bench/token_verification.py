@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.authn.revocation import Revocation, RevocationList
-from gateway.authn.tokens import TokenVerifier
+from gateway.authn.tokens import JwtVerifier
 from gateway.config import parse_config
 
 
-def _verifier(public_pem: str, cache_size: int, revocations: RevocationList) -> TokenVerifier:
+def _verifier(public_pem: str, cache_size: int, revocations: RevocationList) -> JwtVerifier:
     config = parse_config(
         {
             "upstream": {"url": "http://127.0.0.1:1"},
@@ -35,7 +35,7 @@ def _verifier(public_pem: str, cache_size: int, revocations: RevocationList) -> 
             },
         }
     )
-    return TokenVerifier(config.auth, revocations)
+    return JwtVerifier(config.auth, revocations)
 
 
 async def _time(rounds: int, verify: Callable[[], Awaitable[object]]) -> float:

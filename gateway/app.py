@@ -15,7 +15,8 @@ from gateway.authn.revocation import (
     RevocationStore,
     make_revocation_store,
 )
-from gateway.authn.tokens import TokenVerifier
+from gateway.authn.tokens import JwtVerifier
+from gateway.authn.verifier import TokenVerifier
 from gateway.authz.ownership import ImageOwners
 from gateway.authz.policy import Policy
 from gateway.config import GatewayConfig, RateLimitConfig
@@ -64,9 +65,11 @@ class Gateway:
     config: GatewayConfig
     upstream: UpstreamClient
     owners: ImageOwners
-    verifier: TokenVerifier
+    verifier: JwtVerifier
     # Opaque OpenStack tokens, when auth.keystone is configured.
     keystone: KeystoneTokens | None
+    # The kinds of token trusted, the verifiers above among them.
+    authenticator: Authenticator
     limiter: RateLimiter
     metrics: GatewayMetrics
     # Where decisions go for the dashboard: this process's log, or the
@@ -144,7 +147,7 @@ def worker_readiness(gateway: Gateway) -> Readiness:
     )
 
 
-def worker_checks(verifier: TokenVerifier, revocations: RevocationStore) -> list[ReadinessCheck]:
+def worker_checks(verifier: JwtVerifier, revocations: RevocationStore) -> list[ReadinessCheck]:
     """What only the process that serves can tell: its keys, its revocations."""
     checks: list[ReadinessCheck] = []
     if verifier.issuers:
@@ -168,7 +171,7 @@ def build_app(
     upstream = UpstreamClient(config.upstream)
     owners = ImageOwners(upstream, config.upstream)
     revocations = make_revocation_store(config.revocation)
-    verifier = TokenVerifier(config.auth, revocations.revocations)
+    verifier = JwtVerifier(config.auth, revocations.revocations)
     keystone = None
     if config.auth.keystone is not None:
         keystone = KeystoneTokens(
@@ -176,6 +179,12 @@ def build_app(
             revocations.revocations,
             max_token_bytes=config.auth.max_token_bytes,
         )
+    # JWTs first; with no JWT issuer every token is Keystone's to decide.
+    verifiers: list[TokenVerifier] = [verifier] if verifier.issuers or keystone is None else []
+    if keystone is not None:
+        verifiers.append(keystone)
+    service = keystone if keystone is not None and keystone.config.service_tokens else None
+    authenticator = Authenticator(verifiers, service)
     policy = Policy(config.authorization)
     limiter = make_limiter(
         config.rate_limit, store or make_store(config.rate_limit), counting=dry_run is None
@@ -211,7 +220,7 @@ def build_app(
             ViaMiddleware(config.via),
             HeaderHygieneMiddleware(boundary, check_host=config.listen.public_url is None),
             RoutingMiddleware(routes, config.routes),
-            AuthenticationMiddleware(Authenticator(verifier, keystone), config.auth.realm),
+            AuthenticationMiddleware(authenticator, config.auth.realm),
             RateLimitMiddleware(limiter),
             AuthorizationMiddleware(
                 policy, owners if dry_run is None or dry_run.owner_lookup else None
@@ -237,6 +246,7 @@ def build_app(
         owners,
         verifier,
         keystone,
+        authenticator,
         limiter,
         metrics,
         feed,
@@ -265,15 +275,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await gateway.feed.start(gateway.metrics.snapshot)
     # Keys and revocations are current before the first request is served.
     await gateway.revocations.open()
-    await gateway.verifier.open()
-    if gateway.keystone is not None:
-        await gateway.keystone.open()
+    for token_verifier in gateway.authenticator.verifiers:
+        await token_verifier.open()
     gateway.limiter.start()
     # Counts the parts keep are read when /metrics takes its snapshot.
     yield
-    if gateway.keystone is not None:
-        await gateway.keystone.close()
-    await gateway.verifier.close()
+    for token_verifier in reversed(gateway.authenticator.verifiers):
+        await token_verifier.close()
     await gateway.revocations.close()
     await gateway.feed.close()
     gateway.audit.close()

@@ -19,8 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.authn.identity import Identity
-from gateway.authn.keystone.token_body import KeystoneToken
-from gateway.authn.tokens import VerifiedToken
+from gateway.authn.verifier import InspectedToken
 from gateway.authz.policy import PolicyDecision
 from gateway.http.faults import GatewayFault
 from gateway.http.routes import Route
@@ -41,7 +40,7 @@ class RequestContext:
     identity: Identity | None = None
     # The verified token the identity came from, and the policy's decision:
     # what ``explain`` reports of the authentication and authorization steps.
-    token: VerifiedToken | KeystoneToken | None = None
+    token: InspectedToken | None = None
     policy: PolicyDecision | None = None
     # The last step of the chain the request entered: a fault raised on the
     # way in came from there.

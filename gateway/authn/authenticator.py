@@ -1,45 +1,56 @@
-"""Which verifier decides a token: its shape picks the JWT or the Keystone path.
+"""Which verifier decides a token: its shape picks among the kinds trusted.
 
-A JWT is three dot-separated parts; a Keystone token (Fernet) is one run of
-URL-safe base64 and never holds a dot. Both kinds may be trusted at once.
-Counting the dots is the whole cost of the choice on the hot path.
+The verifiers are the configured kinds of token (gateway.authn.verifier), in
+order. With one, it decides every token without a look at it. With several,
+the first that claims a token decides it, and the last decides whatever the
+others do not claim: a JWT is three dot-separated parts, a Keystone token
+(Fernet) one run of URL-safe base64 that never holds a dot, so counting the
+dots is the whole cost of the choice on the hot path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
 
 from gateway.authn.identity import Identity
-from gateway.authn.keystone.token_body import KeystoneToken
-from gateway.authn.keystone.validator import KeystoneTokens
-from gateway.authn.tokens import InvalidToken, TokenVerifier, VerifiedToken
+from gateway.authn.tokens import InvalidToken
+from gateway.authn.verifier import InspectedToken, TokenVerifier
 
 
 class Authenticator:
-    def __init__(self, jwt: TokenVerifier, keystone: KeystoneTokens | None) -> None:
-        self.jwt = jwt
-        self.keystone = keystone
-        # With no JWT issuer every token is Keystone's to decide.
-        self._jwt_trusted = bool(jwt.issuers)
+    def __init__(
+        self, verifiers: Sequence[TokenVerifier], service: TokenVerifier | None = None
+    ) -> None:
+        """``service``: the verifier of X-Service-Token, when service tokens are on."""
+        if not verifiers:
+            raise ValueError("an authenticator needs at least one token verifier")
+        self.verifiers = tuple(verifiers)
+        self.service = service
+        self._only = self.verifiers[0] if len(self.verifiers) == 1 else None
+        self._claiming = self.verifiers[:-1]
+        self._last = self.verifiers[-1]
 
-    def inspect(self, token: str) -> Coroutine[Any, Any, VerifiedToken | KeystoneToken]:
-        """The verifier's inspection of ``token``, to await."""
+    def inspect(self, token: str) -> Coroutine[Any, Any, InspectedToken]:
+        """The deciding verifier's inspection of ``token``, to await."""
         # Its coroutine itself, not one awaiting it: one frame fewer for every
         # request to suspend and resume through.
-        keystone = self.keystone
-        if keystone is None or (self._jwt_trusted and token.count(".") == 2):
-            return self.jwt.inspect(token)
-        return keystone.inspect(token)
+        only = self._only
+        if only is not None:
+            return only.inspect(token)
+        for verifier in self._claiming:
+            if verifier.claims(token):
+                return verifier.inspect(token)
+        return self._last.inspect(token)
 
     async def with_service(self, identity: Identity, service_token: str | None) -> Identity:
-        """The identity with the X-Service-Token's, when Keystone service tokens are on."""
-        keystone = self.keystone
-        if service_token is None or keystone is None or not keystone.config.service_tokens:
+        """The identity with the X-Service-Token's, when service tokens are on."""
+        service = self.service
+        if service_token is None or service is None:
             return identity
         try:
-            service = await keystone.verify(service_token)
+            verified = await service.verify(service_token)
         except InvalidToken as exc:
             raise InvalidToken(f"X-Service-Token: {exc}") from None
-        return replace(identity, service=service)
+        return replace(identity, service=verified)

@@ -184,7 +184,9 @@ class TrustedIssuer:
         return key in self.static_keys or (self.jwks is not None and self.jwks.has(key))
 
 
-class TokenVerifier:
+class JwtVerifier:
+    """JWTs of the trusted issuers: a TokenVerifier (gateway.authn.verifier)."""
+
     def __init__(self, config: AuthConfig, revocations: RevocationList | None = None) -> None:
         self.config = config
         self.issuers = [TrustedIssuer(i) for i in config.trusted_issuers]
@@ -214,6 +216,10 @@ class TokenVerifier:
     async def close(self) -> None:
         for key_set in self.key_sets:
             await key_set.close()
+
+    def claims(self, token: str) -> bool:
+        # Compact JWS: header, payload and signature, joined by two dots.
+        return token.count(".") == 2
 
     async def verify(self, token: str) -> Identity:
         return (await self.inspect(token)).identity

@@ -26,7 +26,7 @@ from yarl import URL
 from gateway.app import GATEWAY, DryRun, build_app
 from gateway.authn.identity import IdentityHeaders
 from gateway.authn.keystone.token_body import KeystoneToken
-from gateway.authn.tokens import TokenVerifier, VerifiedToken
+from gateway.authn.tokens import JwtVerifier, VerifiedToken
 from gateway.config import GatewayConfig
 from gateway.handlers.proxy import upstream_request_headers, upstream_target
 from gateway.request_context import RequestContext, context_of
@@ -109,7 +109,7 @@ def _keystone_token_why(verified: KeystoneToken) -> str:
     )
 
 
-def _token_why(verified: VerifiedToken, verifier: TokenVerifier) -> str:
+def _token_why(verified: VerifiedToken, verifier: JwtVerifier) -> str:
     claims = next(i for i in verifier.issuers if i.config.issuer == verified.issuer).config.claims
     key = verified.key
     kid = f"kid {key.kid}" if key.kid is not None else "no kid"
@@ -124,7 +124,7 @@ def _token_why(verified: VerifiedToken, verifier: TokenVerifier) -> str:
     )
 
 
-def _passed(step: str, ctx: RequestContext, verifier: TokenVerifier) -> tuple[Outcome, str]:
+def _passed(step: str, ctx: RequestContext, verifier: JwtVerifier) -> tuple[Outcome, str]:
     """What a step the request went through decided, and why."""
     if step == "route":
         assert ctx.route is not None
@@ -134,6 +134,7 @@ def _passed(step: str, ctx: RequestContext, verifier: TokenVerifier) -> tuple[Ou
         assert ctx.token is not None
         if isinstance(ctx.token, KeystoneToken):
             return True, _keystone_token_why(ctx.token)
+        assert isinstance(ctx.token, VerifiedToken)
         return True, _token_why(ctx.token, verifier)
     if step == "rate limit":
         decision = ctx.rate_limit
@@ -166,7 +167,7 @@ def _refused(step: str, ctx: RequestContext) -> str:
 
 
 def explanation_of(
-    ctx: RequestContext, forwarded: Forwarded | None, verifier: TokenVerifier, upstream_url: str
+    ctx: RequestContext, forwarded: Forwarded | None, verifier: JwtVerifier, upstream_url: str
 ) -> Explanation:
     out = Explanation()
     reached = CHAIN.index(ctx.step) if ctx.step in CHAIN else -1

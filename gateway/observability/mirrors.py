@@ -11,7 +11,7 @@ from functools import partial
 
 from gateway.authn.keystone.validator import KeystoneTokens
 from gateway.authn.revocation import RedisRevocationStore, RevocationStore
-from gateway.authn.tokens import TokenVerifier
+from gateway.authn.tokens import JwtVerifier
 from gateway.authz.policy import Policy
 from gateway.http.header_boundary import HeaderBoundary
 from gateway.http.protocol import ClientLimits
@@ -23,7 +23,7 @@ from gateway.ratelimit.limiter import RateLimiter
 def mirror_counts(
     metrics: GatewayMetrics,
     *,
-    verifier: TokenVerifier,
+    verifier: JwtVerifier,
     keystone: KeystoneTokens | None = None,
     limiter: RateLimiter,
     policy: Policy,

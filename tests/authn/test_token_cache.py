@@ -7,15 +7,15 @@ import time
 
 import jwt
 
-from gateway.authn.tokens import TokenVerifier
+from gateway.authn.tokens import JwtVerifier
 from gateway.config import parse_config
 from tests.support.gateway_config import config_data
 from tests.support.tokens import Keys, TokenFactory
 
 
-def verifier(keys: Keys, size: int) -> TokenVerifier:
+def verifier(keys: Keys, size: int) -> JwtVerifier:
     config = parse_config(config_data("http://127.0.0.1:1", keys, auth={"token_cache_size": size}))
-    return TokenVerifier(config.auth)
+    return JwtVerifier(config.auth)
 
 
 async def test_bounded_and_keyed_by_the_hash_never_the_token(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway.authn.tokens import InvalidToken, TokenVerifier
+from gateway.authn.tokens import InvalidToken, JwtVerifier
 from gateway.config import parse_config
 from tests.middleware.test_authentication import bad_tokens
 from tests.support.gateway_config import config_data
@@ -62,12 +62,12 @@ REASONS = {
 }
 
 
-def verifier(keys: Keys, /, **auth: object) -> TokenVerifier:
+def verifier(keys: Keys, /, **auth: object) -> JwtVerifier:
     """A verifier for the suite's issuer, its keys, and these ``auth`` settings."""
-    return TokenVerifier(parse_config(config_data("http://127.0.0.1:1", keys, auth=auth)).auth)
+    return JwtVerifier(parse_config(config_data("http://127.0.0.1:1", keys, auth=auth)).auth)
 
 
-async def refusal(checker: TokenVerifier, token: str) -> str:
+async def refusal(checker: JwtVerifier, token: str) -> str:
     with pytest.raises(InvalidToken) as refused:
         await checker.inspect(token)
     return str(refused.value)

@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from gateway import __version__
-from gateway.authn.tokens import TokenVerifier
+from gateway.authn.tokens import JwtVerifier
 from gateway.cli.main import main
 from gateway.config import load_config
 from tests.support import REPO
@@ -108,7 +108,7 @@ def test_token_is_accepted_by_the_verifier(capsys: pytest.CaptureFixture[str]) -
     token = out.strip()
     assert out.count("\n") == 1  # the token alone, on one line, for $(...)
 
-    identity = asyncio.run(TokenVerifier(load_config(DEMO_YAML).auth).verify(token))
+    identity = asyncio.run(JwtVerifier(load_config(DEMO_YAML).auth).verify(token))
     assert identity.project_id == "p"
     assert identity.user_id == "u"
     assert identity.roles == frozenset({"a", "b"})
@@ -121,7 +121,7 @@ def test_token_is_accepted_by_the_verifier(capsys: pytest.CaptureFixture[str]) -
 def test_token_roles_are_trimmed_and_may_be_empty(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["token", "--config", str(DEMO_YAML), "--project", "p", "--user", "u"]
     assert main([*argv, "--roles", " x , ,y "]) == 0
-    verifier = TokenVerifier(load_config(DEMO_YAML).auth)
+    verifier = JwtVerifier(load_config(DEMO_YAML).auth)
     identity = asyncio.run(verifier.verify(capsys.readouterr().out.strip()))
     assert identity.roles == frozenset({"x", "y"})
     assert main(argv) == 0
