@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from gateway.authn.identity import Identity
@@ -83,12 +83,24 @@ class LimitDecision(NamedTuple):
         return any(rule.by == "global" for rule in self.refused)
 
 
+# Who a caller is counted as (LimitCheck.subject), by a rule's ``by``: the
+# key its counts live under in the store.
+SubjectOf = Callable[[Identity, str], str]
+SUBJECTS: Mapping[str, SubjectOf] = {
+    "project": lambda identity, client_ip: f"project:{identity.project_id}",
+    "user": lambda identity, client_ip: f"user:{identity.user_id}",
+    "ip": lambda identity, client_ip: f"ip:{client_ip}",
+    "global": lambda identity, client_ip: "global",
+}
+
+
 class _Rule(NamedTuple):
     """A configured rule with what each decision needs of it worked out once."""
 
     rule: RateLimitRule
     name: str
     by: str
+    subject: SubjectOf
     value: int
     period: int
     enforced: bool
@@ -99,7 +111,14 @@ class _Rule(NamedTuple):
     def of(cls, rule: RateLimitRule) -> _Rule:
         pattern = None if rule.path == _ANY_PATH else re.compile(rule.path)
         return cls(
-            rule, rule.name, rule.by, rule.value, rule.period_seconds, not rule.shadow, pattern
+            rule,
+            rule.name,
+            rule.by,
+            SUBJECTS[rule.by],
+            rule.value,
+            rule.period_seconds,
+            not rule.shadow,
+            pattern,
         )
 
 
@@ -108,16 +127,6 @@ class _Plan(NamedTuple):
 
     rules: tuple[_Rule, ...]
     any_path: bool
-
-
-def _subject(by: str, identity: Identity, client_ip: str) -> str:
-    if by == "project":
-        return f"project:{identity.project_id}"
-    if by == "global":
-        return "global"
-    if by == "user":
-        return f"user:{identity.user_id}"
-    return f"ip:{client_ip}"
 
 
 class RateLimiter:
@@ -177,7 +186,7 @@ class RateLimiter:
         return tuple(
             [
                 LimitCheck(
-                    _subject(r.by, identity, client_ip),
+                    r.subject(identity, client_ip),
                     r.name,
                     r.value
                     if table is None or r.by == "global"
