@@ -1,4 +1,4 @@
-"""9. Proxy: the handler at the end of the chain, forwarding to the backend."""
+"""Proxy: the handler at the end of the chain, forwarding to the backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""6. Authentication: the caller's token, from X-Auth-Token or a Bearer header.
+"""Authentication: the caller's token, from X-Auth-Token or a Bearer header.
 
 Malformed credentials are 400 and unusable ones 401, as RFC 6750 §3.1 has
 it (invalid_request vs invalid_token). Keystone unable to answer is 503.

@@ -1,4 +1,4 @@
-"""8. Authorization: the route's policy rule for the caller, and the image's owner.
+"""Authorization: the route's policy rule for the caller, and the image's owner.
 
 The decision is gateway/authz/policy.py's; this step turns a refusal (or a
 failed owner look-up) into the fault, or, for a rule in shadow mode, into a

@@ -1,4 +1,4 @@
-"""2. Fault envelope: whatever goes wrong below becomes a JSON fault."""
+"""Fault envelope: whatever goes wrong below becomes a JSON fault."""
 
 from __future__ import annotations
 

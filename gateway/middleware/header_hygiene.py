@@ -1,4 +1,4 @@
-"""4. Header hygiene: decide which client headers may ever reach the backend.
+"""Header hygiene: decide which client headers may ever reach the backend.
 
 The decision is the header boundary's (gateway.http.header_boundary): an
 allow-list of end-to-end headers, names folded for case and ``_``/``-``.

@@ -1,4 +1,4 @@
-"""1b. Observability: once a request is answered, say what happened.
+"""Observability: once a request is answered, say what happened.
 
 It sits right inside the request id and outside the fault envelope, so it
 sees every answer as the client does, faults included. From the

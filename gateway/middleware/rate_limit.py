@@ -1,4 +1,4 @@
-"""7. Rate limit: count the caller against every matching limit.
+"""Rate limit: count the caller against every matching limit.
 
 It sits before authorization so that an over-limit caller costs no upstream
 ownership look-up.

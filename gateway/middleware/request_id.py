@@ -1,4 +1,4 @@
-"""1. Request id: every request gets ``req-<uuid4>``, echoed and sent upstream."""
+"""Request id: every request gets ``req-<uuid4>``, echoed and sent upstream."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""5. Route and method: only well-formed requests for known operations go on."""
+"""Route and method: only well-formed requests for known operations go on."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""3. Via (RFC 9110 §7.6.3): record our hop, refuse a request that loops."""
+"""Via (RFC 9110 §7.6.3): record our hop, refuse a request that loops."""
 
 from __future__ import annotations
 
