@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from gateway.config._base import PositiveFloat, PositiveInt, _Section
+from gateway.cpu_quota import CGROUP_ROOT, cgroup_cpu_limit
 from gateway.http.public_links import check_public_url
-from gateway.runtime.cpu_quota import CGROUP_ROOT, cgroup_cpu_limit
 
 # RFC 9110 token characters: the pseudonym appears bare in a Via header.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
-from gateway.runtime.cpu_quota import cgroup_cpu_limit
+from gateway.cpu_quota import cgroup_cpu_limit
 from tests.support import REPO
 from tests.support.gateway_config import config_data
 from tests.support.tokens import HS_SECRET, Keys

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config.listen import available_cores
-from gateway.runtime.cpu_quota import PROC_SELF_CGROUP, cgroup_cpu_limit
+from gateway.cpu_quota import PROC_SELF_CGROUP, cgroup_cpu_limit
 
 AFFINITY = len(os.sched_getaffinity(0))
 
