@@ -57,7 +57,9 @@ class JwksKeySet:
     async def open(self) -> None:
         """Fetch the keys once, then keep them fresh. A failure here is logged, not fatal."""
         timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-        self._session = aiohttp.ClientSession(timeout=timeout)
+        tls = self.config.tls
+        connector = aiohttp.TCPConnector(ssl=tls.context() if tls is not None else True)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         await self.refresh()
         self._refresher = asyncio.create_task(self._refresh_periodically())
 

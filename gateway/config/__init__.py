@@ -12,7 +12,8 @@ material), ``auth`` (issuers, JWKS, claims), ``keystone`` (Keystone v3
 validation), ``authorization`` (policy),
 ``redis`` (the topology ``rate_limit`` and ``revocation`` share),
 ``rate_limit``, ``revocation``, ``routes`` (which operations are served),
-``observability`` (logging, admin, audit),
+``observability`` (logging, admin, audit), ``tls`` (listener and client
+certificates), ``tracing`` (OpenTelemetry export),
 ``gateway`` (the whole file and its cross-section checks) and ``loader``
 (YAML, ``${NAME}`` and error reporting). Every public name is also here.
 """
@@ -50,6 +51,8 @@ from gateway.config.rate_limit import MAX_LIMIT, UNIT_SECONDS, RateLimitConfig, 
 from gateway.config.redis import RedisConfig, host_port, sentinel_parts
 from gateway.config.revocation import RevocationConfig
 from gateway.config.routes import RoutesConfig
+from gateway.config.tls import ClientTlsConfig, ListenerTlsConfig
+from gateway.config.tracing import TracingConfig
 from gateway.config.upstream import ServiceIdentity, UpstreamConfig
 
 __all__ = [
@@ -66,6 +69,7 @@ __all__ = [
     "AuthConfig",
     "AuthorizationConfig",
     "ClaimPaths",
+    "ClientTlsConfig",
     "ConfigError",
     "DevSigningKey",
     "GatewayConfig",
@@ -75,6 +79,7 @@ __all__ = [
     "JwtPublicKey",
     "KeystoneConfig",
     "ListenConfig",
+    "ListenerTlsConfig",
     "LoggingConfig",
     "PasswordCredential",
     "PolicyRule",
@@ -89,6 +94,7 @@ __all__ = [
     "RoutesConfig",
     "ServiceIdentity",
     "SharedTokenCache",
+    "TracingConfig",
     "UpstreamConfig",
     "VerificationKey",
     "ViaConfig",

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from gateway.config._base import PositiveFloat, PositiveInt, _http_url, _Section
 from gateway.config.keys import HMAC_ALGORITHMS, Algorithm, DevSigningKey, VerificationKey
 from gateway.config.keystone import KeystoneConfig
+from gateway.config.tls import ClientTlsConfig
 
 
 class ClaimPaths(_Section):
@@ -40,11 +41,19 @@ class JwksConfig(_Section):
     unknown_kid_ttl: PositiveFloat = 60.0
     timeout: PositiveFloat = 5.0
     max_bytes: PositiveInt = 1_000_000
+    # A private CA for the key server, and a client certificate if it asks for one.
+    tls: ClientTlsConfig | None = None
 
     @field_validator("url")
     @classmethod
     def _is_http_url(cls, value: str) -> str:
         return _http_url(value)
+
+    @model_validator(mode="after")
+    def _tls_needs_https(self) -> Self:
+        if self.tls is not None and not self.url.startswith("https://"):
+            raise ValueError("tls is set but url is not an https:// URL")
+        return self
 
     @field_validator("algorithms")
     @classmethod

@@ -13,6 +13,7 @@ from gateway.config.observability import AdminConfig, AuditConfig, LoggingConfig
 from gateway.config.rate_limit import RateLimitConfig
 from gateway.config.revocation import RevocationConfig
 from gateway.config.routes import RoutesConfig
+from gateway.config.tracing import TracingConfig
 from gateway.config.upstream import UpstreamConfig
 
 
@@ -29,6 +30,8 @@ class GatewayConfig(_Section):
     logging: LoggingConfig = LoggingConfig()
     admin: AdminConfig = AdminConfig()
     audit: AuditConfig = AuditConfig()
+    # Off unless the section is present.
+    tracing: TracingConfig | None = None
 
     @model_validator(mode="after")
     def _admin_port_apart(self) -> GatewayConfig:

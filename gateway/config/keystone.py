@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 
 from gateway.config._base import PositiveFloat, PositiveInt, _http_url, _resolve, _Section
 from gateway.config.redis import RedisConfig
+from gateway.config.tls import ClientTlsConfig
 
 # Derived keys are only as strong as this secret: at least 32 bytes, as the
 # HMAC secrets of the JWT issuers.
@@ -72,6 +73,8 @@ class KeystoneConfig(_Section):
     timeout: PositiveFloat = 3.0
     # A PEM bundle to verify Keystone's TLS certificate (the system's otherwise).
     ca_file: Path | None = None
+    # The same and more (a client certificate, hostname verification) as upstream.tls.
+    tls: ClientTlsConfig | None = None
     # A validated token is trusted this long at most (and never past its
     # expiry), as keystonemiddleware's token_cache_time.
     cache_ttl: PositiveFloat = 300.0
@@ -104,4 +107,11 @@ class KeystoneConfig(_Section):
             raise ValueError("give exactly one of application_credential and password")
         if self.ca_file is not None and not self.ca_file.is_file():
             raise ValueError(f"ca_file: {self.ca_file} is not a file")
+        if self.ca_file is not None and self.tls is not None:
+            raise ValueError("give the CA bundle once: tls.ca_file, not ca_file beside tls")
         return self
+
+    @property
+    def client_tls(self) -> ClientTlsConfig:
+        """``tls``, or the CA bundle of ``ca_file`` alone."""
+        return self.tls or ClientTlsConfig(ca_file=self.ca_file)

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from gateway.config._base import PositiveFloat, PositiveInt, _Section
+from gateway.config.tls import ListenerTlsConfig
 from gateway.cpu_quota import CGROUP_ROOT, cgroup_cpu_limit
 from gateway.http.public_links import check_public_url
 
@@ -61,6 +62,8 @@ class ListenConfig(_Section):
     # they point at the scheme and Host of each request, once the Host is
     # checked to be a plain host[:port].
     public_url: str | None = None
+    # Serve HTTPS with this certificate (SIGHUP loads it again); plain HTTP unset.
+    tls: ListenerTlsConfig | None = None
 
     @field_validator("public_url")
     @classmethod

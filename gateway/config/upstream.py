@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Self
+
+from pydantic import Field, field_validator, model_validator
 
 from gateway.config._base import PositiveFloat, PositiveInt, _http_url, _Section
+from gateway.config.tls import ClientTlsConfig
 
 
 class ServiceIdentity(_Section):
@@ -33,6 +36,9 @@ class UpstreamConfig(_Section):
     # here is replaced by its list (stock Glance knows admin, member and
     # reader, not cloudImages:*); a role not named passes unchanged.
     role_mapping: dict[str, list[str]] = {}
+    # For an https:// url: the CA that signed the backend's certificate, and
+    # the gateway's client certificate when the backend asks for one (mTLS).
+    tls: ClientTlsConfig | None = None
 
     @field_validator("role_mapping")
     @classmethod
@@ -51,3 +57,9 @@ class UpstreamConfig(_Section):
     @classmethod
     def _is_http_url(cls, value: str) -> str:
         return _http_url(value).rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls_needs_https(self) -> Self:
+        if self.tls is not None and not self.url.startswith("https://"):
+            raise ValueError("tls is set but url is not an https:// URL")
+        return self

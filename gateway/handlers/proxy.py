@@ -93,13 +93,8 @@ class Proxy:
             )
         except UpstreamError as exc:
             ctx.upstream_seconds = time.monotonic() - sent
-            log.warning(
-                "upstream %s %s failed: %r",
-                request.method,
-                target,
-                exc,
-                extra={"request_id": ctx.request_id},
-            )
+            # Logged as the backend's outage: its first failure, then a count.
+            self.upstream.outage.failed(f"{request.method} {target}: {exc}", ctx.request_id)
             raise self.upstream.transport_fault(exc) from None
         except RequestBodyError as exc:
             ctx.upstream_seconds = time.monotonic() - sent
@@ -108,6 +103,8 @@ class Proxy:
             )
             fault = GatewayFault(400, "The request body could not be read.", details=str(exc))
             raise fault from None
+        if self.upstream.outage.since is not None:
+            self.upstream.outage.recovered()
         try:
             ctx.upstream_status = upstream_response.status
             ctx.upstream_seconds = time.monotonic() - sent

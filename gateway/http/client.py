@@ -64,6 +64,23 @@ class ConnectError(UpstreamError):
     kind = "connect"
 
 
+class TlsError(ConnectError):
+    """The TLS handshake failed: a certificate not trusted, expired, or not for
+    this host, or ours refused by a server that asks for one."""
+
+    kind = "tls"
+
+
+def tls_failure(exc: ssl.SSLError, where: str) -> TlsError:
+    # verify_message says why a certificate was refused ("certificate has
+    # expired"); reason, what else failed ("TLSV13_ALERT_CERTIFICATE_REQUIRED").
+    refused = getattr(exc, "verify_message", None)
+    if refused:
+        return TlsError(f"TLS with {where} failed: certificate verify failed: {refused}")
+    why = str(exc.reason or exc).replace("_", " ").lower()
+    return TlsError(f"TLS with {where} failed: {why}")
+
+
 class UpstreamTimeout(UpstreamError):
     kind = "timeout"
 
@@ -197,7 +214,11 @@ class _Connection(asyncio.Protocol):
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         if self._in_flight and self._exc is None:
-            if not self._answered:
+            if isinstance(exc, ssl.SSLError) and not self._answered:
+                # TLS 1.3: a server that refuses our certificate says so
+                # after the handshake, on the first read.
+                self._fail(tls_failure(exc, f"{self._client.host}:{self._client.port}"))
+            elif not self._answered:
                 if self.used and not self._received:
                     self._fail(_StaleConnection("the pooled connection was closed"))
                 else:
@@ -515,7 +536,10 @@ class HttpClient:
         connect_timeout: float,
         read_timeout: float,
         keepalive_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context``: for an https URL, what to trust and present
+        (gateway.http.tls); the system's CAs when None."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -525,7 +549,9 @@ class HttpClient:
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._host_header = host if default_port else f"{host}:{self.port}"
         self._base_path = parts.path.rstrip("/")
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._ssl = None
+        if parts.scheme == "https":
+            self._ssl = ssl_context or ssl.create_default_context()
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -666,6 +692,8 @@ class HttpClient:
                 raise UpstreamTimeout(
                     f"connecting to {self.host}:{self.port} took over {self.connect_timeout:g}s"
                 ) from None
+            if isinstance(exc, ssl.SSLError):
+                raise tls_failure(exc, f"{self.host}:{self.port}") from None
             if isinstance(exc, OSError):
                 raise ConnectError(f"connecting to {self.host}:{self.port}: {exc}") from None
             raise

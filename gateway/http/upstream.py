@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
+import ssl
 from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol
 
@@ -23,6 +25,9 @@ from gateway.http.client import (
     UpstreamResponse,
 )
 from gateway.http.faults import GatewayFault
+from gateway.observability.outages import Outage
+
+log = logging.getLogger("gateway.upstream")
 
 _HIDDEN_HTML = re.compile(r"<(head|title|h1|script|style)\b.*?</\1\s*>", re.I | re.S)
 # What an HTML parser reads as opening a tag, an end tag, a comment or a
@@ -51,6 +56,15 @@ def transport_error_kind(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timeout"
     return "protocol"
+
+
+def transport_error_details(kind: str, exc: BaseException) -> str:
+    """What the client is told of a transport failure of ``kind``."""
+    if kind == "timeout":
+        return "The image service timed out."
+    if kind == "tls":
+        return "The image service's TLS connection was refused."
+    return f"The image service failed ({type(exc).__name__})."
 
 
 def upstream_message(body: bytes, content_type: str) -> str:
@@ -113,6 +127,12 @@ class LookupFailed(Exception):
         self.kind = kind
 
 
+class ClientTlsSettings(Protocol):
+    """An https backend's TLS settings (gateway.config.ClientTlsConfig)."""
+
+    def context(self) -> ssl.SSLContext: ...
+
+
 class UpstreamSettings(Protocol):
     """What the client reads of its configuration; gateway.config.UpstreamConfig has it.
 
@@ -136,6 +156,8 @@ class UpstreamSettings(Protocol):
     def pass_gateway_errors(self) -> bool: ...
     @property
     def max_error_body_bytes(self) -> int: ...
+    @property
+    def tls(self) -> ClientTlsSettings | None: ...
 
 
 class UpstreamClient:
@@ -150,7 +172,10 @@ class UpstreamClient:
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
             keepalive_timeout=config.keepalive_timeout,
+            ssl_context=config.tls.context() if config.tls is not None else None,
         )
+        # Transport failures of the proxied requests and the look-ups alike.
+        self.outage = Outage(f"the image service ({config.url})", log)
 
     async def open(self) -> None:
         # Connections are made on first use; nothing to do before.
@@ -186,9 +211,7 @@ class UpstreamClient:
 
     def transport_fault(self, exc: BaseException) -> GatewayFault:
         kind = transport_error_kind(exc)
-        if kind == "timeout":
-            return self.unavailable("The image service timed out.", kind)
-        return self.unavailable(f"The image service failed ({type(exc).__name__}).", kind)
+        return self.unavailable(transport_error_details(kind, exc), kind)
 
     async def error_fault(self, response: UpstreamResponse) -> GatewayFault:
         """Read a backend error (bounded) and turn it into our fault."""
@@ -216,15 +239,16 @@ class UpstreamClient:
         """GET a small JSON document for the gateway's own use."""
         try:
             async with await self.http.request("GET", path, headers) as response:
+                if self.outage.since is not None:
+                    self.outage.recovered()
                 if response.status >= 400:
                     return response.status, None
                 body = await response.read(_MAX_JSON_BYTES)
             return response.status, orjson.loads(body)
         except UpstreamError as exc:
             kind = transport_error_kind(exc)
-            if kind == "timeout":
-                raise LookupFailed("The image service timed out.", kind) from None
-            raise LookupFailed(f"The image service failed ({type(exc).__name__}).", kind) from None
+            self.outage.failed(f"GET {path}: {exc}", headers.get("X-OpenStack-Request-Id"))
+            raise LookupFailed(transport_error_details(kind, exc), kind) from None
         except ValueError:
             raise LookupFailed(
                 "The image service answered with invalid JSON.", "invalid_response"

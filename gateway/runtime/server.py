@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +56,17 @@ async def start_site(
     reuse_port: bool = False,
     shutdown_timeout: float = 60.0,
     limits: ClientLimits | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
-    """Serve ``app``; with ``limits``, on the gateway's own protocol (gateway.http.protocol)."""
+    """Serve ``app``; with ``limits``, on the gateway's own protocol (gateway.http.protocol);
+    with ``ssl_context``, over TLS."""
     runner = (
         web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
         if limits is None
         else GatewayRunner(app, limits, access_log=None, shutdown_timeout=shutdown_timeout)
     )
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port, ssl_context=ssl_context).start()
     return runner
 
 
@@ -139,6 +142,8 @@ async def _serve(
 
     app = gateway_app(config)
     limits = app[GATEWAY].client_limits
+    # The listener's, like its socket: kept across reloads, its files read again.
+    certificate = config.listen.tls.certificate() if config.listen.tls is not None else None
     proxy = await start_site(
         app,
         config.listen.host,
@@ -147,6 +152,7 @@ async def _serve(
         reuse_port=worker is not None,
         shutdown_timeout=config.listen.shutdown_timeout,
         limits=limits,
+        ssl_context=certificate.context if certificate is not None else None,
     )
     assert isinstance(proxy, GatewayRunner)
     admin = None
@@ -160,6 +166,10 @@ async def _serve(
 
         reporter = asyncio.create_task(report_forever(worker.status_dir, own_checks))
     while await next_signal(stop, reload):
+        if certificate is not None:
+            # A rotated certificate is served from the next handshake on,
+            # whatever becomes of the configuration.
+            certificate.reload()
         if worker is not None:
             fresh: GatewayConfig | None = take_over(worker.config_file)
         else:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -25,7 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.app import GATEWAY
 from gateway.authn.jwks import JwksKeySet
+from gateway.config import ClientTlsConfig, JwksConfig
 from gateway.demo_backend.image_store import RECEIVED, add_image
+from tests.certificates import PrivateCa
 from tests.middleware.test_authentication import unsigned
 from tests.support.faults import assert_fault
 from tests.support.gateway_app import Client, GatewayFactory
@@ -334,3 +337,39 @@ async def test_attacks_on_a_jwks_issuer_are_401(
     client = await jwks_gateway(min_refetch_interval=30)
     assert await delete(client, store_app, _attacks(key_server)[case]) == 401
     assert len(store_app[RECEIVED]) == 0
+
+
+async def test_a_key_server_behind_mtls_with_a_private_ca(tmp_path: Path) -> None:
+    server_ca, client_ca = PrivateCa(tmp_path, "server-ca"), PrivateCa(tmp_path, "client-ca")
+    ours = client_ca.issue("image-gateway.example")
+    state = KeyServer()
+    state.add("k1")
+    app = web.Application()
+    app.router.add_get("/.well-known/jwks.json", state.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(
+        ssl=server_ca.server_context(server_ca.issue("127.0.0.1"), client_ca=client_ca)
+    )
+    url = f"https://127.0.0.1:{server.port}/.well-known/jwks.json"
+    trusted, untrusted = (
+        JwksKeySet(
+            JwksConfig(
+                url=url,
+                tls=ClientTlsConfig(ca_file=ca, cert_file=ours.cert_file, key_file=ours.key_file),
+            )
+        )
+        for ca in (server_ca.ca_file, client_ca.ca_file)
+    )
+    try:
+        await trusted.open()
+        await untrusted.open()
+        assert trusted.loaded
+        assert trusted.key_count == 1
+        # Another CA's certificate: not trusted, nothing fetched.
+        assert not untrusted.loaded
+        assert untrusted.fetch_failures == 1
+        assert state.fetches == 1
+    finally:
+        await trusted.close()
+        await untrusted.close()
+        await server.close()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,14 +49,11 @@ class KeystoneClient:
         self.observe_latency: Callable[[float], None] = lambda seconds: None
 
     async def open(self) -> None:
-        ssl_context: ssl.SSLContext | bool = True
-        if self.config.ca_file is not None:
-            ssl_context = ssl.create_default_context(cafile=str(self.config.ca_file))
         timeout = aiohttp.ClientTimeout(
             total=self.config.timeout, sock_connect=self.config.connect_timeout
         )
         self._session = aiohttp.ClientSession(
-            timeout=timeout, connector=aiohttp.TCPConnector(ssl=ssl_context)
+            timeout=timeout, connector=aiohttp.TCPConnector(ssl=self.config.client_tls.context())
         )
         try:
             await self.service_token()
