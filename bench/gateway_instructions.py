@@ -14,7 +14,11 @@ machine is doing). This bench runs, one process each under
 - ``gw-memory``: the same with the in-process limiter, so that the Redis
   limiter's share is the difference;
 - with ``--baseline REF``, ``gw-backend@REF`` and ``gw-memory@REF``: the same
-  from that commit's tree.
+  from that commit's tree;
+- with ``--tracing``, ``gw-backend+tracing``: ``gw-backend`` tracing every
+  request (sample ratio 1.0: the server span, the limiter's and the backend
+  call's), exported to the nginx upstream, which answers the OTLP POSTs 204.
+  The export thread's instructions are counted too.
 
 Each is warmed up (imports, caches, every token verified once), then
 counted over ``--seconds`` of ``wrk -c1`` (one request at a time, so that no
@@ -25,7 +29,7 @@ system call counts a few, a cache miss none; bench/gateway_vs_haproxy.py
 measures time.
 
     apt-get install -y valgrind nginx-light wrk redis-server
-    python -m bench.gateway_instructions [--seconds 20] [--baseline main]
+    python -m bench.gateway_instructions [--seconds 20] [--baseline main] [--tracing]
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=15, help="seconds, per target")
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--baseline", metavar="REF", help="also count this commit's gateway")
+    parser.add_argument("--tracing", action="store_true", help="also count HEAD tracing all")
     args = parser.parse_args()
     missing = [
         b
@@ -126,6 +131,8 @@ def main() -> int:
         targets = ["floor"] + [
             f"gw-{kind}{suffix}" for suffix in trees for kind in ("backend", "memory")
         ]
+        if args.tracing:
+            targets.append("gw-backend+tracing")
         for name in targets:
             port = ports[name] = free_port()
             out = outs[name] = tmp / f"callgrind-{port}.out"
@@ -143,6 +150,7 @@ def main() -> int:
                 continue
             suffix = name.partition("@")[1] + name.partition("@")[2]
             tree = where[name] = trees[suffix]
+            tracing = f"http://127.0.0.1:{up}/v1/traces" if name.endswith("+tracing") else None
             conf = gateway_conf(
                 tmp,
                 f"gw-{port}",
@@ -155,6 +163,7 @@ def main() -> int:
                 tree,
                 owner_check="backend",
                 memory_limiter=name.startswith("gw-memory"),
+                tracing=tracing,
             )
             commands[name] = ([*valgrind(out), "-m", "gateway", "run", "--config", str(conf)], port)
         per_request: dict[str, float] = {}
@@ -166,7 +175,9 @@ def main() -> int:
     print("ratios:")
     for name, count in per_request.items():
         line = f"  {name:<22} {count / floor:5.2f}x the floor"
-        if name.startswith("gw-backend"):
+        if name == "gw-backend+tracing":
+            line += f", tracing {(count - per_request['gw-backend']) / 1000:+.1f} k over gw-backend"
+        elif name.startswith("gw-backend"):
             memory = per_request[name.replace("gw-backend", "gw-memory")]
             line += f", Redis limiter {(count - memory) / 1000:+.1f} k over the in-process one"
         base = f"{name.partition('@')[0]}@{args.baseline}"

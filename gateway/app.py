@@ -38,6 +38,7 @@ from gateway.middleware.routing import RoutingMiddleware
 from gateway.middleware.via import ViaMiddleware
 from gateway.observability.audit import AuditSink, DiscardingAuditSink
 from gateway.observability.feed import DecisionFeed, LocalFeed
+from gateway.observability.instrumentation import Instrumentation, instrumentation
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.mirrors import mirror_counts
 from gateway.observability.readiness import (
@@ -81,6 +82,8 @@ class Gateway:
     revocations: RevocationStore
     boundary: HeaderBoundary
     client_limits: ClientLimits
+    # How the parts above were made: traced or as they are.
+    instrumentation: Instrumentation
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -105,7 +108,13 @@ def make_store(config: RateLimitConfig) -> LimitStore:
     return MemoryStore()
 
 
-def make_limiter(config: RateLimitConfig, store: LimitStore, *, counting: bool) -> RateLimiter:
+def make_limiter(
+    config: RateLimitConfig,
+    store: LimitStore,
+    *,
+    counting: bool,
+    parts: Instrumentation | None = None,
+) -> RateLimiter:
     """The limiter, reading per-tenant overrides from Redis when limits live there."""
     overrides = None
     if isinstance(store, RedisStore):
@@ -114,7 +123,7 @@ def make_limiter(config: RateLimitConfig, store: LimitStore, *, counting: bool) 
             interval=store.config.overrides_refresh,
             timeout=store.config.timeout,
         )
-    return RateLimiter(config, store, overrides, counting=counting)
+    return (parts or Instrumentation()).rate_limiter(config, store, overrides, counting=counting)
 
 
 def build_readiness(
@@ -168,8 +177,10 @@ def build_app(
 ) -> web.Application:
     """The gateway app. ``client_limits``: the serving socket's, kept across a
     reload (they belong to the listener, which a reload keeps)."""
-    upstream = UpstreamClient(config.upstream)
-    owners = ImageOwners(upstream, config.upstream)
+    # Traced parts only when tracing is configured, and never for a dry run.
+    parts = instrumentation(config.tracing if dry_run is None else None)
+    upstream = parts.upstream_client(config.upstream)
+    owners = parts.image_owners(upstream, config.upstream)
     revocations = make_revocation_store(config.revocation)
     verifier = JwtVerifier(config.auth, revocations.revocations)
     keystone = None
@@ -178,6 +189,7 @@ def build_app(
             config.auth.keystone,
             revocations.revocations,
             max_token_bytes=config.auth.max_token_bytes,
+            client=parts.keystone_client(config.auth.keystone),
         )
     # JWTs first; with no JWT issuer every token is Keystone's to decide.
     verifiers: list[TokenVerifier] = [verifier] if verifier.issuers or keystone is None else []
@@ -187,7 +199,10 @@ def build_app(
     authenticator = Authenticator(verifiers, service)
     policy = Policy(config.authorization)
     limiter = make_limiter(
-        config.rate_limit, store or make_store(config.rate_limit), counting=dry_run is None
+        config.rate_limit,
+        store or make_store(config.rate_limit),
+        counting=dry_run is None,
+        parts=parts,
     )
     routes = RouteTable(enabled=config.routes.enabled)
     metrics = GatewayMetrics()
@@ -215,6 +230,7 @@ def build_app(
     app = web.Application(
         middlewares=[
             RequestIdMiddleware(),
+            *parts.server_span(),
             ObservabilityMiddleware(metrics, feed, audit),
             FaultEnvelopeMiddleware(),
             ViaMiddleware(config.via),
@@ -256,6 +272,7 @@ def build_app(
         revocations,
         boundary=boundary,
         client_limits=client_limits,
+        instrumentation=parts,
     )
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_not_ready)
@@ -270,6 +287,7 @@ async def _not_ready(app: web.Application) -> None:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
+    await gateway.instrumentation.open()
     await gateway.upstream.open()
     gateway.audit.open()
     await gateway.feed.start(gateway.metrics.snapshot)
@@ -287,3 +305,5 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway.audit.close()
     await gateway.upstream.close()
     await gateway.limiter.close()
+    # Last: the spans of everything above are exported, or given up on.
+    await gateway.instrumentation.close()

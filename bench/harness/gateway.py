@@ -36,10 +36,12 @@ def gateway_conf(
     tree: Path = REPO,
     owner_check: str | None = None,
     memory_limiter: bool = False,
+    tracing: str | None = None,
 ) -> Path:
     """``tree``'s config/gateway.yaml, changed only where it must be to run here;
     ``owner_check`` by default from ``name`` (``gw-backend``, ``gw-gateway@REF``);
-    ``memory_limiter``: the in-process limiter in place of Redis."""
+    ``memory_limiter``: the in-process limiter in place of Redis; ``tracing``: an
+    OTLP/HTTP endpoint every request's spans are exported to (sample ratio 1.0)."""
     data: dict[str, Any] = yaml.safe_load((tree / "config" / "gateway.yaml").read_text())
     data["listen"].update(host="127.0.0.1", port=port, workers=workers)
     data["upstream"]["url"] = f"http://127.0.0.1:{upstream}"
@@ -57,6 +59,8 @@ def gateway_conf(
     # Every request is counted, none refused: a run makes far fewer than this.
     for rule in data["rate_limit"]["rules"]:
         rule["value"] = MAX_LIMIT
+    if tracing is not None:
+        data["tracing"] = {"endpoint": tracing, "sample_ratio": 1.0}
     data["admin"]["port"] = admin_port
     data["audit"]["sink"] = str(tmp / f"{name}-audit.jsonl")
     path = tmp / f"{name.replace('@', '-at-')}.yaml"

@@ -81,10 +81,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _explain(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     from gateway.cli.explain import explain
 
     config = load_config(args.config)
+    # The explanation says what failed (the owner look-up, say); the chain's
+    # warnings about the same (the backend's outage line) would repeat it.
+    logging.getLogger("gateway").setLevel(logging.ERROR)
     owner_lookup = not args.no_owner_lookup
     result = asyncio.run(
         explain(config, args.token, args.method, args.path, owner_lookup=owner_lookup)

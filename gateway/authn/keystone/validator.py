@@ -73,6 +73,7 @@ class KeystoneTokens:
         revocations: RevocationList,
         *,
         max_token_bytes: int,
+        client: KeystoneClient | None = None,
     ) -> None:
         self.config = config
         self.revocations = revocations
@@ -81,7 +82,7 @@ class KeystoneTokens:
         self.sealer = TokenSealer(
             None if shared is None else shared.secret.get_secret_value().encode()
         )
-        self.client = KeystoneClient(config)
+        self.client = client or KeystoneClient(config)
         self.shared = None if shared is None else SharedTokens(shared, self.sealer)
         self.local: ExpiringLRU[bytes, Entry] = ExpiringLRU(config.cache_size)
         self._in_flight: dict[bytes, asyncio.Future[Entry]] = {}
