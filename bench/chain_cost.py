@@ -5,7 +5,11 @@ chain (gateway/app.py, edited in a copy), and runs the configuration
 bench/gateway_vs_haproxy.py gives the shipped gateway (``owner_check:
 backend``):
 
-- ``shipped``: all of it, the Redis limiter included;
+- ``traced``: ``shipped`` with tracing on at sample ratio 1.0 (the server
+  span, the limiter's and the backend call's), exported over OTLP/HTTP to
+  the nginx upstream, which answers 204: what tracing every request costs,
+  the export thread included;
+- ``shipped``: all of it, the Redis limiter included, tracing off;
 - ``memory-limiter``: the in-process limiter in place of Redis;
 - ``no-observability``: and no observability step (no request record, access
   or audit line, dashboard feed or request counters);
@@ -60,9 +64,11 @@ class Rung(NamedTuple):
     # Middleware classes taken out of the chain, besides those of the rungs above.
     without: tuple[str, ...]
     memory_limiter: bool
+    tracing: bool = False
 
 
 RUNGS = (
+    Rung("traced", (), memory_limiter=False, tracing=True),
     Rung("shipped", (), memory_limiter=False),
     Rung("memory-limiter", (), memory_limiter=True),
     Rung("no-observability", ("ObservabilityMiddleware",), memory_limiter=True),
@@ -143,6 +149,7 @@ def main() -> int:
                 continue
             admin_ports[name] = free_port()
             rung = next(r for r in RUNGS if r.name == name)
+            tracing = f"http://127.0.0.1:{up}/v1/traces" if rung.tracing else None
             conf = gateway_conf(
                 tmp,
                 f"gw-{name}",
@@ -155,6 +162,7 @@ def main() -> int:
                 trees[name],
                 owner_check="backend",
                 memory_limiter=rung.memory_limiter,
+                tracing=tracing,
             )
             commands[name] = ([*prefix, "-m", "gateway", "run", "--config", str(conf)], port)
         names = [*trees, FLOOR]

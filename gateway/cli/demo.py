@@ -8,18 +8,23 @@ and ready-made tokens, so each status of the API can be seen with curl.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
 
 from gateway.admin.app import build_admin_app, local_sources
-from gateway.app import build_app
+from gateway.app import GATEWAY, build_app
 from gateway.authn.dev_tokens import mint_token
 from gateway.config import GatewayConfig, load_config
 from gateway.demo_backend.image_store import add_image, create_standin_store_app
+from gateway.http.protocol import GatewayRunner
 from gateway.observability.logs import configure_logging
+from gateway.runtime.drain import drain
+from gateway.runtime.server import stop_on_signals
+
+log = logging.getLogger("gateway.cli.demo")
 
 DEMO_CONFIG = resources.files("gateway.cli").joinpath("demo.yaml")
 
@@ -43,6 +48,10 @@ async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRun
     # Ctrl-C stops the demo promptly: a connection still open then gets a
     # few seconds, not aiohttp's default minute.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=DEMO_SHUTDOWN_SECONDS)
+    if GATEWAY in app:
+        # The gateway on its own protocol, as `run` serves it.
+        limits = app[GATEWAY].client_limits
+        runner = GatewayRunner(app, limits, access_log=None, shutdown_timeout=DEMO_SHUTDOWN_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -50,6 +59,7 @@ async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRun
 
 
 async def run_demo(port: int, admin_port: int = 9090) -> None:
+    stop = stop_on_signals()
     store = create_standin_store_app()
     store_runner, store_port = await _start(store, "127.0.0.1", 0)
     config = demo_config(port, f"http://127.0.0.1:{store_port}", admin_port)
@@ -108,14 +118,15 @@ Ctrl-C stops it.
         flush=True,
     )
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        log.info("stopping the demo")
     finally:
-        await gateway_runner.cleanup()
+        assert isinstance(gateway_runner, GatewayRunner)
+        await drain(gateway_runner, DEMO_SHUTDOWN_SECONDS)
         await admin_runner.cleanup()
         await store_runner.cleanup()
 
 
 def demo(port: int, admin_port: int = 9090) -> int:
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_demo(port, admin_port))
+    asyncio.run(run_demo(port, admin_port))
     return 0

@@ -392,6 +392,11 @@ class GatewayServer(web.Server):
                 del self._in_flight[target]
                 self._idle.set()
 
+    @property
+    def in_flight(self) -> int:
+        """Requests being handled now, by whichever app."""
+        return sum(self._in_flight.values())
+
     def switch(self, handler: Any) -> Any:
         """Send every request from now on to ``handler``; return the one replaced."""
         old, self._target = self._target, handler

@@ -74,7 +74,7 @@ class CircuitBreaker:
                 await self._probe()
             except StoreUnavailable:
                 continue
-            log.warning("rate-limit store answers again; using it")
+            # The probe's owner logs the recovery (the limiter's outage).
             self._prober = None
             self.record_success()
             return

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from gateway.authn.identity import Identity
 from gateway.config import RateLimitConfig, RateLimitRule
+from gateway.observability.outages import Outage
 from gateway.ratelimit.breaker import CircuitBreaker
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.overrides import OverrideRefresher
@@ -36,8 +36,6 @@ log = logging.getLogger("gateway.ratelimit")
 
 # What a refusal because the store could not answer (fail closed) is recorded as.
 LIMITER_UNAVAILABLE = "ratelimit_unavailable"
-# A Redis outage under load would otherwise log once per request.
-_LOG_EVERY_SECONDS = 10.0
 _DEFAULT_PROBE_INTERVAL = 0.25
 # Which rules a (method, route) can match is worked out once per pair; the
 # pairs are the routes' own, but a client picks the method, so the table is
@@ -147,13 +145,15 @@ class RateLimiter:
         self._plans: dict[tuple[str, str | None], _Plan] = {}
         self._fallback = MemoryStore()
         redis = config.redis
+        # A store outage (only Redis fails) is logged as it begins, counted,
+        # and logged as it ends: under load it would otherwise be a line a request.
+        self.outage = Outage("Redis (rate limits)", log)
         self.breaker = CircuitBreaker(
-            store.ping,
+            self._probe,
             redis.probe_interval if redis else _DEFAULT_PROBE_INTERVAL,
             failures=redis.breaker_failures if redis else 1,
             window=redis.breaker_window if redis else float("inf"),
         )
-        self._last_failure_log = -_LOG_EVERY_SECONDS
         self.fail_open_events = 0
         self.fail_closed_events = 0
         self.rejections: Counter[str] = Counter()
@@ -271,6 +271,8 @@ class RateLimiter:
                 self.breaker.record_success()
                 raise
             self.breaker.record_success()
+            if self.outage.since is not None:
+                self.outage.recovered()
             return verdict
         except StoreUnavailable as exc:
             self._log_failure(exc, request_id)
@@ -281,15 +283,12 @@ class RateLimiter:
             return self._fallback.decide_now(checks, count=count)
 
     def _log_failure(self, exc: StoreUnavailable, request_id: str) -> None:
-        now = time.monotonic()
-        if now - self._last_failure_log >= _LOG_EVERY_SECONDS:
-            self._last_failure_log = now
-            log.warning(
-                "rate-limit store unavailable (%s), failing %s",
-                exc,
-                self.config.failure_mode,
-                extra={"request_id": request_id},
-            )
+        self.outage.failed(f"{exc}; failing {self.config.failure_mode}", request_id)
+
+    async def _probe(self) -> None:
+        """The breaker's probe: the store answering again ends the outage."""
+        await self.store.ping()
+        self.outage.recovered()
 
     def start(self) -> None:
         if self.overrides is not None:

@@ -29,6 +29,7 @@ from gateway.http.protocol import ClientLimits, GatewayRunner
 from gateway.observability.feed import SocketFeed
 from gateway.observability.logs import configure_logging
 from gateway.observability.readiness import Readiness
+from gateway.runtime.drain import drain
 from gateway.runtime.lifecycle import read_config, take_over
 from gateway.runtime.worker_status import report_forever
 
@@ -41,6 +42,9 @@ log = logging.getLogger("gateway.runtime.server")
 
 
 def stop_on_signals() -> asyncio.Event:
+    """Set by the first SIGTERM or SIGINT. Loop handlers, not KeyboardInterrupt:
+    started from a script's `cmd &`, a process inherits SIGINT ignored, and
+    Python then never raises KeyboardInterrupt; only a handler stops it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -193,7 +197,7 @@ async def _serve(
     # Unready first, so load balancers stop sending while in-flight
     # requests finish; the admin listener goes last so probes see it.
     proxy.app[GATEWAY].readiness.draining = True
-    await proxy.cleanup()
+    await drain(proxy, config.listen.shutdown_timeout)
     if admin is not None:
         await admin.cleanup()
 

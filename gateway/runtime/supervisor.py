@@ -193,6 +193,7 @@ async def _supervise(config: GatewayConfig, config_path: Path) -> int:
             await parts.replace(fresh)
             log.info("configuration reloaded; workers told")
         parts.readiness.draining = True
+        log.info("stopping %d worker(s); each drains its requests", len(workers.processes))
         return await workers.stop(config.listen.shutdown_timeout + _EXIT_GRACE_SECONDS)
     finally:
         await parts.close()

@@ -205,8 +205,13 @@ async def test_hot_path_makes_no_redis_round_trip(
 
 
 async def test_resync_after_the_subscription_drops(
-    redis_gateway: Client, store_app: web.Application, token: TokenFactory, redis_url: str
+    redis_gateway: Client,
+    store_app: web.Application,
+    token: TokenFactory,
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.authn.revocation")
     client = redis_gateway
     assert client.app is not None
     store = client.app[GATEWAY].revocations
@@ -227,6 +232,11 @@ async def test_resync_after_the_subscription_drops(
     await seconds_until(refused, "the refusal", deadline=5.0)
     assert store.resyncs >= 2
     assert store.failures >= 1
+    # The outage's start and its end, each once.
+    lines = [r.getMessage() for r in caplog.records if "revocations: Redis" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("revocations: Redis unreachable")
+    assert lines[1].startswith("revocations: Redis back after ")
 
 
 @pytest.mark.parametrize(

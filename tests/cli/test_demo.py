@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.support.gateway_process import GatewayProcess
 from tests.support.ports import free_port
@@ -68,3 +69,20 @@ async def test_demo_serves_the_dashboard_next_to_the_gateway() -> None:
         assert request_id in await page.text()
     assert demo.exit_code == 0
     assert f"Dashboard, metrics and probes: http://127.0.0.1:{demo.admin_port}/" in demo.banner
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_the_demo_started_with_sigint_ignored_stops_on_sigint_and_on_sigterm(
+    signum: int, tmp_path: Path
+) -> None:
+    port, admin_port = free_port(), free_port()
+    arguments = ("demo", "--port", str(port), "--admin-port", str(admin_port))
+    process = GatewayProcess(arguments, port, tmp_path, "demo", sigint_ignored=True)
+    await process.start()
+    try:
+        await until(lambda: _banner(process.output()), "the demo's banner")
+    finally:
+        exit_code = await process.stop(signum)
+    assert exit_code == 0
+    assert "drain started: 0 request(s) in flight" in process.log()
+    assert "drain ended after" in process.log()

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
@@ -244,3 +244,35 @@ async def test_lookups_and_forwarding_share_one_kept_connection(
     assert http.open_connections == http.idle_connections == 1
     methods = [r.method for r in store_app[RECEIVED] if r.path.startswith("/v2/images/")]
     assert methods == ["GET", "DELETE"] * 3
+
+
+async def test_a_backend_outage_is_logged_as_it_begins_and_as_it_ends(
+    make_gateway: GatewayFactory,
+    store_app: web.Application,
+    token: TokenFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.upstream")
+    port = free_port()  # the backend is not there yet
+    client = await make_gateway(f"http://127.0.0.1:{port}")
+    headers = {"X-Auth-Token": admin(token)}
+    for _ in range(3):
+        response = await client.delete(f"/v2/images/{uuid.uuid4()}", headers=headers)
+        await assert_fault(response, 503, "serviceUnavailable")
+    backend = TestServer(store_app, host="127.0.0.1", port=port)
+    await backend.start_server()
+    try:
+        image = add_image(store_app, owner="project-a")
+        assert (await client.delete(f"/v2/images/{image.id}", headers=headers)).status == 204
+        gone = await client.delete(f"/v2/images/{image.id}", headers=headers)
+        assert gone.status == 404
+    finally:
+        await backend.close()
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.upstream"]
+    where = f"the image service (http://127.0.0.1:{port})"
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"{where} unavailable: DELETE /v2/images/")
+    assert "Connect call failed" in lines[0] or "refused" in lines[0]
+    assert lines[1].startswith(f"{where} recovered after ")
+    assert lines[1].endswith("s down, 3 failure(s)")

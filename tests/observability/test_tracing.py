@@ -30,13 +30,13 @@ from gateway.app import GATEWAY, build_app
 from gateway.config import parse_config
 from gateway.observability.tracing import ServerSpanMiddleware
 from tests.conftest import GatewayFactory, Keys, TokenFactory, config_data, free_port
+from tests.keystone_standin import CALLER_TOKEN, keystone_section, start_keystone
 from tests.otlp_receiver import ReceivedSpan, Receiver, receiving
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE_ID = "6a0d9f6c-1f3e-4b0e-8e7e-2b9c1d2e3f40"
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
-CALLER_TOKEN = "gAAAAABcaller-token"
 
 
 @dataclass
@@ -57,29 +57,6 @@ class Backend:
         return headers["traceparent"]
 
 
-def keystone_token(user: str, project: str, roles: list[str]) -> dict[str, Any]:
-    return {
-        "token": {
-            "expires_at": "2099-01-01T00:00:00.000000Z",
-            "issued_at": "2026-01-01T00:00:00.000000Z",
-            "audit_ids": ["audit-1"],
-            "user": {"id": user, "name": user, "domain": {"id": "default", "name": "Default"}},
-            "project": {"id": project, "name": project, "domain": {"id": "default"}},
-            "roles": [{"id": r, "name": r} for r in roles],
-        }
-    }
-
-
-async def keystone_tokens(request: web.Request) -> web.Response:
-    """Keystone v3's two calls the gateway makes: its own token, and validating a caller's."""
-    if request.method == "POST":
-        body = keystone_token("gateway", "service", ["service"])
-        return web.json_response(body, status=201, headers={"X-Subject-Token": "service-token"})
-    if request.headers.get("X-Subject-Token") != CALLER_TOKEN:
-        return web.json_response({"error": {"code": 404}}, status=404)
-    return web.json_response(keystone_token("alice", "project-a", ["cloudImages:admin"]))
-
-
 @pytest.fixture
 async def backend() -> AsyncIterator[Backend]:
     state = Backend()
@@ -94,11 +71,8 @@ async def backend() -> AsyncIterator[Backend]:
 
 @pytest.fixture
 async def keystone_url() -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_route("*", "/v3/auth/tokens", keystone_tokens)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("/v3"))
+    server, url = await start_keystone()
+    yield url
     await server.close()
 
 
@@ -111,11 +85,6 @@ async def receiver() -> AsyncIterator[Receiver]:
 def tracing_section(endpoint: str, **overrides: Any) -> dict[str, Any]:
     # Exported every 50 ms, so the tests see spans soon after the request.
     return {"endpoint": endpoint, "schedule_delay": 0.05, "timeout": 1, **overrides}
-
-
-def keystone_section(url: str) -> dict[str, Any]:
-    return {"auth_url": url, "interface": None,
-            "application_credential": {"id": "gateway", "secret": "s"}}  # fmt: skip
 
 
 def by_name(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:

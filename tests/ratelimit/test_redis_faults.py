@@ -7,6 +7,7 @@ SIGKILL mid-load and started again on the same port.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -101,7 +102,9 @@ async def test_redis_killed_mid_load_then_restarted(
     own_redis: RedisProcess,
     token: TokenFactory,
     failure_mode: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.ratelimit")
     client = await _gateway(make_gateway, scripted[1], own_redis, failure_mode=failure_mode)
     load = Load(client, token(roles=["admin"]))
     await load.wait_for(20)
@@ -131,6 +134,14 @@ async def test_redis_killed_mid_load_then_restarted(
         assert limiter.fail_closed_events >= 40
         assert {s.status for s in load.samples if s.ended < killed_at} == {204}
     assert after == {204}
+    # The outage in the log: one line as it began, one as it ended, however
+    # many requests it failed in between.
+    lines = [r.getMessage() for r in caplog.records if "Redis (rate limits)" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("Redis (rate limits) unavailable: ")
+    assert f"failing {failure_mode}" in lines[0]
+    down_for = float(lines[1].split("recovered after ")[1].split("s down")[0])
+    assert 0 < down_for <= back_at - killed_at + 0.5
 
 
 @pytest.fixture

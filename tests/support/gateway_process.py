@@ -47,6 +47,8 @@ class GatewayProcess:
     name: str = "gateway"
     # The whole environment it starts with; this process's own when None.
     env: Mapping[str, str] | None = None
+    # Started as a script's `cmd &` starts it: SIGINT ignored, inherited.
+    sigint_ignored: bool = False
     process: asyncio.subprocess.Process | None = None
 
     @classmethod
@@ -103,6 +105,7 @@ class GatewayProcess:
                 env=env,
                 stdout=stdout,
                 stderr=stderr,
+                preexec_fn=_ignore_sigint if self.sigint_ignored else None,
             )
         await self.wait_listening()
         return self
@@ -175,6 +178,11 @@ class GatewayProcess:
             if text:
                 parts.append(f"\n--- {path.name} ---\n{text[-OUTPUT_TAIL:]}")
         return "".join(parts)
+
+
+def _ignore_sigint() -> None:
+    # In the child, before exec: an ignored signal stays ignored across exec.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 async def stop_all(processes: list[GatewayProcess], signum: int = signal.SIGTERM) -> None:

@@ -34,6 +34,7 @@ from gateway.authn.revocation import RevocationList
 from gateway.authn.tokens import InvalidToken, refuse_if_revoked
 from gateway.config import KeystoneConfig
 from gateway.expiring_lru import ExpiringLRU
+from gateway.observability.outages import Outage
 
 log = logging.getLogger("gateway.keystone")
 
@@ -41,27 +42,6 @@ log = logging.getLogger("gateway.keystone")
 _KEYSTONE_TOKEN = re.compile(r"\A[A-Za-z0-9\-_=.]+\Z")
 # A refusal cached locally: the reason, kept as the entry.
 Entry = KeystoneToken | str
-
-
-class FailureLog:
-    """Logs a failure once per interval and counts every one."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.count = 0
-        self._last_logged = float("-inf")
-        self._suppressed = 0
-
-    def record(self, what: str) -> None:
-        self.count += 1
-        now = time.monotonic()
-        if now - self._last_logged < self.interval:
-            self._suppressed += 1
-            return
-        more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
-        log.error("keystone unavailable: %s%s", what, more)
-        self._last_logged = now
-        self._suppressed = 0
 
 
 class KeystoneTokens:
@@ -86,7 +66,8 @@ class KeystoneTokens:
         self.shared = None if shared is None else SharedTokens(shared, self.sealer)
         self.local: ExpiringLRU[bytes, Entry] = ExpiringLRU(config.cache_size)
         self._in_flight: dict[bytes, asyncio.Future[Entry]] = {}
-        self.outages = FailureLog(config.failure_log_interval)
+        # Logged as it begins, once per interval with a count, and as it ends.
+        self.outages = Outage("keystone", log, config.failure_log_interval, level=logging.ERROR)
         # Verdicts Keystone gave (valid / refused); cache hits are counted by the caches.
         self.accepted = 0
         self.refused = 0
@@ -155,8 +136,10 @@ class KeystoneTokens:
             self.refused += 1
             log.info("keystone refused a token: %s", exc)
         except KeystoneUnavailable as exc:
-            self.outages.record(str(exc))
+            self.outages.failed(str(exc))
             raise
+        # A verdict, valid or not: Keystone answers.
+        self.outages.recovered()
         now = time.time()
         until = self._expiry(entry, now)
         self.local.put(digest, entry, until)

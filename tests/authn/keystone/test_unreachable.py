@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.demo_backend.image_store import add_image
 from tests.support.faults import assert_fault
+from tests.support.gateway_app import GatewayFactory
+from tests.support.gateway_config import config_data
+from tests.support.keystone_standin import CALLER_TOKEN, keystone_section, start_keystone
 from tests.support.observed import ObservedFactory
 from tests.support.ports import free_port
-from tests.support.tokens import TokenFactory
+from tests.support.tokens import Keys, TokenFactory
 
 
 @pytest.mark.parametrize("required", [False, True])
@@ -53,3 +59,34 @@ async def test_keystone_down_at_start_is_degraded_and_503_never_401(
         f"/v2/images/{uuid.uuid4()}", headers={"X-Auth-Token": token()}
     )
     await assert_fault(response, 404, "itemNotFound")
+
+
+async def test_a_keystone_outage_is_logged_as_it_begins_and_as_it_ends(
+    make_gateway: GatewayFactory,
+    store_app: web.Application,
+    store_server: TestServer,
+    keys: Keys,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.keystone")
+    port = free_port()  # Keystone is not there yet
+    auth = {**config_data("", keys)["auth"],
+            "keystone": keystone_section(f"http://127.0.0.1:{port}/v3")}  # fmt: skip
+    gateway = await make_gateway(str(store_server.make_url("")).rstrip("/"), auth=auth)
+    headers = {"X-Auth-Token": CALLER_TOKEN}
+    for _ in range(3):
+        response = await gateway.delete(f"/v2/images/{uuid.uuid4()}", headers=headers)
+        await assert_fault(response, 503, "serviceUnavailable")
+    keystone, _ = await start_keystone(port)
+    try:
+        image = add_image(store_app, owner="project-a")
+        assert (await gateway.delete(f"/v2/images/{image.id}", headers=headers)).status == 204
+    finally:
+        await keystone.close()
+
+    lines = [r.getMessage() for r in caplog.records if "keystone " in r.getMessage()]
+    outage = [line for line in lines if "unavailable" in line or "recovered" in line]
+    assert len(outage) == 2, lines
+    assert outage[0].startswith("keystone unavailable: ")
+    assert outage[1].startswith("keystone recovered after ")
+    assert outage[1].endswith("s down, 3 failure(s)")
