@@ -28,8 +28,8 @@ from gateway.app import GATEWAY
 from gateway.authn.jwks import JwksKeySet
 from gateway.config import ClientTlsConfig, JwksConfig
 from gateway.demo_backend.image_store import RECEIVED, add_image
-from tests.certificates import PrivateCa
 from tests.middleware.test_authentication import unsigned
+from tests.support.certificates import PrivateCa
 from tests.support.faults import assert_fault
 from tests.support.gateway_app import Client, GatewayFactory
 from tests.support.tokens import TokenFactory

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.config import parse_config
-from tests.certificates import PrivateCa
 from tests.config.test_config import assert_names, error_of, minimal
+from tests.support.certificates import PrivateCa
 
 
 def test_client_tls_loads_a_ca_a_certificate_and_its_key_relative_to_the_file(

@@ -18,8 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.http.tls import ListenerCertificate, TlsFilesError, client_context
-from tests.certificates import Issued, PrivateCa
-from tests.conftest import GatewayFactory, TokenFactory
+from tests.support.certificates import Issued, PrivateCa
+from tests.support.gateway_app import GatewayFactory
+from tests.support.tokens import TokenFactory
 
 IMAGE = "/v2/images/6a0d9f6c-1f3e-4b0e-8e7e-2b9c1d2e3f40"
 

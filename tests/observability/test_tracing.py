@@ -29,9 +29,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from gateway.app import GATEWAY, build_app
 from gateway.config import parse_config
 from gateway.observability.tracing import ServerSpanMiddleware
-from tests.conftest import GatewayFactory, Keys, TokenFactory, config_data, free_port
-from tests.keystone_standin import CALLER_TOKEN, keystone_section, start_keystone
-from tests.otlp_receiver import ReceivedSpan, Receiver, receiving
+from tests.support.gateway_app import GatewayFactory
+from tests.support.gateway_config import config_data
+from tests.support.keystone_standin import CALLER_TOKEN, keystone_section, start_keystone
+from tests.support.otlp_receiver import ReceivedSpan, Receiver, receiving
+from tests.support.ports import free_port
+from tests.support.tokens import Keys, TokenFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE_ID = "6a0d9f6c-1f3e-4b0e-8e7e-2b9c1d2e3f40"

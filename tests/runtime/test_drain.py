@@ -11,26 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import Keys, TokenFactory, config_data, free_port
-from tests.runtime.test_workers import DEADLINE_SECONDS, REPO, until
+from tests.support.gateway_config import config_data
+from tests.support.gateway_process import GatewayProcess
+from tests.support.ports import free_port
+from tests.support.tokens import Keys, TokenFactory
+from tests.support.waiting import DEADLINE, until
 
 IMAGE = "6a0d9f6c-1f3e-4b0e-8e7e-2b9c1d2e3f40"
-
-
-def ignore_sigint() -> None:
-    """In the child before exec: what ``cmd &`` in a non-interactive shell does."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass
@@ -62,71 +59,59 @@ async def held() -> AsyncIterator[HeldBackend]:
     await server.close()
 
 
-async def start_ignoring_sigint(command: list[str], log: Path) -> asyncio.subprocess.Process:
-    with log.open("wb") as output:
-        return await asyncio.create_subprocess_exec(
-            *command, cwd=REPO, stdout=output, stderr=output, preexec_fn=ignore_sigint
-        )
+async def started_ignoring_sigint(config: dict[str, Any], directory: Path) -> GatewayProcess:
+    """``run`` as a script's ``cmd &`` starts it: SIGINT ignored, inherited."""
+    process = GatewayProcess.run(config, directory)
+    process.sigint_ignored = True
+    return await process.start()
 
 
-async def logged(log: Path, text: str) -> bool:
-    return text in log.read_text()  # noqa: ASYNC240 (a few lines, read while polling)
+def text_config(backend: str, keys: Keys, **listen: Any) -> dict[str, Any]:
+    return config_data(
+        backend,
+        keys,
+        listen={"host": "127.0.0.1", "port": free_port(), **listen},
+        admin={"port": free_port()},
+        logging={"level": "INFO", "format": "text"},
+    )
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_sigint_drains_with_a_line_as_it_starts_and_as_it_ends(
     held: HeldBackend, keys: Keys, token: TokenFactory, tmp_path: Path, workers: int
 ) -> None:
-    port, admin_port = free_port(), free_port()
-    config = config_data(
-        held.url,
-        keys,
-        listen={"host": "127.0.0.1", "port": port, "workers": workers, "shutdown_timeout": 10},
-        admin={"port": admin_port},
-        logging={"level": "INFO", "format": "text"},
-    )
-    config_file, log = tmp_path / "gateway.yaml", tmp_path / "gateway.log"
-    config_file.write_text(yaml.safe_dump(config))
-    gateway = await start_ignoring_sigint(
-        [sys.executable, "-m", "gateway", "run", "--config", str(config_file)], log
-    )
-    url = f"http://127.0.0.1:{port}/v2/images/{IMAGE}"
+    config = text_config(held.url, keys, workers=workers, shutdown_timeout=10)
+    gateway = await started_ignoring_sigint(config, tmp_path)
+    admin = f"http://127.0.0.1:{config['admin']['port']}"
     try:
         async with aiohttp.ClientSession() as client:
-
-            async def accepting() -> bool:
-                try:
-                    return (await client.get(f"http://127.0.0.1:{port}/probe")).status == 404
-                except aiohttp.ClientConnectionError:
-                    return False
 
             async def ready() -> bool:
                 # Every worker serving: readiness waits for each one's report.
                 try:
-                    readyz = f"http://127.0.0.1:{admin_port}/readyz"
-                    return (await client.get(readyz)).status == 200
+                    return (await client.get(f"{admin}/readyz")).status == 200
                 except aiohttp.ClientConnectionError:
                     return False
 
-            await until(accepting, "the gateway to listen")
             await until(ready, "every worker to serve")
             in_flight = asyncio.ensure_future(
-                client.delete(url, headers={"X-Auth-Token": token(roles=["admin"])})
+                client.delete(
+                    f"{gateway.url}/v2/images/{IMAGE}",
+                    headers={"X-Auth-Token": token(roles=["admin"])},
+                )
             )
-            await asyncio.wait_for(held.arrived.wait(), DEADLINE_SECONDS)
+            await asyncio.wait_for(held.arrived.wait(), DEADLINE)
             gateway.send_signal(signal.SIGINT)
-            await until(lambda: logged(log, "drain started: 1 request(s) in flight"), "the start")
+            await until(lambda: "drain started: 1 request(s) in flight" in gateway.log(), "it")
             assert not in_flight.done()
             held.release.set()
             assert (await in_flight).status == 204
-        exit_code = await asyncio.wait_for(gateway.wait(), DEADLINE_SECONDS)
+        exit_code = await gateway.wait()
     finally:
         held.release.set()
-        if gateway.returncode is None:
-            gateway.kill()
-            await gateway.wait()
+        await gateway.kill()
     assert exit_code == 0
-    text = log.read_text()
+    text = gateway.log()
     assert text.count("drain started") == workers
     assert text.count("drain ended after") == workers
     # The busy worker's drain ends after it started (another's may end before).
@@ -137,47 +122,25 @@ async def test_sigint_drains_with_a_line_as_it_starts_and_as_it_ends(
 async def test_a_drain_that_runs_out_of_time_says_how_many_requests_were_cut(
     held: HeldBackend, keys: Keys, token: TokenFactory, tmp_path: Path
 ) -> None:
-    port = free_port()
-    config = config_data(
-        held.url,
-        keys,
-        listen={"host": "127.0.0.1", "port": port, "shutdown_timeout": 1},
-        upstream={"read_timeout": 30},
-        admin={"port": free_port()},
-        logging={"level": "INFO", "format": "text"},
-    )
-    config_file, log = tmp_path / "gateway.yaml", tmp_path / "gateway.log"
-    config_file.write_text(yaml.safe_dump(config))
-    gateway = await start_ignoring_sigint(
-        [sys.executable, "-m", "gateway", "run", "--config", str(config_file)], log
-    )
+    config = text_config(held.url, keys, shutdown_timeout=1)
+    config["upstream"]["read_timeout"] = 30
+    gateway = await started_ignoring_sigint(config, tmp_path)
     try:
         async with aiohttp.ClientSession() as client:
-
-            async def accepting() -> bool:
-                try:
-                    return (await client.get(f"http://127.0.0.1:{port}/probe")).status == 404
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await until(accepting, "the gateway to listen")
             never_answered = asyncio.ensure_future(
                 client.delete(
-                    f"http://127.0.0.1:{port}/v2/images/{IMAGE}",
+                    f"{gateway.url}/v2/images/{IMAGE}",
                     headers={"X-Auth-Token": token(roles=["admin"])},
                 )
             )
-            await asyncio.wait_for(held.arrived.wait(), DEADLINE_SECONDS)
-            gateway.send_signal(signal.SIGINT)
-            exit_code = await asyncio.wait_for(gateway.wait(), DEADLINE_SECONDS)
+            await asyncio.wait_for(held.arrived.wait(), DEADLINE)
+            exit_code = await gateway.stop(signal.SIGINT)
             with pytest.raises(aiohttp.ClientError):
                 await never_answered
     finally:
-        if gateway.returncode is None:
-            gateway.kill()
-            await gateway.wait()
+        await gateway.kill()
     assert exit_code == 0
-    [ended] = [line for line in log.read_text().splitlines() if "drain ended after" in line]
+    [ended] = [line for line in gateway.log().splitlines() if "drain ended after" in line]
     assert ended.endswith("1 request(s) still running were cut")
     # listen.shutdown_timeout (1 s), then aiohttp's cancelling of what is left.
     assert float(ended.split("drain ended after ")[1].split("s:")[0]) < 5

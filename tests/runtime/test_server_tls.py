@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.certificates import PrivateCa
-from tests.conftest import Keys, TokenFactory, config_data, free_port
-from tests.runtime.test_workers import DEADLINE_SECONDS, run_gateway, until
+from tests.support.certificates import PrivateCa
+from tests.support.gateway_config import config_data
+from tests.support.gateway_process import GatewayProcess
+from tests.support.ports import free_port
+from tests.support.tokens import Keys, TokenFactory
+from tests.support.waiting import until
 
 
 @dataclass
@@ -67,7 +70,7 @@ async def test_a_certificate_rotated_under_sighup_is_served_with_no_failed_reque
         admin={"port": admin_port},
         logging={"level": "WARNING"},
     )
-    parent = await run_gateway(config, tmp_path)
+    parent = await GatewayProcess.run(config, tmp_path).start()
     client = ssl.create_default_context(cafile=ca.ca_file)
     admin_token = token(roles=["admin"])
     seen, stop = Seen(), asyncio.Event()
@@ -80,14 +83,7 @@ async def test_a_certificate_rotated_under_sighup_is_served_with_no_failed_reque
                 seen.failures.append(repr(exc))
 
     try:
-
-        async def serving() -> bool:
-            try:
-                return (await get_limits(port, client, admin_token))[0] == 200
-            except OSError:
-                return False
-
-        await until(serving, "the gateway to serve over TLS")
+        assert (await get_limits(port, client, admin_token))[0] == 200
         clients = [asyncio.create_task(keep_asking()) for _ in range(4)]
         await until(lambda: _more_than(seen, 20), "answers with the first certificate")
         second = ca.issue("localhost", into=tmp_path, stem="listener")
@@ -104,9 +100,7 @@ async def test_a_certificate_rotated_under_sighup_is_served_with_no_failed_reque
         await asyncio.gather(*clients)
     finally:
         stop.set()
-        if parent.returncode is None:
-            parent.send_signal(signal.SIGTERM)
-        exit_code = await asyncio.wait_for(parent.wait(), DEADLINE_SECONDS)
+        exit_code = await parent.stop()
     assert seen.failures == []
     assert {status for status, _ in seen.answers} == {200}
     assert seen.serials == {first.serial, second.serial}
