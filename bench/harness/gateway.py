@@ -60,7 +60,10 @@ def gateway_conf(
     for rule in data["rate_limit"]["rules"]:
         rule["value"] = MAX_LIMIT
     if tracing is not None:
-        data["tracing"] = {"endpoint": tracing, "sample_ratio": 1.0}
+        # An export when a batch of 512 spans fills, as under load, not every
+        # 2 s: at the few requests a second of a run under callgrind, a timed
+        # export per second or two would be most of what a request is charged.
+        data["tracing"] = {"endpoint": tracing, "sample_ratio": 1.0, "schedule_delay": 60}
     data["admin"]["port"] = admin_port
     data["audit"]["sink"] = str(tmp / f"{name}-audit.jsonl")
     path = tmp / f"{name.replace('@', '-at-')}.yaml"
