@@ -31,13 +31,14 @@ from gateway.config import parse_config
 from gateway.observability.tracing import ServerSpanMiddleware
 from tests.support.gateway_app import GatewayFactory
 from tests.support.gateway_config import config_data
-from tests.support.keystone_standin import CALLER_TOKEN, keystone_section, start_keystone
 from tests.support.otlp_receiver import ReceivedSpan, Receiver, receiving
 from tests.support.ports import free_port
+from tests.support.scripted_keystone import ScriptedKeystone, serve_keystone, token_body
 from tests.support.tokens import Keys, TokenFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE_ID = "6a0d9f6c-1f3e-4b0e-8e7e-2b9c1d2e3f40"
+CALLER_TOKEN = "gAAAAABcaller-token"
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 
@@ -73,9 +74,13 @@ async def backend() -> AsyncIterator[Backend]:
 
 
 @pytest.fixture
-async def keystone_url() -> AsyncIterator[str]:
-    server, url = await start_keystone()
-    yield url
+async def keystone() -> AsyncIterator[ScriptedKeystone]:
+    scripted = ScriptedKeystone()
+    scripted.valid[CALLER_TOKEN] = token_body(
+        "project-a", "alice", ["cloudImages:admin"], time.time() + 3600
+    )
+    server = await serve_keystone(scripted)
+    yield scripted
     await server.close()
 
 
@@ -99,14 +104,14 @@ def by_name(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
 async def test_a_delete_is_one_trace_continued_from_the_callers_traceparent(
     make_gateway: GatewayFactory,
     backend: Backend,
-    keystone_url: str,
+    keystone: ScriptedKeystone,
     receiver: Receiver,
     keys: Keys,
 ) -> None:
     gateway = await make_gateway(
         backend.url,
         tracing=tracing_section(receiver.url),
-        auth={**config_data("", keys)["auth"], "keystone": keystone_section(keystone_url)},
+        auth={**config_data("", keys)["auth"], "keystone": keystone.section()},
     )
     response = await gateway.delete(
         f"/v2/images/{IMAGE_ID}",

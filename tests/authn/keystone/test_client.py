@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from gateway.authn.keystone.client import KeystoneClient
-from tests.authn.keystone.conftest import SERVICE_TOKEN, ScriptedKeystone
+from tests.support.scripted_keystone import SERVICE_TOKEN, ScriptedKeystone
 
 
 async def test_the_service_token_is_kept_until_renew_before_its_expiry(

@@ -19,7 +19,7 @@ from gateway.authn.keystone.validator import KeystoneTokens
 from gateway.authn.revocation import RevocationList
 from gateway.authn.tokens import InvalidToken
 from gateway.config import SharedTokenCache
-from tests.authn.keystone.conftest import ScriptedKeystone, token_body
+from tests.support.scripted_keystone import ScriptedKeystone, token_body
 
 SECRET = "a-shared-cache-secret-of-32-bytes-at-least"
 

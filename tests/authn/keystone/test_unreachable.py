@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 import pytest
@@ -13,9 +14,9 @@ from gateway.demo_backend.image_store import add_image
 from tests.support.faults import assert_fault
 from tests.support.gateway_app import GatewayFactory
 from tests.support.gateway_config import config_data
-from tests.support.keystone_standin import CALLER_TOKEN, keystone_section, start_keystone
 from tests.support.observed import ObservedFactory
 from tests.support.ports import free_port
+from tests.support.scripted_keystone import ScriptedKeystone, serve_keystone, token_body
 from tests.support.tokens import Keys, TokenFactory
 
 
@@ -70,19 +71,23 @@ async def test_a_keystone_outage_is_logged_as_it_begins_and_as_it_ends(
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway.keystone")
     port = free_port()  # Keystone is not there yet
-    auth = {**config_data("", keys)["auth"],
-            "keystone": keystone_section(f"http://127.0.0.1:{port}/v3")}  # fmt: skip
+    scripted = ScriptedKeystone(url=f"http://127.0.0.1:{port}")
+    scripted.valid["gAAAAABcaller"] = token_body(
+        "project-a", "alice", ["cloudImages:admin"], time.time() + 3600
+    )
+    keystone = scripted.section(timeout=1, connect_timeout=0.5)
+    auth = {**config_data("", keys)["auth"], "keystone": keystone}
     gateway = await make_gateway(str(store_server.make_url("")).rstrip("/"), auth=auth)
-    headers = {"X-Auth-Token": CALLER_TOKEN}
+    headers = {"X-Auth-Token": "gAAAAABcaller"}
     for _ in range(3):
         response = await gateway.delete(f"/v2/images/{uuid.uuid4()}", headers=headers)
         await assert_fault(response, 503, "serviceUnavailable")
-    keystone, _ = await start_keystone(port)
+    server = await serve_keystone(scripted, port)
     try:
         image = add_image(store_app, owner="project-a")
         assert (await gateway.delete(f"/v2/images/{image.id}", headers=headers)).status == 204
     finally:
-        await keystone.close()
+        await server.close()
 
     lines = [r.getMessage() for r in caplog.records if "keystone " in r.getMessage()]
     outage = [line for line in lines if "unavailable" in line or "recovered" in line]

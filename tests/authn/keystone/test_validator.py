@@ -18,7 +18,7 @@ import pytest
 from gateway.authn.keystone.validator import KeystoneTokens
 from gateway.authn.revocation import RevocationList
 from gateway.authn.tokens import InvalidToken
-from tests.authn.keystone.conftest import ScriptedKeystone, token_body
+from tests.support.scripted_keystone import ScriptedKeystone, token_body
 
 UNKNOWN = "Keystone does not know the token (invalid, expired, revoked)."
 
