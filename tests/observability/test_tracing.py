@@ -1,5 +1,5 @@
 """Tracing with the real OpenTelemetry SDK, exported over OTLP/HTTP to a receiver
-that decodes the protobuf (tests/otlp_receiver.py), in front of a real backend
+that decodes the protobuf (tests/support/otlp_receiver.py), in front of a real backend
 and a Keystone stand-in on real sockets.
 
 One DELETE is one trace: the caller's traceparent continued, the server span
