@@ -32,6 +32,7 @@ from gateway.authn.keys import SAFE_KID, TrustedKey, key_from_config
 from gateway.authn.revocation import RevocationList
 from gateway.config import AuthConfig, ClaimPaths, IssuerConfig
 from gateway.expiring_lru import ExpiringLRU
+from gateway.subject_ids import SUBJECT_ID
 
 
 class InvalidToken(Exception):
@@ -95,11 +96,6 @@ def claim_at(claims: Mapping[str, Any], path: str) -> Any:
 # header cannot carry them), and no comma in a role, which X-Roles would split
 # into two roles for the backend while the gateway saw one.
 HEADER_SAFE = re.compile(r"\A[^\x00-\x1f\x7f]+\Z")
-# Project and user ids become rate-limit keys, audit fields, header values
-# and URL path segments (the membership look-up): Keystone's hex ids, UUIDs,
-# names and e-mail addresses fit; "/", "%", "?", "#", ",", spaces and a
-# leading "." (".." is a path step) do not.
-SUBJECT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._~@:+=-]{0,254}")
 ROLE_NAME = re.compile(r"\A[^\x00-\x1f\x7f,]+\Z")
 
 

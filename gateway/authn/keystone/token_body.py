@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from gateway.authn.identity import Identity
-from gateway.authn.tokens import HEADER_SAFE, ROLE_NAME, SUBJECT_ID, InvalidToken
+from gateway.authn.tokens import HEADER_SAFE, ROLE_NAME, InvalidToken
+from gateway.subject_ids import SUBJECT_ID
 
 
 @dataclass(frozen=True, slots=True)
