@@ -9,18 +9,19 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-# Glance ids are UUIDs in canonical form; other spellings uuid.UUID accepts
-# (braces, urn:, no hyphens) would name the same image twice in our caches.
-# Use fullmatch: "$" would also match before a final newline ("<uuid>%0a").
-UUID_PATTERN = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+from gateway.http.path_grammar import (
+    ParamGrammar,
+    identifier_param,
+    project_id_param,
+    text_param,
+    uuid_param,
 )
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Body(enum.Enum):
@@ -43,11 +44,13 @@ class Route:
     method: str
     # Every client-facing path; the first is canonical. The seed API spells
     # the path without the version, Glance with it. Parameters match any
-    # segment so that a malformed id is our 400, not the router's 404.
+    # segment so that a malformed value is our 400, not the router's 404.
     paths: tuple[str, ...]
     # Where the proxy forwards it; None for a route the gateway answers itself.
+    # The only path the gateway sends: this template, filled with checked values.
     upstream_path: str | None
-    uuid_params: tuple[str, ...] = ()
+    # What each parameter of the paths may hold, one grammar per parameter.
+    params: tuple[ParamGrammar, ...] = ()
     body: Body = Body.NONE
     rate_limited: bool = True
     # Every authenticated caller may use it, whatever its roles: it only
@@ -62,6 +65,21 @@ class Route:
     # hold an admin role), checked as for DELETE. Reads are left to the
     # backend, which filters by the identity headers.
     owner_checked: bool = False
+    # ``params`` by name, for the routing step's one look-up per value.
+    grammar: Mapping[str, ParamGrammar] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        grammar = {param.name: param for param in self.params}
+        templates = (*self.paths, *((self.upstream_path,) if self.upstream_path else ()))
+        for template in templates:
+            named = _PLACEHOLDER.findall(template)
+            if sorted(named) != sorted(grammar):
+                # A parameter without a grammar would go upstream unchecked.
+                raise ValueError(
+                    f"route {self.name}: {template} names {named}, grammars are for "
+                    f"{sorted(grammar)}"
+                )
+        object.__setattr__(self, "grammar", grammar)
 
     @property
     def accepts_body(self) -> bool:
@@ -73,9 +91,27 @@ class Route:
         return self.upstream_path is not None and not self.discovery
 
 
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
-# Parameters whose values are ids Glance makes: UUIDs, checked before forwarding.
-_UUID_PARAMS = frozenset({"image_id", "task_id"})
+# A template's parameter, "{name}" or, in an aiohttp path, "{name:regex}".
+_PLACEHOLDER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+# What each path parameter of the image API may hold, by the name Glance's
+# router gives it: a name means the same thing on every route. Bounds are
+# Glance's own: its image tag schema and column (255), the image member
+# column (255), the metadata definition names' columns (80).
+PARAMS: Mapping[str, ParamGrammar] = {
+    param.name: param
+    for param in (
+        uuid_param("image_id"),
+        uuid_param("task_id"),
+        project_id_param("member_id"),
+        text_param("tag_value", "an image tag", 255),
+        identifier_param("store_id", "a store id", 255),
+        text_param("namespace", "a metadata definition namespace", 80),
+        text_param("resource_type", "a resource type name", 80),
+        text_param("property_name", "a property name", 80),
+        text_param("object_name", "an object name", 80),
+        text_param("tag_name", "a metadata definition tag", 80),
+    )
+}
 
 
 def glance(
@@ -83,13 +119,12 @@ def glance(
 ) -> Route:
     """A Glance v2 route, served at the path Glance serves it (``path`` after /v2)."""
     upstream = "/v2" + path
-    params = tuple(_PLACEHOLDER.findall(path))
     return Route(
         name=name,
         method=method,
         paths=(_PLACEHOLDER.sub(r"{\1:[^/]+}", upstream),),
         upstream_path=upstream,
-        uuid_params=tuple(p for p in params if p in _UUID_PARAMS),
+        params=tuple(PARAMS[param] for param in _PLACEHOLDER.findall(path)),
         body=body,
         owner_checked=owner,
     )
@@ -132,7 +167,7 @@ GLANCE_ROUTES: tuple[Route, ...] = (
         method="DELETE",
         paths=("/v2/images/{image_id:[^/]+}", "/images/{image_id:[^/]+}"),
         upstream_path="/v2/images/{image_id}",
-        uuid_params=("image_id",),
+        params=(PARAMS["image_id"],),
         owner_checked=True,
     ),
     glance("upload_image", "PUT", f"{_IMAGE}/file", body=_BINARY, owner=True),

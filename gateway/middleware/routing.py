@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.config import RoutesConfig
 from gateway.http.faults import GatewayFault
 from gateway.http.request_body import check_declared_size, check_media_type, read_json_body
-from gateway.http.routes import UUID_PATTERN, Body, Handler, RouteTable
+from gateway.http.routes import Body, Handler, RouteTable
 from gateway.middleware.base import Middleware
 from gateway.request_context import context_of
 
@@ -34,16 +34,14 @@ class RoutingMiddleware(Middleware):
         route = self.table.route_of(request)
         if route is not None:
             ctx.route = route
+            # Every value, before anything trusts it: authentication, the
+            # limiter's keys, the policy's owner look-up, the path sent upstream.
             for name, value in request.match_info.items():
-                if name in route.uuid_params:
-                    if not UUID_PATTERN.fullmatch(value):
-                        raise GatewayFault(
-                            400,
-                            f"Invalid {name}: must be a UUID.",
-                            details="Expected 8-4-4-4-12 hexadecimal digits.",
-                        )
-                    value = value.lower()
-                ctx.params[name] = value
+                grammar = route.grammar[name]
+                if not grammar.holds(value):
+                    message, details = grammar.fault_text()
+                    raise GatewayFault(400, message, details=details)
+                ctx.params[name] = value.lower() if grammar.lower else value
             check_media_type(route, request)
             if route.body is Body.BINARY:
                 check_declared_size(request, self.config.max_image_bytes)

@@ -80,7 +80,7 @@ async def test_every_route_is_forwarded_as_glance_serves_it_and_audited(
         "succeeded" if route.name != "delete_image" else "deleted",
     )
     assert record["audit"] == f"image.{route.name}"
-    assert record["image_id"] == (IMAGE_ID if "image_id" in route.uuid_params else None)
+    assert record["image_id"] == (IMAGE_ID if "image_id" in route.grammar else None)
 
 
 @pytest.mark.parametrize("route", ENABLED, ids=route_id)
@@ -149,14 +149,26 @@ async def test_unknown_routes_in_config_are_refused_with_their_key_path(
 async def test_a_parameter_is_forwarded_as_one_path_segment(
     routed: RoutedFactory, token: TokenFactory
 ) -> None:
+    """A tag with a space and a ':' is Glance's; it arrives quoted, one segment."""
+    gateway = await routed()
+    admin = {"X-Auth-Token": token("operations", "root", ["admin"])}
+    response = await gateway.client.put(f"/v2/images/{IMAGE_ID}/tags/gold%20tier:a", headers=admin)
+    assert response.status == 204
+    [received] = gateway.upstream.received
+    assert received.raw_path == f"/v2/images/{IMAGE_ID}/tags/gold%20tier%3Aa"
+    assert received.match_info["tail"] == f"v2/images/{IMAGE_ID}/tags/gold tier:a"
+
+
+async def test_a_value_that_would_name_another_resource_is_refused_unforwarded(
+    routed: RoutedFactory, token: TokenFactory
+) -> None:
     """A tag that decodes to "../file" must not name another resource upstream."""
     gateway = await routed()
     admin = {"X-Auth-Token": token("operations", "root", ["admin"])}
     response = await gateway.client.put(f"/v2/images/{IMAGE_ID}/tags/..%2Ffile", headers=admin)
-    assert response.status == 204
-    [received] = gateway.upstream.received
-    assert received.raw_path == f"/v2/images/{IMAGE_ID}/tags/..%2Ffile"
-    assert received.match_info["tail"] == f"v2/images/{IMAGE_ID}/tags/../file"
+    fault = await assert_fault(response, 400, "badRequest")
+    assert fault["message"] == "Invalid tag_value: must be an image tag."
+    assert gateway.upstream.received == []
 
 
 async def test_rate_limit_rules_select_routes_by_name(
