@@ -151,8 +151,12 @@ class LiveGateway:
     port: int
 
 
+# serve_gateway: a gateway served from a config made of tests.conftest's plus sections.
+ServeGateway = Callable[..., Awaitable[LiveGateway]]
+
+
 @pytest.fixture
-async def serve_gateway(keys: Keys) -> AsyncIterator[Callable[..., Awaitable[LiveGateway]]]:
+async def serve_gateway(keys: Keys) -> AsyncIterator[ServeGateway]:
     runners: list[web.AppRunner] = []
 
     async def serve(upstream_url: str, **sections: Any) -> LiveGateway:
