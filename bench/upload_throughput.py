@@ -7,13 +7,16 @@ in its own process that reads each upload to the end and answers 204):
 - ``gateway``: the client PUTs through ``python -m gateway run`` (one
   worker, in its own process), which authenticates the RS256 token, routes
   ``upload_image``, checks the rule on roles (a global admin: no owner
-  look-up) and streams the body on.
+  look-up) and streams the body on, counting it against
+  ``routes.max_image_bytes`` (set to twice the upload);
+- with ``--baseline REF``, ``gateway@REF``: the same from that commit's tree
+  (git archive), in the same rounds.
 
 Each upload is ``--mib`` MiB, chunked, from a generator of 1 MiB blocks, as
-glanceclient sends image data. For each round it prints MiB/s of both; then
-the median of each and their ratio, and the gateway worker's peak RSS.
+glanceclient sends image data. For each round it prints MiB/s of each; then
+the median of each and their ratios, and each gateway worker's peak RSS.
 
-    python -m bench.upload_throughput [--mib 512] [--rounds 3]
+    python -m bench.upload_throughput [--mib 512] [--rounds 3] [--baseline main]
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.harness import REPO
-from bench.harness.processes import free_port
+from bench.harness.processes import checkout, free_port
 
 BLOCK = b"\x5a" * (1 << 20)
 IMAGE = str(uuid.uuid4())
@@ -87,7 +90,9 @@ async def upload(session: aiohttp.ClientSession, url: str, mib: int, token: str)
     return mib / (time.perf_counter() - started)
 
 
-def gateway_config(backend: str, port: int, key: rsa.RSAPrivateKey) -> dict[str, object]:
+def gateway_config(
+    backend: str, port: int, key: rsa.RSAPrivateKey, max_image_bytes: int
+) -> dict[str, object]:
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -98,6 +103,7 @@ def gateway_config(backend: str, port: int, key: rsa.RSAPrivateKey) -> dict[str,
         "admin": {"enabled": False},
         "logging": {"level": "WARNING"},
         "audit": {"sink": "/dev/null"},
+        "routes": {"max_image_bytes": max_image_bytes},
     }
 
 
@@ -112,6 +118,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mib", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", metavar="REF", help="also upload through this commit's")
     args = parser.parse_args()
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -121,42 +128,53 @@ async def main() -> None:
         algorithm="RS256",
         headers={"kid": "bench"},
     )
-    backend_port, gateway_port = free_port(), free_port()
+    backend_port = free_port()
     backend = f"http://127.0.0.1:{backend_port}"
-    gateway = f"http://127.0.0.1:{gateway_port}"
     with tempfile.TemporaryDirectory() as scratch:
-        config = Path(scratch) / "gateway.yaml"
-        config.write_text(yaml.safe_dump(gateway_config(backend, gateway_port, key)))
+        trees = {"gateway": REPO}
+        if args.baseline:
+            trees[f"gateway@{args.baseline}"] = checkout(args.baseline, Path(scratch))
+        urls: dict[str, str] = {}
+        processes: dict[str, asyncio.subprocess.Process] = {}
         sink = await asyncio.create_subprocess_exec(sys.executable, "-c", SINK, str(backend_port))
-        proxy = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "run", "--config", str(config), cwd=REPO
-        )
         try:
+            for name, tree in trees.items():
+                port = free_port()
+                config = Path(scratch) / f"{port}.yaml"
+                settings = gateway_config(backend, port, key, 2 * args.mib << 20)
+                config.write_text(yaml.safe_dump(settings))
+                processes[name] = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "gateway", "run", "--config", str(config), cwd=tree
+                )
+                urls[name] = f"http://127.0.0.1:{port}"
             await wait_listening(backend_port)
-            await wait_listening(gateway_port)
-            results: dict[str, list[float]] = {"direct": [], "gateway": []}
+            for url in urls.values():
+                await wait_listening(int(url.rsplit(":", 1)[1]))
+            urls = {"direct": backend, **urls}
+            results: dict[str, list[float]] = {name: [] for name in urls}
             timeout = aiohttp.ClientTimeout(total=None)
             async with aiohttp.ClientSession(timeout=timeout) as session:
-                await upload(session, gateway, 16, token)  # warm up both paths
-                await upload(session, backend, 16, token)
+                for url in urls.values():
+                    await upload(session, url, 16, token)  # warm up every path
                 for number in range(1, args.rounds + 1):
-                    direct = await upload(session, backend, args.mib, token)
-                    through = await upload(session, gateway, args.mib, token)
-                    results["direct"].append(direct)
-                    results["gateway"].append(through)
-                    print(
-                        f"round {number}: direct {direct:7.1f} MiB/s   gateway {through:7.1f} MiB/s"
-                    )
-            direct_median = statistics.median(results["direct"])
-            gateway_median = statistics.median(results["gateway"])
-            print(
-                f"median of {args.rounds} x {args.mib} MiB: direct {direct_median:.1f} MiB/s, "
-                f"gateway {gateway_median:.1f} MiB/s, "
-                f"gateway/direct {gateway_median / direct_median:.2f}"
-            )
-            print(f"gateway worker peak RSS: {peak_rss_mib(proxy.pid):.0f} MiB")
+                    line = []
+                    for name, url in urls.items():
+                        rate = await upload(session, url, args.mib, token)
+                        results[name].append(rate)
+                        line.append(f"{name} {rate:7.1f} MiB/s")
+                    print(f"round {number}: " + "   ".join(line), flush=True)
+            medians = {name: statistics.median(rates) for name, rates in results.items()}
+            print(f"median of {args.rounds} x {args.mib} MiB: " + ", ".join(
+                f"{name} {rate:.1f} MiB/s" for name, rate in medians.items()))  # fmt: skip
+            for name in trees:
+                print(f"{name}/direct {medians[name] / medians['direct']:.2f}")
+            if args.baseline:
+                base = f"gateway@{args.baseline}"
+                print(f"gateway/{base} {medians['gateway'] / medians[base]:.3f}")
+            for name, process in processes.items():
+                print(f"{name} worker peak RSS: {peak_rss_mib(process.pid):.0f} MiB")
         finally:
-            for process in (proxy, sink):
+            for process in (*processes.values(), sink):
                 process.terminate()
                 await asyncio.wait_for(process.wait(), 30)
 
