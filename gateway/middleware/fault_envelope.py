@@ -17,6 +17,8 @@ log = logging.getLogger("gateway.http.faults")
 
 
 class FaultEnvelopeMiddleware(Middleware):
+    # Log lines name the path as the client sent it, still percent-encoded: a
+    # refused path may decode to a line break (a forged line in a text log).
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         ctx = context_of(request)
         try:
@@ -26,7 +28,7 @@ class FaultEnvelopeMiddleware(Middleware):
             log.info(
                 "%s %s -> %d %s",
                 request.method,
-                request.path,
+                request.rel_url.raw_path,
                 fault.status,
                 fault.message,
                 extra={"request_id": ctx.request_id, "details": fault.details},
@@ -39,7 +41,7 @@ class FaultEnvelopeMiddleware(Middleware):
             log.info(
                 "%s %s -> 400 %s",
                 request.method,
-                request.path,
+                request.rel_url.raw_path,
                 message,
                 extra={"request_id": ctx.request_id},
             )
@@ -52,7 +54,7 @@ class FaultEnvelopeMiddleware(Middleware):
             log.info(
                 "%s %s -> %d %s",
                 request.method,
-                request.path,
+                request.rel_url.raw_path,
                 exc.status,
                 exc.reason,
                 extra={"request_id": ctx.request_id},
@@ -64,7 +66,7 @@ class FaultEnvelopeMiddleware(Middleware):
             log.exception(
                 "unhandled error in %s %s",
                 request.method,
-                request.path,
+                request.rel_url.raw_path,
                 extra={"request_id": ctx.request_id},
             )
             return render_fault(

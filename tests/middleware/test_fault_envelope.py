@@ -91,3 +91,18 @@ async def test_a_body_whose_framing_breaks_mid_read_is_400_not_500(
     assert b"badRequest" in answer
     assert b"SECRET" not in answer
     assert not [r for r in caplog.records if r.exc_info or "SECRET" in r.getMessage()]
+
+
+async def test_a_refused_path_is_logged_as_sent_never_decoded(
+    make_gateway: GatewayFactory, store_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A path that decodes to a line break would forge a line in a text log."""
+    client = await make_gateway(str(store_server.make_url("")).rstrip("/"))
+    with caplog.at_level(logging.INFO, logger="gateway.http.faults"):
+        response = await client.get("/v2/nothing%0d%0a2026-12-06%20ERROR%20forged%00")
+    await assert_fault(response, 404, "itemNotFound")
+    request_id = response.headers["X-Compute-Request-Id"]
+    [record] = [r for r in caplog.records if getattr(r, "request_id", None) == request_id]
+    message = record.getMessage()
+    assert message.startswith("GET /v2/nothing%0D%0A2026-12-06%20ERROR%20forged%00 -> 404")
+    assert not {"\r", "\n", "\0"} & set(message)
