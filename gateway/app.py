@@ -250,7 +250,7 @@ def build_app(
     links = PublicLinks(
         config.listen.public_url, config.upstream.url, config.rate_limit.trusted_proxies
     )
-    proxy = Proxy(upstream, links, config.upstream.role_mapping)
+    proxy = Proxy(upstream, links, config.upstream.role_mapping, config.routes.max_image_bytes)
     forward = proxy.handle if dry_run is None else dry_run.forward
     routes.register(app.router, forward, {"limits:read": LimitsEndpoint(limiter).handle})
     readiness = build_readiness(

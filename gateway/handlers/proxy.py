@@ -10,10 +10,17 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.authn.identity import IdentityHeaders
-from gateway.http.client import RequestBodyError, StreamedBody, UpstreamError, UpstreamResponse
+from gateway.http.client import (
+    BodyOverLimit,
+    RequestBodyError,
+    StreamedBody,
+    UpstreamError,
+    UpstreamResponse,
+)
 from gateway.http.faults import GatewayFault
 from gateway.http.header_boundary import relayable
 from gateway.http.public_links import PublicLinks
+from gateway.http.request_body import image_too_large
 from gateway.http.request_target import path_segment
 from gateway.http.upstream import UpstreamClient
 from gateway.request_context import (
@@ -69,10 +76,14 @@ class Proxy:
         upstream: UpstreamClient,
         links: PublicLinks,
         role_mapping: Mapping[str, Sequence[str]] | None = None,
+        max_image_bytes: int | None = None,
     ) -> None:
         self.upstream = upstream
         self.links = links
         self.identity_headers = IdentityHeaders(role_mapping or {})
+        # Image data is the only body streamed (JSON is read and checked by
+        # the routing step): counted as it flows, cut past this.
+        self.max_image_bytes = max_image_bytes
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
@@ -80,7 +91,9 @@ class Proxy:
         target = upstream_target(ctx, request)
         body: bytes | StreamedBody | None = ctx.body
         if body is None and request.body_exists:
-            body = StreamedBody(request.content.iter_any(), request.content_length)
+            body = StreamedBody(
+                request.content.iter_any(), request.content_length, self.max_image_bytes
+            )
         expect_continue = request.headers.get("Expect", "").lower() == "100-continue"
         base = self.links.base(request)
         headers = upstream_request_headers(
@@ -96,6 +109,13 @@ class Proxy:
             # Logged as the backend's outage: its first failure, then a count.
             self.upstream.outage.failed(f"{request.method} {target}: {exc}", ctx.request_id)
             raise self.upstream.transport_fault(exc) from None
+        except BodyOverLimit as exc:
+            ctx.upstream_seconds = time.monotonic() - sent
+            log.warning("image data over %d bytes: the upload to the backend was cut",
+                        exc.limit, extra={"request_id": ctx.request_id})  # fmt: skip
+            # The rest of the body is not wanted: answer, and close after it.
+            size = f"More than {exc.limit} bytes"
+            raise image_too_large(size, exc.limit, close_connection=True) from None
         except RequestBodyError as exc:
             ctx.upstream_seconds = time.monotonic() - sent
             log.info(
@@ -140,7 +160,8 @@ class Proxy:
             log.info("client went away mid-response", extra={"request_id": ctx.request_id})
         except (UpstreamError, RequestBodyError) as exc:
             # Headers are gone already: all that is left is to cut the
-            # connection so the client sees a truncated body, not a short one.
+            # connection so the client sees a truncated body, not a short one
+            # (an upload over the limit after the backend answered, too).
             log.warning("upstream body cut short: %r", exc, extra={"request_id": ctx.request_id})
             response.force_close()
         return response

@@ -19,8 +19,9 @@ What it promises:
   never cut), *keep-alive* (a pooled connection idle longer is not reused);
 - bodies streamed both ways: a request body from any async iterable of
   bytes, framed by its length or chunked, with ``Expect: 100-continue`` on
-  request; a response body handed out as it arrives, the socket paused
-  while the reader is behind.
+  request, counted as it flows and cut past its limit (the connection
+  reset, no last chunk sent); a response body handed out as it arrives, the
+  socket paused while the reader is behind.
 """
 
 from __future__ import annotations
@@ -97,18 +98,34 @@ class RequestBodyError(Exception):
     """Reading the body to send failed: the sender went away or sent too little."""
 
 
+class BodyOverLimit(RequestBodyError):
+    """The body grew past its ``limit``: the request was cut before its end."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is over the {limit} bytes it may hold")
+        self.limit = limit
+
+
 class _StaleConnection(Disconnected):
     """A pooled connection was closed by the server before it answered anything."""
 
 
 class StreamedBody:
-    """A request body read as it is sent; ``length`` None means chunked."""
+    """A request body read as it is sent; ``length`` None means chunked.
 
-    __slots__ = ("chunks", "length")
+    ``limit`` is the most it may hold, counted as it flows: the chunk that
+    crosses it is never sent, and the connection is reset rather than the
+    body ended (no last chunk), so the upstream never sees a whole request.
+    """
 
-    def __init__(self, chunks: AsyncIterable[bytes], length: int | None) -> None:
+    __slots__ = ("chunks", "length", "limit")
+
+    def __init__(
+        self, chunks: AsyncIterable[bytes], length: int | None, limit: int | None = None
+    ) -> None:
         self.chunks = chunks
         self.length = length
+        self.limit = limit
 
 
 RequestBody = bytes | StreamedBody
@@ -393,6 +410,9 @@ class _Connection(asyncio.Protocol):
         """Send the body; False when the connection failed under it first."""
         assert self.transport is not None
         chunked = body.length is None
+        # The most it may carry: its declared length or its limit, the lower.
+        bounds = [bound for bound in (body.length, body.limit) if bound is not None]
+        most = min(bounds) if bounds else None
         sent = 0
         chunks = aiter(body.chunks)
         while True:
@@ -410,7 +430,9 @@ class _Connection(asyncio.Protocol):
             if not chunk:
                 continue
             sent += len(chunk)
-            if body.length is not None and sent > body.length:
+            if most is not None and sent > most:
+                if body.limit is not None and sent > body.limit:
+                    raise BodyOverLimit(body.limit)
                 raise RequestBodyError(f"the request body is over its {body.length} bytes")
             self._activity = self._loop.time()
             if chunked:

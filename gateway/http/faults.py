@@ -49,6 +49,8 @@ class GatewayFault(Exception):
     header and the ISO-8601 ``retryAfter`` member of the body. ``cause`` is
     for operators, never the client: what failed underneath (for example
     ``upstream_timeout``), counted in metrics and written to the access log.
+    ``close_connection``: the connection closes after this answer (what the
+    client is still sending, the rest of a body refused, is not wanted).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class GatewayFault(Exception):
         headers: Mapping[str, str] | None = None,
         retry_after: float | None = None,
         cause: str | None = None,
+        close_connection: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -68,6 +71,7 @@ class GatewayFault(Exception):
         self.headers = dict(headers or {})
         self.retry_after = retry_after
         self.cause = cause
+        self.close_connection = close_connection
 
     def __repr__(self) -> str:
         return f"GatewayFault({self.status}, {self.message!r})"
@@ -107,9 +111,12 @@ def render_fault(fault: GatewayFault, now: datetime | None = None) -> web.Respon
         headers["Retry-After"] = str(seconds)
         retry_after_at = (now or datetime.now(UTC)) + timedelta(seconds=seconds)
     body = fault_body(fault.status, fault.message, fault.details, retry_after_at)
-    return web.Response(
+    response = web.Response(
         status=fault.status,
         body=fault_json(body),
         content_type="application/json",
         headers=headers,
     )
+    if fault.close_connection:
+        response.force_close()
+    return response

@@ -1,8 +1,9 @@
 """What a route's request body must be, checked before anything is forwarded.
 
-JSON bodies are small: they are read (bounded) and parsed here, so that a
-malformed one is our 400 and never reaches the backend. Image data is
-streamed; only its declared size is checked here.
+JSON bodies are small: they are read (bounded, chunked ones too) and parsed
+here, so that a malformed or oversized one is our 400 or 413 and never
+reaches the backend. Image data is streamed; only its declared size is
+checked here.
 """
 
 from __future__ import annotations
@@ -48,14 +49,22 @@ def check_media_type(route: Route, request: web.Request) -> None:
 
 
 def check_declared_size(request: web.Request, limit: int | None) -> None:
-    """Image data over the limit is refused before a byte of it is read."""
+    """Image data over the limit is refused before a byte of it is read.
+
+    Data without a declared size (chunked) is counted as the proxy streams
+    it, and cut past the same limit (gateway.handlers.proxy)."""
     length = request.content_length
     if limit is not None and length is not None and length > limit:
-        raise GatewayFault(
-            413,
-            "Image data is larger than this gateway accepts.",
-            details=f"{length} bytes; the limit is {limit}.",
-        )
+        raise image_too_large(f"{length} bytes", limit)
+
+
+def image_too_large(size: str, limit: int, *, close_connection: bool = False) -> GatewayFault:
+    return GatewayFault(
+        413,
+        "Image data is larger than this gateway accepts.",
+        details=f"{size}; the limit is {limit}.",
+        close_connection=close_connection,
+    )
 
 
 async def read_json_body(route: Route, request: web.Request, limit: int) -> bytes:

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.http.client import (
     BodyCutShort,
+    BodyOverLimit,
     ConnectError,
     Disconnected,
     HttpClient,
@@ -291,6 +292,62 @@ async def test_a_short_body_source_is_an_error_not_a_short_request() -> None:
         with pytest.raises(RequestBodyError, match="ended at 9 of 100"):
             await client.request("PUT", "/file", body=StreamedBody(chunks(), 100))
         assert client.open_connections == 0
+
+
+def recording(received: bytearray, ended: asyncio.Event) -> RawHandler:
+    """A server that keeps every byte after the request head until the
+    client closes or resets the connection, and never answers."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        try:
+            while data := await reader.read(65536):
+                received.extend(data)
+        except ConnectionError:
+            pass
+        ended.set()
+        writer.close()
+
+    return handler
+
+
+async def test_a_chunked_body_over_its_limit_never_ends_at_the_upstream() -> None:
+    """Counted as it flows: the chunk that crosses the limit is not sent, nor
+    the last chunk, and the connection is reset, so the upstream holds an
+    unfinished request, never a complete one."""
+    received, ended = bytearray(), asyncio.Event()
+    pulled = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for _ in range(30):
+            pulled += 1
+            yield b"x" * 1000
+
+    async with raw_server(recording(received, ended)) as port:
+        client = make_client(port)
+        with pytest.raises(BodyOverLimit, match="over the 10000 bytes"):
+            await client.request("PUT", "/file", body=StreamedBody(chunks(), None, limit=10_000))
+        await ended.wait()
+        assert client.open_connections == 0
+    # At most the ten chunks within the limit (what a reset drops, it drops),
+    # and never the last chunk that would end the body.
+    within = (b"3e8\r\n" + b"x" * 1000 + b"\r\n") * 10
+    assert within.startswith(received)
+    assert b"0\r\n\r\n" not in received
+    assert pulled == 11  # the body was read no further than the chunk that crossed
+
+
+async def test_a_body_at_its_limit_is_sent_whole(upstream: Upstream) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"y" * 1000
+
+    body = StreamedBody(chunks(), None, limit=10_000)
+    async with await client_for(upstream).request("POST", "/up", body=body) as response:
+        assert response.status == 200
+    _, _, headers, received = upstream.requests[-1]
+    assert (headers["Transfer-Encoding"], received) == ("chunked", b"y" * 10_000)
 
 
 async def test_response_body_streams_before_the_upstream_finishes(upstream: Upstream) -> None:

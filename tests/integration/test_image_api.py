@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -237,3 +238,47 @@ async def test_stage_and_import_through_the_gateway(
     await until(active, "Glance to import the staged data")
     downloaded = await gateway.get(f"/v2/images/{image_id}/file", headers=headers)
     assert await downloaded.read() == data
+
+
+async def test_a_chunked_upload_over_the_cap_never_makes_an_image_active(
+    make_gateway: GatewayFactory, glance: Glance, token: TokenFactory
+) -> None:
+    """Three times routes.max_image_bytes, chunked as glanceclient sends it:
+    the client gets 413 and Glance never receives the whole body, so the
+    image stays queued (the owner's next upload is taken, not a 409)."""
+    cap = 1 << 20
+    gateway = await make_gateway(
+        glance.url,
+        upstream={"read_timeout": 30},
+        authorization={"policy_file": str(GLANCE_POLICY)},
+        routes={"max_image_bytes": cap},
+    )
+    image_id = await uploadable_image(glance, ALICE)
+    headers = {"X-Auth-Token": token_of(token, ALICE),
+               "Content-Type": "application/octet-stream"}  # fmt: skip
+
+    async def three_caps() -> AsyncIterator[bytes]:
+        for _ in range(3 * 16):
+            yield b"\3" * (cap // 16)
+
+    over = await gateway.put(f"/v2/images/{image_id}/file", data=three_caps(), headers=headers)
+    fault = await assert_fault(over, 413, "overLimit")
+    assert fault["details"] == f"More than {cap} bytes; the limit is {cap}."
+
+    # Glance logs under the gateway's request id that the body never ended,
+    # once it has put the image back in the queue.
+    request_id = over.headers["X-OpenStack-Request-Id"]
+
+    async def failed_at_glance() -> list[str]:
+        return [line for line in glance.log.read_text().splitlines()
+                if request_id in line and "Caught error" in line]  # fmt: skip
+
+    [failure] = await until(failed_at_glance, "Glance to fail the cut upload")
+    assert "NoMoreData" in failure  # gunicorn: the chunked body stopped before its end
+    assert await image_status(glance, image_id) == "queued"
+    data = b"\4" * (cap // 2)
+    retry = await gateway.put(f"/v2/images/{image_id}/file", data=data, headers=headers)
+    assert retry.status == 204, await retry.text()
+    _, body = await glance.request("GET", f"/v2/images/{image_id}", ADMIN)
+    assert (body["status"], body["size"]) == ("active", len(data))
+    assert body["checksum"] == hashlib.md5(data, usedforsecurity=False).hexdigest()
