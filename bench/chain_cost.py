@@ -1,45 +1,51 @@
 """What the chain's steps cost: the gateway with steps taken out, side by side.
 
-Each rung is HEAD's tree with the steps of the rungs above it taken out of the
-chain (gateway/app.py, edited in a copy), and runs the configuration
-bench/gateway_vs_haproxy.py gives the shipped gateway (``owner_check:
-backend``):
+Each rung is one tree (``--ref``, HEAD by default) with the steps of the rungs
+above it taken out of the chain (gateway/app.py, edited in a copy), and runs
+the configuration bench/gateway_vs_haproxy.py gives the shipped gateway
+(Redis limiter and revocations, JSON access log, audit file):
 
 - ``traced``: ``shipped`` with tracing on at sample ratio 1.0 (the server
   span, the limiter's and the backend call's), exported over OTLP/HTTP to
   the nginx upstream, which answers 204: what tracing every request costs,
-  the export thread included;
-- ``shipped``: all of it, the Redis limiter included, tracing off;
-- ``memory-limiter``: the in-process limiter in place of Redis;
-- ``no-observability``: and no observability step (no request record, access
+  the export thread included (compared with ``shipped``; tracing is off as
+  shipped and has no budget);
+- ``owner-lookup``: all of it, with ``owner_check: gateway`` (every request
+  a new image, so every look-up a cache miss);
+- ``shipped``: all of it, ``owner_check: backend``, as shipped, tracing off;
+- ``no-observability``: no observability step (no request record, access
   or audit line, dashboard feed or request counters);
-- ``no-limits``: and no Via, rate-limit or authorization step;
+- ``no-authorization``: and no authorization step;
+- ``no-rate-limit``: and no rate-limit step;
 - ``no-auth``: and no authentication, so no identity headers either; left are
-  the request id, the fault envelope, the header boundary, routing and the
-  proxy;
+  the request id, the fault envelope, Via, the header boundary, routing and
+  the proxy;
 - ``floor``: aiohttp's server forwarding through the gateway's own client,
   no chain (bench/lean_passthrough.py).
 
-The difference between two rungs is what the steps taken out cost, the
-cheaper rung's steps staying in. This is a map for where work on speed would
-pay; the rungs below ``shipped`` are not configurations the gateway offers.
+The difference between two rungs is what the step taken out costs, the steps
+of the cheaper rung staying in, and it prints each beside that step's budget
+(the chain's budget per step, in CPU-µs per request on the shipped
+configuration). The last row is the rest of the chain over the floor, the
+proxy's own work over the floor's forwarding included. The rungs below
+``shipped`` are not configurations the gateway offers.
 
 By default it counts instructions per request under callgrind, one worker
 each at ``wrk -c1`` (bench/gateway_instructions.py: a figure the machine's
-noise does not move). ``--clock`` measures CPU-µs per request of each
-process tree instead, ``--workers`` workers at ``wrk -c32``, rounds
-alternating (bench/gateway_vs_haproxy.py's method): the figure the goals are
-set in, batching included, noise too.
+noise does not move; the budgets are in CPU-µs, so it shows them without a
+verdict). ``--clock`` measures CPU-µs per request of each process tree
+instead, ``--workers`` workers at ``wrk -c32``, rounds alternating
+(bench/gateway_vs_haproxy.py's method): the figure the budgets are set in,
+batching included, noise too.
 
     apt-get install -y valgrind nginx-light wrk redis-server
-    python -m bench.chain_cost [--seconds 10] [--warmup 8]
+    python -m bench.chain_cost [--seconds 10] [--warmup 8] [--ref main]
     python -m bench.chain_cost --clock [--seconds 5] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import re
 import shutil
 import statistics
@@ -63,23 +69,60 @@ class Rung(NamedTuple):
     name: str
     # Middleware classes taken out of the chain, besides those of the rungs above.
     without: tuple[str, ...]
-    memory_limiter: bool
+    # The step this rung has over the one below it (or over ``over``), and
+    # that step's budget in CPU-µs per request (None: not budgeted).
+    step: str
+    budget: int | None
+    owner_check: str = "backend"
     tracing: bool = False
+    over: str | None = None
 
 
 RUNGS = (
-    Rung("traced", (), memory_limiter=False, tracing=True),
-    Rung("shipped", (), memory_limiter=False),
-    Rung("memory-limiter", (), memory_limiter=True),
-    Rung("no-observability", ("ObservabilityMiddleware",), memory_limiter=True),
     Rung(
-        "no-limits",
-        ("ViaMiddleware", "RateLimitMiddleware", "AuthorizationMiddleware"),
-        memory_limiter=True,
+        "traced",
+        (),
+        "tracing every request (sample ratio 1.0; off as shipped)",
+        None,
+        tracing=True,
+        over="shipped",
     ),
-    Rung("no-auth", ("AuthenticationMiddleware",), memory_limiter=True),
+    Rung(
+        "owner-lookup",
+        (),
+        "owner look-up (owner_check: gateway), cache miss",
+        40,
+        owner_check="gateway",
+    ),
+    Rung("shipped", (), "observability (access line, audit record, metrics, dashboard feed)", 15),
+    Rung(
+        "no-observability",
+        ("ObservabilityMiddleware",),
+        "authorization (roles; owner check in the backend)",
+        5,
+    ),
+    Rung("no-authorization", ("AuthorizationMiddleware",), "rate limit (Redis, shipped rules)", 15),
+    Rung(
+        "no-rate-limit",
+        ("RateLimitMiddleware",),
+        "authentication, cache hit, revocation check included",
+        10,
+    ),
+    Rung(
+        "no-auth",
+        ("AuthenticationMiddleware",),
+        "request id, fault envelope, Via, header boundary, routing (and the proxy over the "
+        "floor's)",
+        15,
+    ),
 )
+SHIPPED = "shipped"
 FLOOR = "floor"
+# The bars for the gateway whole, in CPU-µs per request: rung, what, bar.
+WHOLE = (
+    (SHIPPED, "the gateway as shipped", 170),
+    ("owner-lookup", "the gateway, owner_check: gateway", 220),
+)
 
 
 def take_out(tree: Path, steps: Sequence[str]) -> None:
@@ -95,16 +138,16 @@ def take_out(tree: Path, steps: Sequence[str]) -> None:
     app.write_text(source)
 
 
-def rung_trees(tmp: Path) -> dict[str, Path]:
-    """Each rung's tree: HEAD's, then each copy with more steps taken out."""
+def rung_trees(tmp: Path, ref: str) -> dict[str, Path]:
+    """Each rung's tree: ``ref``'s, then each copy with more steps taken out."""
     trees: dict[str, Path] = {}
-    previous = checkout("HEAD", tmp, "tree-shipped")
+    whole = previous = checkout(ref, tmp, "tree-whole")
     taken: list[str] = []
     for rung in RUNGS:
         if rung.without:
             taken += rung.without
             previous = tmp / f"tree-{rung.name}"
-            shutil.copytree(trees["shipped"], previous)
+            shutil.copytree(whole, previous)
             take_out(previous, taken)
         trees[rung.name] = previous
     return trees
@@ -118,6 +161,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating (--clock only)")
     parser.add_argument("--workers", type=int, default=2, help="per gateway (--clock only)")
     parser.add_argument("--connections", type=int, help="wrk's: 1, or 32 with --clock")
+    parser.add_argument("--ref", default="HEAD", help="the commit whose tree is measured")
     args = parser.parse_args()
     args.connections = args.connections or (32 if args.clock else 1)
     needed = ("nginx", "wrk", "redis-server", *(() if args.clock else ("valgrind",)))
@@ -133,7 +177,7 @@ def main() -> int:
         public_pem, token_file = make_tokens(tmp, tokens)
         script = tmp / "delete.lua"
         script.write_text(WRK_SCRIPT % token_file)
-        trees = rung_trees(tmp)
+        trees = rung_trees(tmp, args.ref)
         up, redis = free_port(), free_port()
         redis_url = f"redis://127.0.0.1:{redis}/0"
         workers = args.workers if args.clock else 1
@@ -160,8 +204,7 @@ def main() -> int:
                 public_pem,
                 admin_ports[name],
                 trees[name],
-                owner_check="backend",
-                memory_limiter=rung.memory_limiter,
+                owner_check=rung.owner_check,
                 tracing=tracing,
             )
             commands[name] = ([*prefix, "-m", "gateway", "run", "--config", str(conf)], port)
@@ -177,13 +220,43 @@ def main() -> int:
                     n: count_requests(n, urls[n], pids[n], outs[n], script, args) / 1000
                     for n in names
                 }
-    unit = "CPU-us" if args.clock else "k instructions"
-    print(f"{unit} per request, each rung against the one below it:")
-    for above, below in itertools.pairwise(names):
-        cost = per_request[above] - per_request[below]
-        print(f"  {above:<18} {per_request[above]:8.1f}  ({cost:+7.1f} over {below})")
-    print(f"  {FLOOR:<18} {per_request[FLOOR]:8.1f}")
+    print_budgets(per_request, args.clock, args.ref)
     return 0
+
+
+def print_budgets(per_request: dict[str, float], clock: bool, ref: str) -> None:
+    """Each rung's figure, then each step's cost (its rung over the one below)
+    beside its budget, as a Markdown table."""
+    unit = "CPU-µs" if clock else "k instructions"
+
+    def verdict(cost: float, budget: int) -> str:
+        # Instructions are not the budget's unit: no verdict on them.
+        return "" if not clock else " (within)" if cost <= budget else " (**over**)"
+
+    names = [*(rung.name for rung in RUNGS), FLOOR]
+    print(f"{unit} per request, {ref}:")
+    for name in names:
+        print(f"  {name:<18} {per_request[name]:8.1f}")
+    print()
+    print(f"| step | {unit}/request | budget, CPU-µs/request |")
+    print("|---|---|---|")
+    for rung, below in zip(RUNGS, names[1:], strict=True):
+        cost = per_request[rung.name] - per_request[rung.over or below]
+        if rung.budget is None:
+            print(f"| {rung.step}, over {rung.over or below} | {cost:.1f} | none |")
+            continue
+        print(f"| {rung.step} | {cost:.1f}{verdict(cost, rung.budget)} | ≤ {rung.budget} |")
+    chain = per_request[SHIPPED] - per_request[FLOOR]
+    budget = sum(
+        rung.budget
+        for rung in RUNGS
+        if rung.budget is not None and rung.owner_check == "backend" and not rung.tracing
+    )
+    print(f"| the chain as shipped, over the floor | {chain:.1f} | ≤ {budget} (the steps' sum) |")
+    print(f"| floor: aiohttp's server and the gateway's client | {per_request[FLOOR]:.1f} | |")
+    for name, what, bar in WHOLE:
+        cost = per_request[name]
+        print(f"| {what}, whole | {cost:.1f}{verdict(cost, bar)} | ≤ {bar} (the bar) |")
 
 
 def clock(
