@@ -158,6 +158,7 @@ def main() -> int:
     parser.add_argument("--clock", action="store_true", help="CPU-us under load, not instructions")
     parser.add_argument("--seconds", type=int, default=10, help="measured, per rung and round")
     parser.add_argument("--warmup", type=int, default=8, help="seconds (instructions only)")
+    parser.add_argument("--idle", type=int, default=5, help="seconds counted idle (instructions)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating (--clock only)")
     parser.add_argument("--workers", type=int, default=2, help="per gateway (--clock only)")
     parser.add_argument("--connections", type=int, help="wrk's: 1, or 32 with --clock")
