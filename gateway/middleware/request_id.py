@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.http.request_ids import GLOBAL_REQUEST_ID, RESPONSE_HEADERS, new_request_id
+from gateway.http.request_ids import GLOBAL_REQUEST_ID, RESPONSE_HEADERS, RequestIds
 from gateway.http.routes import Handler
 from gateway.middleware.base import Middleware
 from gateway.request_context import CONTEXT, RequestContext, run_before_send
 
 
 class RequestIdMiddleware(Middleware):
+    def __init__(self) -> None:
+        self.new_request_id = RequestIds()
+
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        ctx = RequestContext(request_id=new_request_id())
+        ctx = RequestContext(request_id=self.new_request_id())
         inbound = request.headers.get("X-OpenStack-Request-Id")
         if inbound is not None and GLOBAL_REQUEST_ID.match(inbound):
             ctx.global_request_id = inbound

@@ -1,10 +1,22 @@
 import uuid
+from collections.abc import Callable
 
-from gateway.http.request_ids import GLOBAL_REQUEST_ID, new_request_id
+import pytest
+
+from gateway.http.request_ids import GLOBAL_REQUEST_ID, RequestIds, new_request_id
+
+# One id at a time from the system, and from a pool refilled every 3 ids (so
+# that a run of 2000 crosses hundreds of refills).
+MAKERS = pytest.mark.parametrize(
+    "make", [new_request_id, RequestIds(), RequestIds(batch=3)], ids=["one", "pool", "small-pool"]
+)
 
 
-def test_a_request_id_is_a_version_4_uuid_with_the_openstack_prefix() -> None:
-    ids = {new_request_id() for _ in range(2000)}
+@MAKERS
+def test_a_request_id_is_a_version_4_uuid_with_the_openstack_prefix(
+    make: Callable[[], str],
+) -> None:
+    ids = {make() for _ in range(2000)}
     assert len(ids) == 2000
     for request_id in ids:
         assert GLOBAL_REQUEST_ID.match(request_id), request_id
@@ -14,6 +26,12 @@ def test_a_request_id_is_a_version_4_uuid_with_the_openstack_prefix() -> None:
         assert str(parsed) == request_id.removeprefix("req-")
 
 
-def test_every_variant_digit_occurs() -> None:
+@MAKERS
+def test_every_variant_digit_occurs(make: Callable[[], str]) -> None:
     # The variant nibble is random in its low two bits: 8, 9, a and b all occur.
-    assert {new_request_id()[23] for _ in range(400)} == set("89ab")
+    assert {make()[23] for _ in range(400)} == set("89ab")
+
+
+def test_two_pools_share_no_id() -> None:
+    first, second = RequestIds(), RequestIds()
+    assert not {first() for _ in range(1000)} & {second() for _ in range(1000)}
