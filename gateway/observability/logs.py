@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol, TextIO
@@ -106,7 +107,13 @@ class LoopBatchedHandler(logging.StreamHandler[TextIO]):
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self._pending: list[str] = []
+        # The loop whose turn the pending lines wait for.
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The loop lines last came from and the thread running it: asking
+        # asyncio for the running loop is a system call (getpid) on Python
+        # 3.11, once per access line; a thread running a loop runs nothing
+        # but that loop, so the thread and the loop still running say as much.
+        self._home: tuple[asyncio.AbstractEventLoop, int] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -121,11 +128,20 @@ class LoopBatchedHandler(logging.StreamHandler[TextIO]):
         with self.lock:  # type: ignore[union-attr]
             self._add(line)
 
-    def _add(self, line: str) -> None:
+    def _running_loop(self) -> asyncio.AbstractEventLoop | None:
+        home = self._home
+        if home is not None and home[1] == threading.get_ident() and home[0].is_running():
+            return home[0]
         try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
         except RuntimeError:
-            loop = None
+            self._home = None
+            return None
+        self._home = (loop, threading.get_ident())
+        return loop
+
+    def _add(self, line: str) -> None:
+        loop = self._running_loop()
         if loop is None or (loop is not self._loop and self._pending):
             self._write_pending()
         if loop is None:

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import random
+import threading
 from datetime import UTC, datetime
 
 from gateway.observability.logs import JsonFormatter, LoopBatchedHandler, utc_iso_ms
@@ -64,6 +65,38 @@ def test_lines_off_a_loop_are_written_at_once_after_what_is_pending() -> None:
     assert messages(stream) == ["from the loop", "from no loop"]
     handler.flush()
     assert messages(stream) == ["from the loop", "from no loop"]
+
+
+def test_a_second_loop_in_the_same_thread_batches_its_own_turn() -> None:
+    stream = CountingStream()
+    logger, _ = make_logger(stream)
+
+    async def one_turn(name: str) -> None:
+        for i in range(3):
+            logger.info("%s %d", name, i)
+        assert stream.getvalue().count(name) == 0  # not before the turn ends
+        await asyncio.sleep(0)
+        assert messages(stream)[-3:] == [f"{name} {i}" for i in range(3)]
+
+    for name in ("first", "second"):
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(one_turn(name))
+        loop.close()
+    assert stream.writes == 2
+
+
+async def test_a_line_from_another_thread_is_written_at_once_after_what_is_pending() -> None:
+    stream = CountingStream()
+    logger, _ = make_logger(stream)
+    logger.info("on the loop")
+    # Off the loop while it runs (blocked here, so its turn does not end).
+    thread = threading.Thread(target=logger.info, args=("from a thread",))
+    thread.start()
+    thread.join()
+    assert messages(stream) == ["on the loop", "from a thread"]
+    logger.info("on the loop again")
+    await asyncio.sleep(0)
+    assert messages(stream) == ["on the loop", "from a thread", "on the loop again"]
 
 
 def test_utc_iso_ms_is_datetimes_text_to_the_millisecond() -> None:
