@@ -69,9 +69,12 @@ _ClusterRequest = tuple[asyncio.Future[Verdict], list[str], Sequence[LimitCheck]
 class _Batch:
     """One loop turn's requests, already in the script's argument layout."""
 
-    __slots__ = ("keys", "numbers", "waiters")
+    __slots__ = ("keys", "loop", "numbers", "waiters")
 
     def __init__(self) -> None:
+        # The loop of the turn the batch is gathered in, known once it has a
+        # request (asking for the running loop is a system call on Python 3.11).
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.keys: list[str] = []
         # 0 first: a standalone batch needs no members back.
         self.numbers: list[int] = [0]
@@ -133,12 +136,17 @@ class RedisStore:
         return await self._decide(checks, count=False)
 
     async def _decide(self, checks: Sequence[LimitCheck], *, count: bool) -> Verdict:
-        loop = asyncio.get_running_loop()
+        batch = self._batch
+        # A batch with requests was gathered in this turn of this loop: its
+        # flush, scheduled with the first of them, has not run yet.
+        loop = batch.loop if batch.waiters else None
+        if loop is None:
+            loop = batch.loop = asyncio.get_running_loop()
         future: asyncio.Future[Verdict] = loop.create_future()
         if self._by_slot:
             self._cluster_batch.append((future, [self.key(c) for c in checks], checks, count))
         else:
-            batch, head = self._batch, self._key_head
+            head = self._key_head
             append_key, numbers = batch.keys.append, batch.numbers
             numbers += (1 if count else 0, len(checks))
             for subject, rule, limit, period, enforced in checks:
@@ -147,16 +155,18 @@ class RedisStore:
             batch.waiters.append((future, len(checks)))
             if len(batch.waiters) >= MAX_BATCH_REQUESTS:
                 self._batch = _Batch()
-                self._spawn(self._send(batch))
+                self._spawn(self._send(batch), loop)
         if not self._flush_scheduled:
             # The task's first step runs in the loop's next turn: every
             # request decided in this one joins the batch first.
             self._flush_scheduled = True
-            self._spawn(self._flush_cluster() if self._by_slot else self._flush())
+            self._spawn(self._flush_cluster() if self._by_slot else self._flush(), loop)
         return await future
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
+    def _spawn(
+        self, coroutine: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        task = (loop or asyncio.get_running_loop()).create_task(coroutine)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
