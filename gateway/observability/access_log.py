@@ -39,9 +39,12 @@ def sole_json_handler(logger: logging.Logger) -> LoopBatchedHandler | None:
                 or type(handler) is not LoopBatchedHandler
                 or type(handler.formatter) is not JsonFormatter
                 or handler.level > logging.INFO
-                or any(type(f) is not RequestIdDefault for f in handler.filters)
             ):
                 return None
+            # A loop, not any() over a generator: this runs for every access line.
+            for only in handler.filters:
+                if type(only) is not RequestIdDefault:
+                    return None
             found = handler
         current = current.parent if current.propagate else None
     return found

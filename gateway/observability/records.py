@@ -26,6 +26,16 @@ DELETE_ROUTE = "delete_image"
 CLIENT_CLOSED = 499
 
 
+def _ms(seconds: float) -> float:
+    """Seconds as milliseconds to three places: ``round(seconds * 1000, 3)``,
+    the same value, without ``round``'s decimal conversion (half the cost)."""
+    return round(seconds * 1_000_000) / 1000
+
+
+def _thousandths(value: float) -> float:
+    return round(value * 1000) / 1000
+
+
 class LimitState(TypedDict):
     """One rate-limit rule as it stood for one caller after this request."""
 
@@ -67,7 +77,7 @@ class RecordFields(TypedDict):
 
 
 class RequestRecord:
-    __slots__ = ("_at", "_fields_json", "fields", "request_id", "time")
+    __slots__ = ("_at", "_fields_json", "_text", "fields", "request_id", "time")
 
     def __init__(self, time: float, request_id: str, fields: RecordFields) -> None:
         self.time = time
@@ -75,6 +85,7 @@ class RequestRecord:
         self.fields = fields
         self._fields_json: str | None = None
         self._at: str | None = None
+        self._text: str | None = None
 
     @property
     def audited(self) -> bool:
@@ -95,9 +106,17 @@ class RequestRecord:
 
     def json(self, **leading: Any) -> str:
         """The record as one JSON object: ``leading`` keys first, then its time,
-        request id and fields (``leading`` must not name any of them)."""
-        head = orjson.dumps({**leading, "time": self.time, "request_id": self.request_id})
-        return head[:-1].decode() + "," + self.fields_json[1:]
+        request id and fields (``leading`` must not name any of them).
+
+        Without ``leading`` (the dashboard's text) it is made once; the audit
+        line is that text with its own keys put in front of it."""
+        text = self._text
+        if text is None:
+            head = orjson.dumps({"time": self.time, "request_id": self.request_id})
+            text = self._text = head[:-1].decode() + "," + self.fields_json[1:]
+        if not leading:
+            return text
+        return orjson.dumps(leading)[:-1].decode() + "," + text[1:]
 
     def as_dict(self) -> dict[str, Any]:
         return {"time": self.time, "request_id": self.request_id, **self.fields}
@@ -159,7 +178,7 @@ def limit_states(ctx: RequestContext) -> list[LimitState]:
             "limit": check.limit,
             "period": int(check.period),
             "remaining": result.remaining,
-            "reset_after": round(result.reset_after, 3),
+            "reset_after": _thousandths(result.reset_after),
         }
         for check, result in zip(decision.checks, decision.verdict.results, strict=True)
     ]
@@ -196,10 +215,8 @@ def request_record(
         "upstream_error": upstream_error,
         "limiter": limiter_outcome(ctx),
         "limits": limit_states(ctx),
-        "duration_ms": round((time.monotonic() - ctx.started) * 1000, 3),
-        "upstream_ms": (
-            None if ctx.upstream_seconds is None else round(ctx.upstream_seconds * 1000, 3)
-        ),
+        "duration_ms": _ms(time.monotonic() - ctx.started),
+        "upstream_ms": None if ctx.upstream_seconds is None else _ms(ctx.upstream_seconds),
         "pid": pid,
     }
     if ctx.route is not None and ctx.route.audited:
