@@ -3,8 +3,9 @@ steps after them, the handler at the end and the request's record.
 
 aiohttp prepares (sends the headers of) a streamed response inside the proxy,
 below every middleware, so a middleware that must add a response header
-registers a callback here instead of editing the response after the fact.
-Whoever sends headers first runs them: the proxy before it streams, the
+puts it in ``response_headers`` (or, when it depends on how the request
+went, registers a callback) instead of editing the response after the fact.
+Whoever sends headers first sets them: the proxy before it streams, the
 request-id step for any other answer. Not aiohttp's on_response_prepare
 signal: that costs every request an async signal dispatch.
 """
@@ -60,6 +61,9 @@ class RequestContext:
     rate_limit: LimitDecision | None = None
     fault: GatewayFault | None = None
     upstream_seconds: float | None = None
+    # Headers every answer to the client carries (request ids, rate limits).
+    response_headers: dict[str, str] = field(default_factory=dict)
+    # Headers that depend on how the request went (Via), set by a callback.
     before_send: list[ResponseHook] = field(default_factory=list)
 
 
@@ -77,7 +81,11 @@ def append_header_value(headers: CIMultiDict[str], name: str, value: str) -> Non
 
 
 def run_before_send(ctx: RequestContext, response: web.StreamResponse) -> None:
-    """Apply every registered hook, once, before the response's headers go."""
+    """Set the chain's response headers and apply every registered hook, once,
+    before the response's headers go."""
+    headers, ctx.response_headers = ctx.response_headers, {}
+    if headers:
+        response.headers.update(headers)
     hooks, ctx.before_send = ctx.before_send, []
     for hook in hooks:
         hook(response)

@@ -31,6 +31,14 @@ def ratelimit_headers(limits: tuple[EnforcedLimit, ...]) -> dict[str, str]:
     """
     if not limits:
         return {}
+    if len(limits) == 1:
+        # One rule matched (the shipped rules are one per route): no join, no search.
+        ((rule, limit, result),) = limits
+        name = rule.name
+        return {
+            "RateLimit-Policy": f'"{name}";q={limit};w={rule.period_seconds}',
+            "RateLimit": f'"{name}";r={result.remaining};t={math.ceil(result.reset_after)}',
+        }
     policy = ", ".join(f'"{s.rule.name}";q={s.limit};w={s.rule.period_seconds}' for s in limits)
     tightest = min(limits, key=lambda s: (s.result.remaining, -s.result.reset_after))
     reset = math.ceil(tightest.result.reset_after)
@@ -108,9 +116,5 @@ class RateLimitMiddleware(Middleware):
                 retry_after=decision.retry_after,
             )
         if headers:
-
-            def set_headers(response: web.StreamResponse) -> None:
-                response.headers.update(headers)
-
-            ctx.before_send.append(set_headers)
+            ctx.response_headers.update(headers)
         return await handler(request)

@@ -15,17 +15,14 @@ class RequestIdMiddleware(Middleware):
         self.new_request_id = RequestIds()
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        ctx = RequestContext(request_id=self.new_request_id())
+        request_id = self.new_request_id()
+        ctx = RequestContext(
+            request_id, response_headers=dict.fromkeys(RESPONSE_HEADERS, request_id)
+        )
         inbound = request.headers.get("X-OpenStack-Request-Id")
         if inbound is not None and GLOBAL_REQUEST_ID.match(inbound):
             ctx.global_request_id = inbound
-        ctx.upstream_headers["X-OpenStack-Request-Id"] = ctx.request_id
-
-        def set_ids(response: web.StreamResponse) -> None:
-            for name in RESPONSE_HEADERS:
-                response.headers[name] = ctx.request_id
-
-        ctx.before_send.append(set_ids)
+        ctx.upstream_headers["X-OpenStack-Request-Id"] = request_id
         request[CONTEXT] = ctx
         response = await handler(request)
         if not response.prepared:
