@@ -136,6 +136,10 @@ class _RespProtocol(asyncio.Protocol):
             self._transport.abort()
 
 
+# One connection, for a caller of RedisPipe.send_now to close.
+RespConnection = _RespProtocol
+
+
 class RedisPipe:
     """Commands to the node the locator names, over one connection at a time."""
 
@@ -160,6 +164,18 @@ class RedisPipe:
                 # more, on a fresh connection to wherever the node is now.
                 pass
         return await self._exchange(await self._open(), packed)
+
+    def send_now(self, packed: bytes) -> tuple[_RespProtocol, asyncio.Future[Any]] | None:
+        """One packed command written now on the open connection, with the
+        future of its reply; None when none is open (``call`` opens one).
+
+        The caller owns what ``call`` would do: close the connection if it
+        stops waiting, and try again on a fresh one after a connection error
+        or a read-only reply."""
+        connection = self._connection
+        if connection is None or not connection.is_open:
+            return None
+        return connection, connection.send(packed)
 
     async def _exchange(self, connection: _RespProtocol, packed: bytes) -> Any:
         try:

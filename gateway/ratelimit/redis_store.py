@@ -23,9 +23,11 @@ import logging
 import struct
 from collections.abc import Coroutine, Sequence
 from contextlib import suppress
+from functools import partial
 from importlib import resources
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 
 from gateway.config import RedisConfig
@@ -43,7 +45,7 @@ from gateway.redis_connect import (
     is_cluster,
     node_locator,
 )
-from gateway.redis_pipe import RedisPipe, pack_command
+from gateway.redis_pipe import RedisPipe, RespConnection, pack_command
 
 log = logging.getLogger("gateway.ratelimit")
 
@@ -109,6 +111,14 @@ def _fault(message: Any) -> StoreFault:
     return StoreFault(f"redis: {text}")
 
 
+def _expire(connection: RespConnection, reply: asyncio.Future[Any]) -> None:
+    """A batch's timeout: its requests stop waiting, and the connection is not
+    used again, so a late reply can reach no one (as RedisPipe does)."""
+    if not reply.done():
+        reply.cancel()
+        connection.close()
+
+
 class RedisStore:
     def __init__(self, config: RedisConfig) -> None:
         self.config = config
@@ -124,7 +134,8 @@ class RedisStore:
         self._batch = _Batch()
         self._cluster_batch: list[_ClusterRequest] = []
         self._flush_scheduled = False
-        self._in_flight: set[asyncio.Task[None]] = set()
+        # Batches sent and not answered yet (their tasks or their replies).
+        self._in_flight: set[asyncio.Future[Any]] = set()
 
     def key(self, check: LimitCheck) -> str:
         return f"{self._key_head}{check.subject}}}:{check.rule}"
@@ -155,12 +166,15 @@ class RedisStore:
             batch.waiters.append((future, len(checks)))
             if len(batch.waiters) >= MAX_BATCH_REQUESTS:
                 self._batch = _Batch()
-                self._spawn(self._send(batch), loop)
+                loop.call_soon(self._dispatch, batch)
         if not self._flush_scheduled:
-            # The task's first step runs in the loop's next turn: every
-            # request decided in this one joins the batch first.
+            # The flush runs in the loop's next turn: every request decided
+            # in this one joins the batch first.
             self._flush_scheduled = True
-            self._spawn(self._flush_cluster() if self._by_slot else self._flush(), loop)
+            if self._by_slot:
+                self._spawn(self._flush_cluster(), loop)
+            else:
+                loop.call_soon(self._flush)
         return await future
 
     def _spawn(
@@ -170,16 +184,69 @@ class RedisStore:
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _flush(self) -> None:
+    def _flush(self) -> None:
         self._flush_scheduled = False
         batch, self._batch = self._batch, _Batch()
         if batch.waiters:
-            await self._send(batch)
+            self._dispatch(batch)
 
-    async def _send(self, batch: _Batch) -> None:
+    def _dispatch(self, batch: _Batch) -> None:
+        """Send ``batch`` at once on the open connection, its reply handled by
+        a callback: no task, no coroutine frames, no timeout context for the
+        common case, once per loop turn. With no open connection, or when the
+        reply asks for more (a stale connection, a script Redis forgot), the
+        task of ``_send`` does what RedisPipe.call and ``_evalsha`` would have
+        done, within what is left of the same timeout."""
+        assert self._pipe is not None
+        assert batch.loop is not None
+        loop = batch.loop
+        deadline = loop.time() + self.config.timeout
+        command = pack_command(
+            "EVALSHA", _SCRIPT_SHA, len(batch.keys), *batch.keys, _packed(batch.numbers)
+        )
+        sent = self._pipe.send_now(command)
+        if sent is None:
+            self._spawn(self._send(batch, deadline), loop)
+            return
+        connection, reply = sent
+        timer = loop.call_at(deadline, _expire, connection, reply)
+        self._in_flight.add(reply)
+        reply.add_done_callback(self._in_flight.discard)
+        reply.add_done_callback(partial(self._answered, batch, connection, timer, deadline))
+
+    def _answered(
+        self,
+        batch: _Batch,
+        connection: RespConnection,
+        timer: asyncio.TimerHandle,
+        deadline: float,
+        reply: asyncio.Future[Any],
+    ) -> None:
+        timer.cancel()
+        if reply.cancelled():
+            # The timeout, as asyncio.timeout would have raised it.
+            self._fail([f for f, _ in batch.waiters], _failure(TimeoutError()))
+            return
+        error = reply.exception()
+        if error is None:
+            self._deliver(batch, reply.result())
+        elif isinstance(error, RedisConnectionError | ReadOnlyError | NoScriptError):
+            if isinstance(error, ReadOnlyError):
+                # A master Sentinel demoted: the next connection asks again.
+                connection.close()
+            self._spawn(
+                self._send(batch, deadline, load_first=isinstance(error, NoScriptError)),
+                batch.loop,
+            )
+        elif isinstance(error, REDIS_FAILURES):
+            self._fail([f for f, _ in batch.waiters], _failure(error))
+        else:
+            self._fail([f for f, _ in batch.waiters], error)
+
+    async def _send(self, batch: _Batch, deadline: float, *, load_first: bool = False) -> None:
         try:
-            async with asyncio.timeout(self.config.timeout):
-                reply = await self._evalsha(batch.keys, _packed(batch.numbers))
+            async with asyncio.timeout_at(deadline):
+                reply = await self._evalsha(batch.keys, _packed(batch.numbers), load_first)
         except REDIS_FAILURES as exc:
             self._fail([f for f, _ in batch.waiters], _failure(exc))
             return
@@ -188,6 +255,10 @@ class RedisStore:
             # in the log, never a hang.
             self._fail([f for f, _ in batch.waiters], exc)
             return
+        self._deliver(batch, reply)
+
+    @staticmethod
+    def _deliver(batch: _Batch, reply: Any) -> None:
         # One pass over the flat reply: per request its status and wait, then
         # three numbers per check.
         at = 0
@@ -209,9 +280,12 @@ class RedisStore:
                 future.set_result(Verdict(status == 1, results, reply[at + 1] / _US))
             at = end
 
-    async def _evalsha(self, keys: list[str], numbers: bytes) -> Any:
+    async def _evalsha(self, keys: list[str], numbers: bytes, load_first: bool = False) -> Any:
+        """The script's reply; ``load_first`` when Redis just said it forgot it."""
         assert self._pipe is not None
         command = pack_command("EVALSHA", _SCRIPT_SHA, len(keys), *keys, numbers)
+        if load_first:
+            await self._pipe.call(pack_command("SCRIPT", "LOAD", SLIDING_WINDOW_SCRIPT))
         try:
             return await self._pipe.call(command)
         except NoScriptError:

@@ -369,6 +369,27 @@ async def test_a_timed_out_connection_is_closed_not_reused(
     assert now[0] not in first
 
 
+async def test_closing_lets_a_batch_in_flight_have_its_answer(
+    make_store: StoreFactory, sync_redis: redis.Redis
+) -> None:
+    store = make_store()
+    c = check(subject="project:closing", limit=10)
+    assert (await store.acquire([c])).allowed  # the connection is open
+    received = connections_received(sync_redis)
+    # Redis holds the next reply back for a moment: the batch is in flight
+    # (sent, unanswered) when the store closes.
+    sync_redis.client_pause(100, all=True)
+    deciding = asyncio.ensure_future(store.acquire([c]))
+    for _ in range(3):
+        await asyncio.sleep(0)  # loop turns: the request joins a batch, the batch is sent
+    await store.close()
+    verdict = await deciding
+    assert verdict.allowed
+    assert verdict.results[0].remaining == 8
+    # Answered on the connection it was sent on, closed after: none opened again.
+    assert connections_received(sync_redis) == received
+
+
 async def test_one_connection_carries_batches_in_flight_together(
     make_store: StoreFactory, sync_redis: redis.Redis
 ) -> None:
