@@ -70,21 +70,40 @@ class Policy:
         request_id: str,
     ) -> PolicyDecision:
         """The route's rule for this caller; ``owners`` None skips the owner look-up."""
-        key = (route, identity.roles, identity.project_id, image_id is None)
+        decided = self.on_roles(route, identity, image_id is None)
+        if decided is None:
+            assert image_id is not None
+            decided = await self.on_owner(route, identity, image_id, owners, request_id)
+        return decided
+
+    def on_roles(self, route: str, identity: Identity, no_image: bool) -> PolicyDecision | None:
+        """The decision the caller's roles settle, None when it needs the
+        image's owner (``on_owner``). No coroutine: on most requests the
+        roles settle it, from a table, and nothing is awaited."""
+        key = (route, identity.roles, identity.project_id, no_image)
         try:
             decided = self._by_roles[key]
         except KeyError:
             # The same answer for every request with this key: worked out once.
-            decided = self._on_roles(route, identity, image_id is None)
+            decided = self._on_roles(route, identity, no_image)
             if len(self._by_roles) >= _ROLE_DECISIONS_KEPT:
                 self._by_roles.clear()
             self._by_roles[key] = decided
-        if decided is _NEEDS_OWNER:
-            assert image_id is not None
-            decided = await self._on_owner(route, identity, image_id, owners, request_id)
-        if decided.shadow and decided.status not in (None, 200):
-            self.shadow_refusals[route] += 1
+        if decided is not _NEEDS_OWNER:
+            self._count(decided)
         return decided
+
+    def _counted(
+        self, route: str, status: int | None, reason: str, message: str = ""
+    ) -> PolicyDecision:
+        """A decision made for one request, counted as it is made."""
+        decided = self._decision(route, status, reason, message)
+        self._count(decided)
+        return decided
+
+    def _count(self, decided: PolicyDecision) -> None:
+        if decided.shadow and decided.status not in (None, 200):
+            self.shadow_refusals[decided.rule] += 1
 
     def _decision(
         self, route: str, status: int | None, reason: str, message: str = ""
@@ -115,7 +134,7 @@ class Policy:
             return self._decision(route, 403, f"the caller's roles ({roles}) do not satisfy it")
         return _NEEDS_OWNER
 
-    async def _on_owner(
+    async def on_owner(
         self,
         route: str,
         identity: Identity,
@@ -123,7 +142,8 @@ class Policy:
         owners: ImageOwners | None,
         request_id: str,
     ) -> PolicyDecision:
-        decision = self._decision
+        """The decision once the image's owner is known (looked up, cached)."""
+        decision = self._counted
         if owners is None:
             return decision(
                 route, None, "it depends on the image's owner, and the look-up was skipped"

@@ -37,13 +37,16 @@ class AuthorizationMiddleware(Middleware):
             return await handler(request)
         ctx.step = "authorization"
         image_id = ctx.params.get("image_id")
-        try:
-            decision = await self.policy.decide(
-                route.name, identity, image_id, self.owners, ctx.request_id
-            )
-        except LookupFailed as failure:
-            assert self.owners is not None  # only a look-up fails
-            raise self.owners.upstream.lookup_fault(failure) from None
+        decision = self.policy.on_roles(route.name, identity, image_id is None)
+        if decision is None:
+            assert image_id is not None
+            try:
+                decision = await self.policy.on_owner(
+                    route.name, identity, image_id, self.owners, ctx.request_id
+                )
+            except LookupFailed as failure:
+                assert self.owners is not None  # only a look-up fails
+                raise self.owners.upstream.lookup_fault(failure) from None
         ctx.policy = decision
         if not decision.allowed:
             extra = {"request_id": ctx.request_id}
