@@ -25,6 +25,10 @@ from gateway.request_context import context_of
 log = logging.getLogger("gateway.headers")
 
 _CREDENTIALS = ("x-auth-token", "authorization", "x-service-token")
+# Hosts already checked, and their verdicts: clients name the gateway by one
+# or two Hosts. A client picks the Host, so the table is bounded; past this
+# many it starts again.
+_HOSTS_KEPT = 1024
 
 
 class HeaderHygieneMiddleware(Middleware):
@@ -32,9 +36,18 @@ class HeaderHygieneMiddleware(Middleware):
         self.boundary = boundary
         # Off when listen.public_url is set: links never read the Host then.
         self.check_host = check_host
+        self._hosts: dict[str, bool] = {}
+
+    def _valid_host(self, host: str) -> bool:
+        valid = self._hosts.get(host)
+        if valid is None:
+            if len(self._hosts) >= _HOSTS_KEPT:
+                self._hosts.clear()
+            valid = self._hosts[host] = valid_host(host)
+        return valid
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.check_host and not valid_host(request.host):
+        if self.check_host and not self._valid_host(request.host):
             # The fault envelope logs it; the Host itself is not repeated.
             raise GatewayFault(
                 400,
