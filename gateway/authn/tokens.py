@@ -237,9 +237,12 @@ class JwtVerifier:
                 raise InvalidToken("The token is malformed.")
             verified, issuer = await self._decode(token)
             self.cache.put(digest, (verified, issuer), verified.expires_at)
-        refuse_if_revoked(
-            self.revocations, verified.identity, verified.issued_at, now, jti=verified.jti
-        )
+        if self.revocations:
+            # Nothing revoked is the common case: then no claim is read again
+            # and no revocation looked up.
+            refuse_if_revoked(
+                self.revocations, verified.identity, verified.issued_at, now, jti=verified.jti
+            )
         return verified
 
     def _issuer_of(self, token: str) -> TrustedIssuer:
