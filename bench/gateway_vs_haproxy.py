@@ -41,7 +41,9 @@ Needs Debian's nginx-light (or nginx), haproxy, wrk and redis-server:
         [--baseline main] [--mypyc] [--targets haproxy,gw-backend] [--soak 500000]
 
 ``--soak N`` keeps each gateway busy after the rounds until it has served N
-requests, so that the memory line covers that many.
+requests, so that the memory line covers that many; its first RSS is then
+taken once a gateway has served ``--soak-from`` requests (50,000) after its
+warm-up, so the line reads as the growth from there to N.
 """
 
 from __future__ import annotations
@@ -150,10 +152,18 @@ backend be
 # --- measuring ------------------------------------------------------------------------------
 
 
-def soak(url: str, script: Path, args: argparse.Namespace, rounds: list[Round]) -> int:
+def serve_until(url: str, script: Path, args: argparse.Namespace, count: int) -> int:
+    """Requests sent, in runs of a few seconds, until ``count`` were served; how many."""
+    served = 0
+    while served < count:
+        served += int(run_wrk(url, script, 5, args.connections)["requests"])
+    return served
+
+
+def soak(url: str, script: Path, args: argparse.Namespace, rounds: list[Round], before: int) -> int:
     """Requests sent after the measured rounds until ``args.soak`` were served
-    in all; how many that was."""
-    served = sum(r.requests for r in rounds)
+    in all (``before`` them too); how many that was."""
+    served = before + sum(r.requests for r in rounds)
     extra = 0
     while served + extra < args.soak:
         extra += int(run_wrk(url, script, 30, args.connections)["requests"])
@@ -188,6 +198,13 @@ def main() -> int:
         default=0,
         metavar="N",
         help="then keep each gateway busy until it has served N requests, for the memory line",
+    )
+    parser.add_argument(
+        "--soak-from",
+        type=int,
+        default=50_000,
+        metavar="M",
+        help="with --soak: the first RSS once M requests were served after the warm-up",
     )
     parser.add_argument(
         "--baseline", metavar="REF", help="also run gw-backend from this commit, side by side"
@@ -276,6 +293,10 @@ def main() -> int:
                 warm_gateway(urls[name], admin_port, script, args.connections)
             workers = {n: process_tree(pids[n]) for n in admin_ports}
             roles = {p: process_role(p, root=pids[n]) for n in workers for p in workers[n]}
+            before = {
+                n: serve_until(urls[n], script, args, args.soak_from) if args.soak else 0
+                for n in workers
+            }
             rss_start = {n: {p: rss_mb(p) for p in workers[n]} for n in workers}
             cache_start = {n: token_cache(port) for n, port in admin_ports.items()}
             for _ in range(args.rounds):
@@ -290,14 +311,14 @@ def main() -> int:
                             args.connections,
                         )
                     )
-            soaked = {n: soak(urls[n], script, args, results[n]) for n in workers}
+            soaked = {n: soak(urls[n], script, args, results[n], before[n]) for n in workers}
             rss_end = {n: {p: rss_mb(p) for p in workers[n]} for n in workers}
             hit_rates = {}
             for name, port in admin_ports.items():
                 (hits, misses), (hits0, misses0) = token_cache(port), cache_start[name]
                 hit_rates[name] = (hits - hits0) / max(hits - hits0 + misses - misses0, 1)
         load.append(os.getloadavg()[0])
-        report(args, results, rss_start, rss_end, roles, hit_rates, soaked, load)
+        report(args, results, rss_start, rss_end, roles, hit_rates, before, soaked, load)
     return 0
 
 
@@ -308,6 +329,7 @@ def report(
     rss_end: dict[str, dict[int, float]],
     roles: dict[int, str],
     hit_rates: dict[str, float],
+    before: dict[str, int],
     soaked: dict[str, int],
     load: list[float],
 ) -> None:
@@ -338,13 +360,14 @@ def report(
             f"{cpu[name]:5.0f} CPU-us/req ({times:4.1f}x haproxy's)"
         )
     for name, start in rss_start.items():
-        served = sum(r.requests for r in results[name]) + soaked[name]
+        served = before[name] + sum(r.requests for r in results[name]) + soaked[name]
         lines = ", ".join(
             f"{roles[p]} {start[p]:.1f}->{rss_end[name][p]:.1f} MB"
             f" ({(rss_end[name][p] / start[p] - 1):+.1%})"
             for p in start
         )
-        print(f"memory {name}: RSS per process over {served} requests: {lines}")
+        span = f"from {before[name]} to {served}" if before[name] else f"over {served}"
+        print(f"memory {name}: RSS per process {span} requests after warm-up: {lines}")
     for name, rate in hit_rates.items():
         print(f"token cache {name}: {rate:.1%} of measured look-ups hit (the rest verified RS256)")
 
