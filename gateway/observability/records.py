@@ -197,8 +197,14 @@ def request_record(
 ) -> RequestRecord:
     identity = ctx.identity
     route = ctx.route.name if ctx.route is not None else None
-    upstream_error = upstream_error_kind(ctx)
-    decision = decision_of(ctx, status, upstream_error)
+    upstream_status = ctx.upstream_status
+    if ctx.fault is None and upstream_status is not None and upstream_status < 500:
+        # Most requests: the backend answered, nobody refused. What
+        # upstream_error_kind and decision_of would say, without asking.
+        upstream_error, decision = None, "forwarded"
+    else:
+        upstream_error = upstream_error_kind(ctx)
+        decision = decision_of(ctx, status, upstream_error)
     fields: RecordFields = {
         "global_request_id": ctx.global_request_id,
         "method": method,

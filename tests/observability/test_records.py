@@ -12,7 +12,13 @@ from aiohttp import web
 
 from gateway.demo_backend.image_store import add_image
 from gateway.observability.logs import JsonFormatter
-from gateway.observability.records import RequestRecord
+from gateway.observability.records import (
+    RequestRecord,
+    decision_of,
+    request_record,
+    upstream_error_kind,
+)
+from gateway.request_context import RequestContext
 from tests.support.faults import delete
 from tests.support.observed import ObservedFactory
 from tests.support.tokens import TokenFactory
@@ -86,3 +92,21 @@ def test_a_request_id_that_needs_escaping_stays_valid_json() -> None:
         "request_id": 'req-"odd"\\',
         "status": 400,
     }
+
+
+@pytest.mark.parametrize("upstream_status", [None, 200, 204, 304, 404, 499, 500, 503])
+@pytest.mark.parametrize("status", [204, 404, 499, 500, 503])
+def test_a_records_decision_is_what_decision_of_says(
+    upstream_status: int | None, status: int
+) -> None:
+    # The record decides a forwarded request without the helpers: it must
+    # say what they say, whatever the backend answered.
+    ctx = RequestContext("req-x", upstream_status=upstream_status)
+    fields = request_record(
+        ctx, method="DELETE", path="/v2/images/x", client_ip="", status=status, pid=1
+    ).fields
+    upstream_error = upstream_error_kind(ctx)
+    assert (fields["upstream_error"], fields["decision"]) == (
+        upstream_error,
+        decision_of(ctx, status, upstream_error),
+    )
