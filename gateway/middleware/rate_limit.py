@@ -47,6 +47,10 @@ def ratelimit_headers(limits: tuple[EnforcedLimit, ...]) -> dict[str, str]:
 
 
 def request_client_ip(limiter: RateLimiter, request: web.Request) -> str:
+    if not limiter.config.trusted_proxies:
+        # No proxy is believed (the shipped set-up): the peer is the client,
+        # and no X-Forwarded-For is read, so none can be malformed.
+        return request.remote or ""
     try:
         return client_ip(
             request.remote or "",
