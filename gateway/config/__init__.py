@@ -47,7 +47,14 @@ from gateway.config.observability import (
     LoggingConfig,
     ReadinessConfig,
 )
-from gateway.config.rate_limit import MAX_LIMIT, UNIT_SECONDS, RateLimitConfig, RateLimitRule
+from gateway.config.rate_limit import (
+    MAX_BYTES,
+    MAX_LIMIT,
+    UNIT_SECONDS,
+    RateLimitConfig,
+    RateLimitRule,
+    parse_byte_size,
+)
 from gateway.config.redis import RedisConfig, host_port, sentinel_parts
 from gateway.config.revocation import RevocationConfig
 from gateway.config.routes import RoutesConfig
@@ -58,6 +65,7 @@ from gateway.config.upstream import ServiceIdentity, UpstreamConfig
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
     "HMAC_ALGORITHMS",
+    "MAX_BYTES",
     "MAX_LIMIT",
     "MIN_ADMIN_TOKEN_CHARS",
     "MIN_HMAC_SECRET_BYTES",
@@ -100,6 +108,7 @@ __all__ = [
     "ViaConfig",
     "host_port",
     "load_config",
+    "parse_byte_size",
     "parse_config",
     "sentinel_parts",
 ]

@@ -308,3 +308,10 @@ class RouteTable:
         # A request the router did not match (404, 405) has a system route,
         # which is none of ours.
         return self._by_route.get(request.match_info.route)
+
+
+# The routes whose bodies are image data, which byte rate limits count:
+# uploads' request bodies, downloads' response bodies.
+IMAGE_UPLOAD_ROUTES = frozenset(route.name for route in ROUTES if route.body is Body.BINARY)
+IMAGE_DOWNLOAD_ROUTES = frozenset({"download_image"})
+IMAGE_DATA_ROUTES = IMAGE_UPLOAD_ROUTES | IMAGE_DOWNLOAD_ROUTES
