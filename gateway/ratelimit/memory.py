@@ -7,17 +7,13 @@ limit means.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from gateway.ratelimit.memory_bytes import MemoryByteWindows
 from gateway.ratelimit.store import LimitCheck, LimitCheckResult, Verdict
-
-# Idle logs are dropped a few at a time on each decision, so that an
-# unbounded set of callers cannot grow memory without bound and no decision
-# pays for sweeping them all: each log is dropped once, so the cost per
-# decision is O(1) amortized, whatever the number of logs.
-_EXPIRE_PER_DECISION = 4
+from gateway.ratelimit.window_tables import WindowTables
 
 
 @dataclass(slots=True)
@@ -32,16 +28,18 @@ class _Log:
         while self.times and self.times[0] <= now - self.period:
             self.times.popleft()
 
+    def newest(self) -> float | None:
+        return self.times[-1] if self.times else None
+
 
 class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        # One table per period, least recently used first: within a period,
-        # the log at the front is the first to fall idle.
-        self._logs: dict[float, OrderedDict[tuple[str, str], _Log]] = {}
+        self._logs = WindowTables(_Log)
+        self.byte_windows = MemoryByteWindows(clock)
 
     def __len__(self) -> int:
-        return sum(len(logs) for logs in self._logs.values())
+        return len(self._logs)
 
     async def acquire(self, checks: Sequence[LimitCheck]) -> Verdict:
         return self.decide_now(checks, count=True)
@@ -51,8 +49,8 @@ class MemoryStore:
 
     def decide_now(self, checks: Sequence[LimitCheck], *, count: bool) -> Verdict:
         now = self._clock()
-        self._expire_some(now)
-        logs = [self._log(check, now) for check in checks]
+        self._logs.expire_some(now)
+        logs = [self._logs.window(check, now) for check in checks]
         waits = [self._wait(check, log, now) for check, log in zip(checks, logs, strict=True)]
         retry_after = max(
             (w for c, w in zip(checks, waits, strict=True) if c.enforced), default=0.0
@@ -71,19 +69,6 @@ class MemoryStore:
             )
         return Verdict(allowed=allowed, results=tuple(results), retry_after=retry_after)
 
-    def _log(self, check: LimitCheck, now: float) -> _Log:
-        logs = self._logs.get(check.period)
-        if logs is None:
-            logs = self._logs[check.period] = OrderedDict()
-        key = (check.subject, check.rule)
-        log = logs.get(key)
-        if log is None:
-            log = logs[key] = _Log(check.period)
-        else:
-            logs.move_to_end(key)
-        log.trim(now)
-        return log
-
     @staticmethod
     def _wait(check: LimitCheck, log: _Log, now: float) -> float:
         excess = len(log.times) - check.limit
@@ -92,18 +77,9 @@ class MemoryStore:
         # The admission whose departure brings the count below the limit.
         return check.period - (now - log.times[excess])
 
-    def _expire_some(self, now: float) -> None:
-        for logs in self._logs.values():
-            for _ in range(_EXPIRE_PER_DECISION):
-                if not logs:
-                    break
-                key, log = next(iter(logs.items()))
-                if log.times and log.times[-1] > now - log.period:
-                    break
-                del logs[key]
-
     async def ping(self) -> None:
         return None
 
     async def close(self) -> None:
         self._logs.clear()
+        self.byte_windows.clear()

@@ -18,19 +18,19 @@ early, never admit it beyond the limit.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import struct
 from collections.abc import Coroutine, Sequence
 from contextlib import suppress
 from functools import partial
-from importlib import resources
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError
 
 from gateway.config import RedisConfig
+from gateway.ratelimit.redis_bytes import RedisByteWindows
+from gateway.ratelimit.redis_scripts import ScriptRunner, lua_script, script_failure
 from gateway.ratelimit.store import (
     LimitCheck,
     LimitCheckResult,
@@ -49,10 +49,7 @@ from gateway.redis_pipe import RedisPipe, RespConnection, pack_command
 
 log = logging.getLogger("gateway.ratelimit")
 
-SLIDING_WINDOW_SCRIPT = (
-    resources.files("gateway.ratelimit").joinpath("sliding_window.lua").read_text()
-)
-_SCRIPT_SHA = hashlib.sha1(SLIDING_WINDOW_SCRIPT.encode()).hexdigest()
+SLIDING_WINDOW = lua_script("sliding_window.lua")
 _US = 1_000_000
 _PING = pack_command("PING")
 # The script's reply for a request whose key is of the wrong type.
@@ -88,24 +85,6 @@ def _packed(numbers: list[int]) -> bytes:
     return struct.pack(f"<{len(numbers)}q", *numbers)
 
 
-def _is_script_error(reply: Exception) -> bool:
-    """Redis ran the script and it failed (a bug, or a key of the wrong type),
-    as opposed to Redis being unable to run it (read-only replica, OOM, …)."""
-    if isinstance(reply, NoScriptError | ReadOnlyError) or not isinstance(reply, ResponseError):
-        return False
-    return "script" in str(reply).lower()
-
-
-def _failure(exc: Exception) -> Exception:
-    """What the requests of a failed round trip get: one exception for them all,
-    so the breaker counts the round trip once."""
-    if _is_script_error(exc):
-        return StoreFault(f"redis: {exc}")
-    if isinstance(exc, ResponseError):
-        return StoreUnavailable(f"redis: {exc}")
-    return StoreUnavailable(f"redis: {type(exc).__name__}: {exc}")
-
-
 def _fault(message: Any) -> StoreFault:
     text = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
     return StoreFault(f"redis: {text}")
@@ -133,6 +112,8 @@ class RedisStore:
         self._key_head = f"{config.key_prefix}:window:{{"
         self._batch = _Batch()
         self._cluster_batch: list[_ClusterRequest] = []
+        self._scripts = ScriptRunner(self.client, self._pipe)
+        self.byte_windows = RedisByteWindows(config, self._scripts, by_slot=self._by_slot)
         self._flush_scheduled = False
         # Batches sent and not answered yet (their tasks or their replies).
         self._in_flight: set[asyncio.Future[Any]] = set()
@@ -195,14 +176,14 @@ class RedisStore:
         a callback: no task, no coroutine frames, no timeout context for the
         common case, once per loop turn. With no open connection, or when the
         reply asks for more (a stale connection, a script Redis forgot), the
-        task of ``_send`` does what RedisPipe.call and ``_evalsha`` would have
+        task of ``_send`` does what RedisPipe.call and the script runner would have
         done, within what is left of the same timeout."""
         assert self._pipe is not None
         assert batch.loop is not None
         loop = batch.loop
         deadline = loop.time() + self.config.timeout
         command = pack_command(
-            "EVALSHA", _SCRIPT_SHA, len(batch.keys), *batch.keys, _packed(batch.numbers)
+            "EVALSHA", SLIDING_WINDOW.sha, len(batch.keys), *batch.keys, _packed(batch.numbers)
         )
         sent = self._pipe.send_now(command)
         if sent is None:
@@ -225,7 +206,7 @@ class RedisStore:
         timer.cancel()
         if reply.cancelled():
             # The timeout, as asyncio.timeout would have raised it.
-            self._fail([f for f, _ in batch.waiters], _failure(TimeoutError()))
+            self._fail([f for f, _ in batch.waiters], script_failure(TimeoutError()))
             return
         error = reply.exception()
         if error is None:
@@ -239,16 +220,18 @@ class RedisStore:
                 batch.loop,
             )
         elif isinstance(error, REDIS_FAILURES):
-            self._fail([f for f, _ in batch.waiters], _failure(error))
+            self._fail([f for f, _ in batch.waiters], script_failure(error))
         else:
             self._fail([f for f, _ in batch.waiters], error)
 
     async def _send(self, batch: _Batch, deadline: float, *, load_first: bool = False) -> None:
         try:
             async with asyncio.timeout_at(deadline):
-                reply = await self._evalsha(batch.keys, _packed(batch.numbers), load_first)
+                reply = await self._scripts.call(
+                    SLIDING_WINDOW, batch.keys, [_packed(batch.numbers)], load_first=load_first
+                )
         except REDIS_FAILURES as exc:
-            self._fail([f for f, _ in batch.waiters], _failure(exc))
+            self._fail([f for f, _ in batch.waiters], script_failure(exc))
             return
         except Exception as exc:
             # A bug, not an outage: the requests get a 500 with the traceback
@@ -279,19 +262,6 @@ class RedisStore:
                 )
                 future.set_result(Verdict(status == 1, results, reply[at + 1] / _US))
             at = end
-
-    async def _evalsha(self, keys: list[str], numbers: bytes, load_first: bool = False) -> Any:
-        """The script's reply; ``load_first`` when Redis just said it forgot it."""
-        assert self._pipe is not None
-        command = pack_command("EVALSHA", _SCRIPT_SHA, len(keys), *keys, numbers)
-        if load_first:
-            await self._pipe.call(pack_command("SCRIPT", "LOAD", SLIDING_WINDOW_SCRIPT))
-        try:
-            return await self._pipe.call(command)
-        except NoScriptError:
-            # A restarted or failed-over Redis has forgotten the script.
-            await self._pipe.call(pack_command("SCRIPT", "LOAD", SLIDING_WINDOW_SCRIPT))
-            return await self._pipe.call(command)
 
     @staticmethod
     def _fail(futures: list[asyncio.Future[Verdict]], error: BaseException) -> None:
@@ -327,9 +297,11 @@ class RedisStore:
         futures = [future for future, _, _, _ in requests]
         try:
             async with asyncio.timeout(self.config.timeout):
-                replies = await self._run([(keys, _packed(numbers)) for keys, numbers, _ in calls])
+                replies = await self._scripts.run(
+                    SLIDING_WINDOW, [(keys, [_packed(numbers)]) for keys, numbers, _ in calls]
+                )
         except REDIS_FAILURES as exc:
-            self._fail(futures, _failure(exc))
+            self._fail(futures, script_failure(exc))
             return
         except Exception as exc:
             self._fail(futures, exc)
@@ -338,7 +310,7 @@ class RedisStore:
         unavailable: Exception | None = None
         for (_, _, call_parts), reply in zip(calls, replies, strict=True):
             if isinstance(reply, Exception):
-                failure = _failure(reply)
+                failure = script_failure(reply)
                 if isinstance(failure, StoreUnavailable):
                     # One round trip, one failure for the breaker.
                     failure = unavailable = unavailable or failure
@@ -359,28 +331,6 @@ class RedisStore:
                     future.set_result(outcome.verdict())
         if admitted:
             self._spawn(self._take_back(admitted))
-
-    async def _run(self, calls: list[tuple[list[str], bytes]]) -> list[Any]:
-        replies = await self._pipeline(calls)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            # A node that restarted or failed over has forgotten the script:
-            # load it everywhere and run again only the calls that did not run.
-            await self.client.script_load(SLIDING_WINDOW_SCRIPT)
-            again = await self._pipeline([calls[i] for i in missing])
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        return replies
-
-    async def _pipeline(self, calls: list[tuple[list[str], bytes]]) -> list[Any]:
-        # The pipeline's context hands its connection back to the pool even
-        # when the caller's timeout cancels it half-way.
-        async with self.client.pipeline(transaction=False) as pipe:
-            for keys, numbers in calls:
-                # Not pipe.evalsha: redis-py's cluster pipeline refuses that
-                # method by name, though it routes the command by its keys.
-                pipe.execute_command("EVALSHA", _SCRIPT_SHA, len(keys), *keys, numbers)
-            return list(await pipe.execute(raise_on_error=False))
 
     async def _take_back(self, admitted: list[tuple[str, bytes]]) -> None:
         try:

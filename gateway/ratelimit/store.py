@@ -10,12 +10,21 @@ still inside the window, so memory is O(limit) per caller and rule.
 A request's checks are decided together: all pass and all are counted, or
 none is counted. A refused request costs the caller nothing. A check that is
 not ``enforced`` (a shadow rule) is decided and reported but never refuses.
+
+A byte budget (``ByteWindows``) is the same log over bytes: a reservation of
+``n`` bytes is admitted when the bytes reserved in the ``period`` before it,
+plus ``n``, are at most ``limit``. Bytes are reserved before they move and
+what did not move is refunded (taken out of its entry), so the budget counts
+what moved. Reservations within a granule (a thousandth of the period) of
+the newest entry join it and leave the window with the latest of them:
+never early, at most a granule late, and a budget holds about a thousand
+entries however small the bodies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 # Tuples, not dataclasses: a few are made for every request, and a frozen
 # dataclass costs about twice as much to build.
@@ -47,6 +56,51 @@ class Verdict(NamedTuple):
     retry_after: float
 
 
+class ByteHold(NamedTuple):
+    """Bytes one reservation holds in one budget: what a refund names."""
+
+    check: LimitCheck
+    # The store's name for the entry holding them.
+    entry: str
+    amount: int
+
+
+class ByteVerdict(NamedTuple):
+    allowed: bool
+    # Bytes reserved: the amount, or (reserving "up to" it) as much of it as
+    # every enforced budget holds; 0 when refused or only looked at.
+    granted: int
+    results: tuple[LimitCheckResult, ...]
+    # Seconds until every enforced budget holds the amount; inf when one
+    # never will (the amount is more than its whole budget); 0 when allowed.
+    retry_after: float
+    holds: tuple[ByteHold, ...]
+
+
+# How a reservation takes its amount: all of it, as much of it as there is
+# (at least a byte), or none (only look).
+ReserveMode = Literal["all", "upto", "peek"]
+# A budget's entries are merged within this fraction of its period.
+GRANULES_PER_PERIOD = 1000
+
+
+def granule(period: float) -> float:
+    return period / GRANULES_PER_PERIOD
+
+
+class ByteWindows(Protocol):
+    async def reserve(
+        self, checks: Sequence[LimitCheck], amount: int, mode: ReserveMode
+    ) -> ByteVerdict:
+        """Take ``amount`` bytes (as ``mode`` says) from every budget, or none."""
+        ...
+
+    async def refund(self, holds: Sequence[ByteHold]) -> int:
+        """Give back each hold's ``amount`` (at most what its entry holds);
+        the bytes given back."""
+        ...
+
+
 class StoreUnavailable(Exception):
     """The store could not decide (connection refused, timeout, …)."""
 
@@ -56,6 +110,11 @@ class StoreFault(Exception):
 
 
 class LimitStore(Protocol):
+    @property
+    def byte_windows(self) -> ByteWindows:
+        """The byte budgets, kept where the request windows are."""
+        ...
+
     async def acquire(self, checks: Sequence[LimitCheck]) -> Verdict:
         """Decide and, when allowed, count the request against every check."""
         ...
