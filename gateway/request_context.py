@@ -24,6 +24,7 @@ from gateway.authn.verifier import InspectedToken
 from gateway.authz.policy import PolicyDecision
 from gateway.http.faults import GatewayFault
 from gateway.http.routes import Route
+from gateway.ratelimit.byte_budget import ByteBudget
 from gateway.ratelimit.limiter import LimitDecision
 
 ResponseHook = Callable[[web.StreamResponse], None]
@@ -59,6 +60,9 @@ class RequestContext:
     # the limiter's verdict, the fault the chain answered with, and how long
     # the backend took to answer (seconds, headers received).
     rate_limit: LimitDecision | None = None
+    # The request's image bytes against its route's byte rules; None when
+    # its route meets none.
+    byte_budget: ByteBudget | None = None
     fault: GatewayFault | None = None
     upstream_seconds: float | None = None
     # Headers every answer to the client carries (request ids, rate limits).

@@ -31,7 +31,7 @@ from tests.support.observed import Observed, ObservedFactory
 from tests.support.ports import free_port
 from tests.support.redis_servers import RedisProcess
 from tests.support.tokens import Keys, TokenFactory, new_keys
-from tests.support.upstreams import ScriptedUpstream
+from tests.support.upstreams import ImageDataBackend, ScriptedUpstream
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +90,15 @@ async def scripted() -> AsyncIterator[tuple[ScriptedUpstream, str]]:
     await server.start_server()
     yield upstream, str(server.make_url("")).rstrip("/")
     upstream.release.set()
+    await server.close()
+
+
+@pytest.fixture
+async def image_backend() -> AsyncIterator[tuple[ImageDataBackend, str]]:
+    backend = ImageDataBackend()
+    server = TestServer(backend.app(), host="127.0.0.1")
+    await server.start_server()
+    yield backend, str(server.make_url("")).rstrip("/")
     await server.close()
 
 

@@ -9,6 +9,10 @@ existing clients parse it::
                                      "remaining": 99, "unit": "MINUTE",
                                      "next-available": "2026-11-29T10:00:00Z"}]}],
                 "absolute": {}}}
+
+A byte rule's entry says so (``"counts": "bytes"``), names its routes, and
+gives its value and what remains in bytes, with ``reset``: when the oldest
+bytes it counts leave the window, so that more remain.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from typing import Any
 from aiohttp import web
 
 from gateway.http.faults import GatewayFault
+from gateway.http.routes import ROUTES
 from gateway.middleware.rate_limit import request_client_ip, unavailable_fault
 from gateway.ratelimit.limiter import EnforcedLimit, LimiterUnavailable, RateLimiter
 from gateway.request_context import context_of
 
 _JSON_RANGES = frozenset({"*/*", "application/*", "application/json"})
+_METHOD_OF_ROUTE = {route.name: route.method for route in ROUTES}
 
 
 def accepts_json(accept: str | None) -> bool:
@@ -46,10 +52,38 @@ def accepts_json(accept: str | None) -> bool:
     return False
 
 
+def _iso(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _byte_entry(state: EnforcedLimit, now: datetime) -> dict[str, Any]:
+    rule, result = state.rule, state.result
+    routes = sorted(rule.byte_routes)
+    reset = _iso(now + timedelta(seconds=math.ceil(result.reset_after)))
+    return {
+        "name": rule.name,
+        "uri": rule.path,
+        "regex": rule.path,
+        "routes": routes,
+        "limit": [
+            {
+                "verb": verb,
+                "value": state.limit,
+                "remaining": result.remaining,
+                "unit": rule.unit.upper(),
+                "counts": "bytes",
+                "next-available": reset if result.remaining == 0 else _iso(now),
+                "reset": reset,
+            }
+            for verb in sorted({_METHOD_OF_ROUTE[route] for route in routes})
+        ],
+    }
+
+
 def _rate_entry(state: EnforcedLimit, now: datetime) -> dict[str, Any]:
     rule, result = state.rule, state.result
     wait = math.ceil(result.retry_after) if result.remaining == 0 else 0
-    next_available = (now + timedelta(seconds=wait)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    next_available = _iso(now + timedelta(seconds=wait))
     verbs = ["ALL"] if "*" in rule.methods else rule.methods
     return {
         "name": rule.name,
@@ -81,11 +115,14 @@ class LimitsEndpoint:
             )
         assert ctx.identity is not None
         try:
-            standing = await self.limiter.standing(
+            standing, budgets = await self.limiter.standing(
                 ctx.identity, request_client_ip(self.limiter, request), ctx.request_id
             )
         except LimiterUnavailable:
             raise unavailable_fault() from None
         now = datetime.now(UTC)
-        body = {"limits": {"rate": [_rate_entry(s, now) for s in standing.limits], "absolute": {}}}
+        rates = [_rate_entry(s, now) for s in standing.limits]
+        if budgets is not None:
+            rates += [_byte_entry(s, now) for s in budgets.limits]
+        body = {"limits": {"rate": rates, "absolute": {}}}
         return web.json_response(body)

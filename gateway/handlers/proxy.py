@@ -1,4 +1,11 @@
-"""Proxy: the handler at the end of the chain, forwarding to the backend."""
+"""Proxy: the handler at the end of the chain, forwarding to the backend.
+
+Image bytes that byte rules count move only once reserved
+(gateway/ratelimit/byte_budget.py): an upload's body carries the request's
+budget as its meter, which the upstream client asks before it sends bytes
+past what is reserved; a download's body is reserved before the answer
+starts (its length, or a first slice) and slice by slice as it is relayed.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from multidict import CIMultiDict
 from gateway.authn.identity import IdentityHeaders
 from gateway.http.client import (
     BodyOverLimit,
+    BodyRefused,
     RequestBodyError,
     StreamedBody,
     UpstreamError,
@@ -22,7 +30,10 @@ from gateway.http.header_boundary import relayable
 from gateway.http.public_links import PublicLinks
 from gateway.http.request_body import image_too_large
 from gateway.http.request_target import path_segment
+from gateway.http.routes import IMAGE_DOWNLOAD_ROUTES
 from gateway.http.upstream import UpstreamClient
+from gateway.ratelimit.byte_budget import BudgetRefused, ByteBudget
+from gateway.ratelimit.limiter import LimiterUnavailable
 from gateway.request_context import (
     RequestContext,
     append_header_value,
@@ -70,6 +81,18 @@ def upstream_target(ctx: RequestContext, request: web.Request) -> str:
     return f"{target}?{query}" if query else target
 
 
+def _cut(request: web.Request, response: web.StreamResponse) -> None:
+    """End a response whose headers went, so that the client sees it cut.
+
+    Closing after it is not enough: aiohttp ends a response the handler
+    left open, which for a chunked body sends the last chunk, and a short
+    body would read as whole.
+    """
+    response.force_close()
+    if request.transport is not None:
+        request.transport.abort()
+
+
 class Proxy:
     def __init__(
         self,
@@ -92,7 +115,10 @@ class Proxy:
         body: bytes | StreamedBody | None = ctx.body
         if body is None and request.body_exists:
             body = StreamedBody(
-                request.content.iter_any(), request.content_length, self.max_image_bytes
+                request.content.iter_any(),
+                request.content_length,
+                self.max_image_bytes,
+                ctx.byte_budget,
             )
         expect_continue = request.headers.get("Expect", "").lower() == "100-continue"
         base = self.links.base(request)
@@ -116,6 +142,12 @@ class Proxy:
             # The rest of the body is not wanted: answer, and close after it.
             size = f"More than {exc.limit} bytes"
             raise image_too_large(size, exc.limit, close_connection=True) from None
+        except BodyRefused as exc:
+            ctx.upstream_seconds = time.monotonic() - sent
+            log.info("the upload to the backend was cut: %s", exc.__cause__ or exc,
+                     extra={"request_id": ctx.request_id})  # fmt: skip
+            # Why (a budget that holds no more) is the rate-limit step's to answer.
+            raise exc.__cause__ or exc from None
         except RequestBodyError as exc:
             ctx.upstream_seconds = time.monotonic() - sent
             log.info(
@@ -128,6 +160,9 @@ class Proxy:
         try:
             ctx.upstream_status = upstream_response.status
             ctx.upstream_seconds = time.monotonic() - sent
+            if ctx.byte_budget is not None and upstream_response.status >= 400:
+                # An upload the backend refused stored nothing.
+                ctx.byte_budget.forgive()
             if upstream_response.status >= 400 and not self.upstream.config.pass_through_errors:
                 raise await self.upstream.error_fault(upstream_response)
             return await self._relay(request, upstream_response, ctx, base)
@@ -148,12 +183,34 @@ class Proxy:
         )
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
+        budget = ctx.byte_budget
+        if (
+            budget is not None
+            and 200 <= upstream.status < 300
+            and ctx.route.name in IMAGE_DOWNLOAD_ROUTES
+        ):
+            # Image data: reserved before the answer starts, so that over
+            # budget the 413 goes instead.
+            if upstream.content_length is None:
+                await budget.reserve_slice()
+            elif upstream.content_length:
+                await budget.reserve(upstream.content_length)
+        else:
+            budget = None
         run_before_send(ctx, response)
         try:
             await response.prepare(request)
-            while chunk := await upstream.read_chunk():
-                await response.write(chunk)
+            if budget is None:
+                while chunk := await upstream.read_chunk():
+                    await response.write(chunk)
+            else:
+                await self._relay_counted(response, upstream, budget)
             await response.write_eof()
+        except (BudgetRefused, LimiterUnavailable) as exc:
+            # A body of unknown length the budgets hold no more of, past its
+            # start: the client sees a cut body, never a short whole one.
+            log.info("download cut: %s", exc, extra={"request_id": ctx.request_id})
+            _cut(request, response)
         except ConnectionError:
             # The client hung up; nothing is wrong upstream. (aiohttp's
             # ClientConnectionResetError is also a ConnectionError.)
@@ -163,8 +220,28 @@ class Proxy:
             # connection so the client sees a truncated body, not a short one
             # (an upload over the limit after the backend answered, too).
             log.warning("upstream body cut short: %r", exc, extra={"request_id": ctx.request_id})
-            response.force_close()
+            _cut(request, response)
         return response
+
+    @staticmethod
+    async def _relay_counted(
+        response: web.StreamResponse, upstream: UpstreamResponse, budget: ByteBudget
+    ) -> None:
+        """The body, each chunk reserved before it goes and counted once it went;
+        refused, what was reserved of the chunk still goes."""
+        while chunk := await upstream.read_chunk():
+            through = budget.moved + len(chunk)
+            if through > budget.reserved:
+                try:
+                    await budget.cover(through)
+                except BudgetRefused:
+                    covered = budget.reserved - budget.moved
+                    if covered > 0:
+                        await response.write(chunk[:covered])
+                        budget.moved = budget.reserved
+                    raise
+            await response.write(chunk)
+            budget.moved = through
 
     async def _relay_document(
         self, upstream: UpstreamResponse, headers: CIMultiDict[str], base: str

@@ -19,9 +19,10 @@ What it promises:
   never cut), *keep-alive* (a pooled connection idle longer is not reused);
 - bodies streamed both ways: a request body from any async iterable of
   bytes, framed by its length or chunked, with ``Expect: 100-continue`` on
-  request, counted as it flows and cut past its limit (the connection
-  reset, no last chunk sent); a response body handed out as it arrives, the
-  socket paused while the reader is behind.
+  request, counted as it flows: cut past its limit, and, when it has a
+  meter, let through only as far as the meter allows (either way the
+  connection is reset, no last chunk sent); a response body handed out as
+  it arrives, the socket paused while the reader is behind.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, Coroutine, Mapping
 from types import MappingProxyType
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -106,6 +107,23 @@ class BodyOverLimit(RequestBodyError):
         self.limit = limit
 
 
+class BodyRefused(RequestBodyError):
+    """The body's meter let no more of it through: the request was cut before
+    its end. Why is the exception's cause."""
+
+
+class BodyMeter(Protocol):
+    """Lets a streamed body through as far as it allows, told each byte sent."""
+
+    # How far the body may go without asking, and how far it went.
+    reserved: int
+    moved: int
+
+    async def cover(self, through: int) -> None:
+        """Let the first ``through`` bytes through, or raise."""
+        ...
+
+
 class _StaleConnection(Disconnected):
     """A pooled connection was closed by the server before it answered anything."""
 
@@ -116,16 +134,23 @@ class StreamedBody:
     ``limit`` is the most it may hold, counted as it flows: the chunk that
     crosses it is never sent, and the connection is reset rather than the
     body ended (no last chunk), so the upstream never sees a whole request.
+    A ``meter`` is asked before the bytes past what it covers are sent, and
+    told how many were sent.
     """
 
-    __slots__ = ("chunks", "length", "limit")
+    __slots__ = ("chunks", "length", "limit", "meter")
 
     def __init__(
-        self, chunks: AsyncIterable[bytes], length: int | None, limit: int | None = None
+        self,
+        chunks: AsyncIterable[bytes],
+        length: int | None,
+        limit: int | None = None,
+        meter: BodyMeter | None = None,
     ) -> None:
         self.chunks = chunks
         self.length = length
         self.limit = limit
+        self.meter = meter
 
 
 RequestBody = bytes | StreamedBody
@@ -413,6 +438,7 @@ class _Connection(asyncio.Protocol):
         # The most it may carry: its declared length or its limit, the lower.
         bounds = [bound for bound in (body.length, body.limit) if bound is not None]
         most = min(bounds) if bounds else None
+        meter = body.meter
         sent = 0
         chunks = aiter(body.chunks)
         while True:
@@ -434,11 +460,22 @@ class _Connection(asyncio.Protocol):
                 if body.limit is not None and sent > body.limit:
                     raise BodyOverLimit(body.limit)
                 raise RequestBodyError(f"the request body is over its {body.length} bytes")
-            self._activity = self._loop.time()
-            if chunked:
-                self.transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
-            else:
-                self.transport.write(chunk)
+            if meter is not None and sent > meter.reserved:
+                try:
+                    await meter.cover(sent)
+                except Exception as exc:
+                    # What the meter did cover still goes: the body is cut
+                    # at the last byte it allowed.
+                    covered = meter.reserved - (sent - len(chunk))
+                    if covered > 0 and not self.lost and self._exc is None:
+                        self._write_body(chunk[:covered], chunked)
+                        meter.moved = meter.reserved
+                    raise BodyRefused(f"the body's meter refused it at {sent} bytes") from exc
+                if self.lost or self._exc is not None:
+                    return False
+            self._write_body(chunk, chunked)
+            if meter is not None:
+                meter.moved = sent
             if self._writing_paused:
                 self._drain = self._loop.create_future()
                 await self._drain
@@ -449,6 +486,14 @@ class _Connection(asyncio.Protocol):
         if chunked:
             self.transport.write(b"0\r\n\r\n")
         return True
+
+    def _write_body(self, chunk: bytes, chunked: bool) -> None:
+        assert self.transport is not None
+        self._activity = self._loop.time()
+        if chunked:
+            self.transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+        else:
+            self.transport.write(chunk)
 
     def _stop_sending(self) -> None:
         if self._sender is not None and not self._sender.done():

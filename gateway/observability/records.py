@@ -10,13 +10,14 @@ request's headers, so the token cannot end up in it.
 from __future__ import annotations
 
 import time
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
 
 from gateway.http.upstream import UPSTREAM_CAUSE_PREFIX
 from gateway.observability.logs import utc_iso_ms
 from gateway.ratelimit.limiter import LIMITER_UNAVAILABLE
+from gateway.ratelimit.store import LimitCheck, LimitCheckResult
 from gateway.request_context import RequestContext
 
 # The route whose successful calls are "deleted" in the audit trail.
@@ -45,6 +46,11 @@ class LimitState(TypedDict):
     period: int
     remaining: int
     reset_after: float
+    # Byte rules only: the limit and what remains are bytes, and whether
+    # this rule refused the request (it may refuse with bytes remaining,
+    # fewer than asked).
+    counts: NotRequired[Literal["bytes"]]
+    refused: NotRequired[bool]
 
 
 class RecordFields(TypedDict):
@@ -144,6 +150,8 @@ def decision_of(ctx: RequestContext, status: int, upstream_error: str | None) ->
         return "forwarded"
     if ctx.rate_limit is not None and not ctx.rate_limit.verdict.allowed:
         return "limited"
+    if ctx.byte_budget is not None and ctx.byte_budget.refusal is not None:
+        return "limited"
     if ctx.fault is not None and ctx.fault.cause == LIMITER_UNAVAILABLE:
         return "limiter_unavailable"
     if status == CLIENT_CLOSED:
@@ -160,28 +168,46 @@ def decision_of(ctx: RequestContext, status: int, upstream_error: str | None) ->
 def limiter_outcome(ctx: RequestContext) -> str | None:
     if ctx.fault is not None and ctx.fault.cause == LIMITER_UNAVAILABLE:
         return "unavailable"
+    budget = ctx.byte_budget
+    if budget is not None and budget.refusal is not None:
+        return "limited"
     if ctx.rate_limit is None:
-        return None
+        return None if budget is None or budget.decision is None else "allowed"
     return "allowed" if ctx.rate_limit.verdict.allowed else "limited"
+
+
+def _state(check: LimitCheck, result: LimitCheckResult) -> LimitState:
+    return {
+        "subject": check.subject,
+        "rule": check.rule,
+        "limit": check.limit,
+        "period": int(check.period),
+        "remaining": result.remaining,
+        "reset_after": _thousandths(result.reset_after),
+    }
 
 
 def limit_states(ctx: RequestContext) -> list[LimitState]:
     decision = ctx.rate_limit
-    if decision is None:
-        return []
     # The checks the limiter made: their subjects and limits (a project's
     # override included) are the ones it enforced, not recomputed here.
-    return [
-        {
-            "subject": check.subject,
-            "rule": check.rule,
-            "limit": check.limit,
-            "period": int(check.period),
-            "remaining": result.remaining,
-            "reset_after": _thousandths(result.reset_after),
-        }
-        for check, result in zip(decision.checks, decision.verdict.results, strict=True)
-    ]
+    states = (
+        []
+        if decision is None
+        else [
+            _state(check, result)
+            for check, result in zip(decision.checks, decision.verdict.results, strict=True)
+        ]
+    )
+    budget = ctx.byte_budget
+    if budget is not None and budget.decision is not None:
+        refused = {rule.name for rule in budget.decision.refused}
+        for check, result in budget.standing():
+            state = _state(check, result)
+            state["counts"] = "bytes"
+            state["refused"] = check.rule in refused
+            states.append(state)
+    return states
 
 
 def audit_outcome(decision: str, status: int, route: str | None) -> str:

@@ -7,6 +7,10 @@ behind, must not take every tenant off the store. A round trip is one
 failure however many requests shared it. Open, decisions skip the store at
 once (the failure mode decides), and one background probe asks the store
 every ``probe_interval`` seconds; the first answer closes the breaker again.
+
+A call to the store goes inside ``with breaker:``, which refuses it at once
+while the breaker is open and records how it went. (A plain context
+manager, not a coroutine wrapping the call: it is on every decision's path.)
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from gateway.ratelimit.background import stop_task
-from gateway.ratelimit.store import StoreUnavailable
+from gateway.ratelimit.store import StoreFault, StoreUnavailable
 
 log = logging.getLogger("gateway.ratelimit")
 
@@ -49,6 +53,23 @@ class CircuitBreaker:
     @property
     def is_open(self) -> bool:
         return self._prober is not None
+
+    def __enter__(self) -> None:
+        if self._prober is not None:
+            raise StoreUnavailable("circuit open after a failure; probing")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, failure: BaseException | None, _: object
+    ) -> None:
+        if kind is None:
+            self.record_success()
+        elif isinstance(failure, StoreUnavailable):
+            self.record_failure(failure)
+        elif isinstance(failure, StoreFault):
+            # The store answered: an error in the script or a bad key is a
+            # bug (a 500 for this request, logged with its traceback), not an
+            # outage that should take every tenant off the store.
+            self.record_success()
 
     def record_success(self) -> None:
         self._streak = 0

@@ -5,12 +5,18 @@ counts in this process instead (limits stay per-process until Redis is
 back); fail-closed refuses with 503. A circuit breaker keeps a dead store
 from costing each request a timeout, and brings the store back on its own.
 
+Byte rules are the same three layers over bytes: ``byte_rules`` says which
+a route meets (worked out once, at start-up), ``reserve`` takes bytes from
+every budget a request meets, or none, and ``refund`` gives back what did
+not move; gateway/ratelimit/byte_budget.py keeps one request's account.
+
 The counters on the limiter (``fail_open_events``, ``rejections``, …) are
 plain numbers for the metrics endpoint to read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections import Counter
@@ -19,14 +25,19 @@ from typing import NamedTuple
 
 from gateway.authn.identity import Identity
 from gateway.config import RateLimitConfig, RateLimitRule
+from gateway.http.routes import IMAGE_DATA_ROUTES
 from gateway.observability.outages import Outage
 from gateway.ratelimit.breaker import CircuitBreaker
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.overrides import OverrideRefresher
 from gateway.ratelimit.store import (
+    ByteHold,
+    ByteVerdict,
+    ByteWindows,
     LimitCheck,
     LimitCheckResult,
     LimitStore,
+    ReserveMode,
     StoreFault,
     StoreUnavailable,
     Verdict,
@@ -81,6 +92,28 @@ class LimitDecision(NamedTuple):
         return any(rule.by == "global" for rule in self.refused)
 
 
+class ByteDecision(NamedTuple):
+    """What one reservation against a request's byte rules came to."""
+
+    rules: tuple[RateLimitRule, ...]
+    checks: tuple[LimitCheck, ...]
+    verdict: ByteVerdict
+    # Enforced rules only, as for requests.
+    limits: tuple[EnforcedLimit, ...]
+    refused: tuple[RateLimitRule, ...]
+    # Where the bytes are held: the store's budgets, or (failing open) this
+    # process's; a refund goes back there.
+    windows: ByteWindows
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict.allowed
+
+    @property
+    def refused_globally(self) -> bool:
+        return any(rule.by == "global" for rule in self.refused)
+
+
 # Who a caller is counted as (LimitCheck.subject), by a rule's ``by``: the
 # key its counts live under in the store.
 SubjectOf = Callable[[Identity, str], str]
@@ -127,6 +160,10 @@ class _Plan(NamedTuple):
     any_path: bool
 
 
+# A route's byte rules, as the limiter prepared them (``byte_rules``).
+ByteRules = tuple[_Rule, ...]
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -141,7 +178,15 @@ class RateLimiter:
         self.counting = counting
         self.store = store
         self.overrides = overrides
-        self._rules = [_Rule.of(rule) for rule in config.rules]
+        self._rules = [_Rule.of(rule) for rule in config.rules if not rule.counts_bytes]
+        byte_rules = self._byte_rules = [_Rule.of(r) for r in config.rules if r.counts_bytes]
+        # Route name -> the byte rules its calls meet, worked out once: a
+        # request of any other route pays one dictionary look-up for them.
+        self.byte_rules: Mapping[str, ByteRules] = {
+            route: rules
+            for route in sorted(IMAGE_DATA_ROUTES)
+            if (rules := tuple(r for r in byte_rules if route in r.rule.byte_routes))
+        }
         self._plans: dict[tuple[str, str | None], _Plan] = {}
         self._fallback = MemoryStore()
         redis = config.redis
@@ -158,6 +203,9 @@ class RateLimiter:
         self.fail_closed_events = 0
         self.rejections: Counter[str] = Counter()
         self.shadow_rejections: Counter[str] = Counter()
+        # Refunds under way: they outlive the request that made them.
+        self._refunds: set[asyncio.Task[None]] = set()
+        self.refund_failures = 0
 
     def _matching(self, method: str, path: str, route: str | None) -> Sequence[_Rule]:
         plan = self._plans.get((method, route))
@@ -229,15 +277,98 @@ class RateLimiter:
                 refused.append(r.rule)
         return self._decision(rules, checks, verdict, tuple(refused))
 
-    async def standing(self, identity: Identity, client_ip: str, request_id: str) -> LimitDecision:
-        """Where the caller stands against every enforced rule, counting nothing."""
+    async def standing(
+        self, identity: Identity, client_ip: str, request_id: str
+    ) -> tuple[LimitDecision, ByteDecision | None]:
+        """Where the caller stands against every enforced rule, counting nothing:
+        its request rules, and its byte rules (None when there are none)."""
         rules = [r for r in self._rules if r.enforced]
         checks = self._checks(rules, identity, client_ip)
         if checks:
             verdict = await self._ask(checks, request_id, count=False)
         else:
             verdict = Verdict(allowed=True, results=(), retry_after=0.0)
-        return self._decision(rules, checks, verdict, ())
+        byte_rules = [r for r in self._byte_rules if r.enforced]
+        budgets = None
+        if byte_rules:
+            byte_checks = self._checks(byte_rules, identity, client_ip)
+            budgets = await self.reserve(byte_rules, byte_checks, 0, "peek", request_id)
+        return self._decision(rules, checks, verdict, ()), budgets
+
+    def byte_checks(
+        self, rules: Sequence[_Rule], identity: Identity, client_ip: str
+    ) -> tuple[LimitCheck, ...]:
+        """Who each byte rule counts, and its limit (a project's override applied)."""
+        return self._checks(rules, identity, client_ip)
+
+    async def reserve(
+        self,
+        rules: ByteRules | Sequence[_Rule],
+        checks: tuple[LimitCheck, ...],
+        amount: int,
+        mode: ReserveMode,
+        request_id: str,
+    ) -> ByteDecision:
+        """Take ``amount`` bytes from every budget of ``checks`` (as ``mode`` says),
+        or none; a dry run (explain) only looks."""
+        if not self.counting:
+            mode = "peek"
+        windows: ByteWindows = self.store.byte_windows
+        try:
+            with self.breaker:
+                verdict = await windows.reserve(checks, amount, mode)
+            self._answered()
+        except StoreUnavailable as exc:
+            self._unavailable(exc, request_id)
+            windows = self._fallback.byte_windows
+            verdict = self._fallback.byte_windows.reserve_now(checks, amount, mode)
+        refused: list[RateLimitRule] = []
+        for r, check, result in zip(rules, checks, verdict.results, strict=True):
+            if not result.retry_after:
+                continue
+            if not r.enforced:
+                self.shadow_rejections[r.name] += 1
+                log.info("shadow byte rule %s would refuse %d bytes of %s", r.name, amount,
+                         check.subject, extra={"request_id": request_id})  # fmt: skip
+            elif not verdict.allowed:
+                self.rejections[r.name] += 1
+                refused.append(r.rule)
+        limits = tuple(
+            [
+                EnforcedLimit(r.rule, check.limit, result)
+                for r, check, result in zip(rules, checks, verdict.results, strict=True)
+                if r.enforced
+            ]
+        )
+        return ByteDecision(
+            tuple([r.rule for r in rules]), checks, verdict, limits, tuple(refused), windows
+        )
+
+    def refund(self, windows: ByteWindows, holds: Sequence[ByteHold], request_id: str) -> None:
+        """Give ``holds`` back, in the background: a refund outlives its request
+        (a client that hung up), and never holds up an answer."""
+        if not holds or not self.counting:
+            return
+        task = asyncio.get_running_loop().create_task(self._refund(windows, holds, request_id))
+        self._refunds.add(task)
+        task.add_done_callback(self._refunds.discard)
+
+    async def _refund(
+        self, windows: ByteWindows, holds: Sequence[ByteHold], request_id: str
+    ) -> None:
+        try:
+            if windows is self._fallback.byte_windows:
+                self._fallback.byte_windows.refund_now(holds)
+            else:
+                with self.breaker:
+                    await windows.refund(holds)
+                self._answered()
+        except (StoreUnavailable, StoreFault) as exc:
+            # The bytes stay counted until they leave the window: never more
+            # than the budget, only less of it for a while.
+            self.refund_failures += 1
+            log.warning("could not refund %d bytes: %s", sum(h.amount for h in holds), exc,
+                        extra={"request_id": request_id})  # fmt: skip
 
     @staticmethod
     def _decision(
@@ -257,30 +388,26 @@ class RateLimiter:
 
     async def _ask(self, checks: Sequence[LimitCheck], request_id: str, *, count: bool) -> Verdict:
         try:
-            if self.breaker.is_open:
-                raise StoreUnavailable("circuit open after a failure; probing")
-            try:
+            with self.breaker:
                 verdict = await (self.store.acquire(checks) if count else self.store.peek(checks))
-            except StoreUnavailable as exc:
-                self.breaker.record_failure(exc)
-                raise
-            except StoreFault:
-                # Redis answered: an error in the script or a bad key is a bug
-                # (a 500 for this request, logged with its traceback), not an
-                # outage that should take every tenant off the store.
-                self.breaker.record_success()
-                raise
-            self.breaker.record_success()
-            if self.outage.since is not None:
-                self.outage.recovered()
+            self._answered()
             return verdict
         except StoreUnavailable as exc:
-            self._log_failure(exc, request_id)
-            if self.config.failure_mode == "closed":
-                self.fail_closed_events += 1
-                raise LimiterUnavailable(str(exc)) from None
-            self.fail_open_events += 1
+            self._unavailable(exc, request_id)
             return self._fallback.decide_now(checks, count=count)
+
+    def _answered(self) -> None:
+        """The store answered: an outage, if there was one, is over."""
+        if self.outage.since is not None:
+            self.outage.recovered()
+
+    def _unavailable(self, exc: StoreUnavailable, request_id: str) -> None:
+        """The failure mode: count in process (open), or refuse (closed)."""
+        self._log_failure(exc, request_id)
+        if self.config.failure_mode == "closed":
+            self.fail_closed_events += 1
+            raise LimiterUnavailable(str(exc)) from None
+        self.fail_open_events += 1
 
     def _log_failure(self, exc: StoreUnavailable, request_id: str) -> None:
         self.outage.failed(f"{exc}; failing {self.config.failure_mode}", request_id)
@@ -295,6 +422,9 @@ class RateLimiter:
             self.overrides.start()
 
     async def close(self) -> None:
+        if self._refunds:
+            # Each ends within the store's timeout.
+            await asyncio.wait(self._refunds)
         await self.breaker.close()
         if self.overrides is not None:
             await self.overrides.close()

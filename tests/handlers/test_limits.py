@@ -15,7 +15,7 @@ from tests.support.faults import assert_fault
 from tests.support.gateway_app import Client, GatewayFactory
 from tests.support.ports import free_port
 from tests.support.tokens import TokenFactory
-from tests.support.upstreams import ScriptedUpstream
+from tests.support.upstreams import ImageDataBackend, ScriptedUpstream
 
 RULES = [
     {
@@ -162,3 +162,57 @@ async def test_limits_with_redis_down_follows_the_failure_mode(
         assert _by_name(await response.json())["deletes"]["limit"][0]["remaining"] == 3
     else:
         await assert_fault(response, 503, "serviceUnavailable")
+
+
+BYTE_RULES = [
+    {"name": "uploads", "routes": ["upload_image"], "unit": "minute", "value": 10},
+    {"name": "upload-bytes", "count": "bytes", "unit": "day", "value": "1MiB",
+     "routes": ["upload_image", "stage"]},
+    {"name": "download-bytes", "count": "bytes", "unit": "hour", "value": "2MiB",
+     "routes": ["download_image"], "by": "user"},
+    {"name": "trial-bytes", "count": "bytes", "unit": "hour", "value": "1KiB", "shadow": True},
+]  # fmt: skip
+
+
+async def test_limits_show_each_byte_rule_in_bytes_with_its_reset(
+    make_gateway: GatewayFactory,
+    image_backend: tuple[ImageDataBackend, str],
+    token: TokenFactory,
+    limiter_section: dict[str, Any],
+) -> None:
+    client = await make_gateway(
+        image_backend[1], rate_limit={**limiter_section, "rules": BYTE_RULES}
+    )
+    tok = token(roles=["admin"])
+    rates = _by_name(await _limits(client, tok))
+    # Shadow rules stay out, byte rules or not.
+    assert set(rates) == {"uploads", "upload-bytes", "download-bytes"}
+    assert rates["upload-bytes"]["routes"] == ["stage", "upload_image"]
+    [upload] = rates["upload-bytes"]["limit"]
+    assert upload["verb"] == "PUT"
+    assert (upload["counts"], upload["unit"]) == ("bytes", "DAY")
+    assert (upload["value"], upload["remaining"]) == (1 << 20, 1 << 20)
+    assert "counts" not in rates["uploads"]["limit"][0]
+    assert rates["download-bytes"]["limit"][0]["verb"] == "GET"
+
+    response = await client.put(
+        f"/v2/images/{uuid.uuid4()}/file",
+        data=b"x" * (800 << 10),
+        headers={"X-Auth-Token": tok, "Content-Type": "application/octet-stream"},
+    )
+    assert response.status == 204
+    [upload] = _by_name(await _limits(client, tok))["upload-bytes"]["limit"]
+    assert upload["remaining"] == (1 << 20) - (800 << 10)
+    # Bytes remain: more may go now; the 800 KiB leave the window in a day.
+    now = datetime.now(UTC)
+    available = datetime.strptime(upload["next-available"], "%Y-%m-%dT%H:%M:%SZ")
+    reset = datetime.strptime(upload["reset"], "%Y-%m-%dT%H:%M:%SZ")
+    assert abs((available.replace(tzinfo=UTC) - now).total_seconds()) <= 2
+    assert 86390 <= (reset.replace(tzinfo=UTC) - now).total_seconds() <= 86402
+    # What /limits says remains is what the next upload meets.
+    over = await client.put(
+        f"/v2/images/{uuid.uuid4()}/file",
+        data=b"x" * (upload["remaining"] + 1),
+        headers={"X-Auth-Token": tok, "Content-Type": "application/octet-stream"},
+    )
+    await assert_fault(over, 413, "overLimit")

@@ -19,7 +19,7 @@ from tests.support.faults import OUR_VIA, assert_fault, assert_request_id
 from tests.support.gateway_app import GatewayFactory
 from tests.support.ports import free_port
 from tests.support.tokens import TokenFactory
-from tests.support.upstreams import ScriptedUpstream
+from tests.support.upstreams import ImageDataBackend, ScriptedUpstream
 
 
 def admin(token: TokenFactory) -> str:
@@ -277,3 +277,247 @@ async def test_a_backend_outage_is_logged_as_it_begins_and_as_it_ends(
     assert "Connect call failed" in lines[0] or "refused" in lines[0]
     assert lines[1].startswith(f"{where} recovered after ")
     assert lines[1].endswith("s down, 3 failure(s)")
+
+
+# Image bytes against byte rules: reserved before they move, refunded when they did not.
+
+KiB, MiB = 1 << 10, 1 << 20
+UPLOAD_BUDGET = 1 * MiB
+
+
+def byte_rules(limiter_section: dict[str, Any], **rule: Any) -> dict[str, Any]:
+    """A rate_limit section with one byte rule of 1 MiB an hour, slices of 64 KiB."""
+    budget = {"name": "image-bytes", "count": "bytes", "unit": "hour", "value": "1MiB", **rule}
+    return {**limiter_section, "byte_slice": "64KiB", "rules": [budget]}
+
+
+async def bytes_used(client: Any, tok: str, rule: str = "image-bytes") -> int:
+    response = await client.get("/limits", headers={"X-Auth-Token": tok})
+    [entry] = [e for e in (await response.json())["limits"]["rate"] if e["name"] == rule]
+    limit = entry["limit"][0]
+    return int(limit["value"]) - int(limit["remaining"])
+
+
+async def settles_at(client: Any, tok: str, used: int) -> None:
+    """Refunds run after the answer: wait for the budget to show ``used``."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while (now := await bytes_used(client, tok)) != used:
+        assert asyncio.get_running_loop().time() < deadline, f"{now} bytes used, not {used}"
+        await asyncio.sleep(0.01)
+
+
+async def bytes_before_the_cut(response: ClientResponse) -> int:
+    """How much of a body arrived before it was cut (it must be)."""
+    received = 0
+    try:
+        async for piece in response.content.iter_any():
+            received += len(piece)
+    except aiohttp.ClientPayloadError:
+        return received
+    raise AssertionError(f"the body ended whole after {received} bytes")
+
+
+def upload_path() -> str:
+    return f"/v2/images/{uuid.uuid4()}/file"
+
+
+def image_headers(tok: str, **more: str) -> dict[str, str]:
+    return {"X-Auth-Token": tok, "Content-Type": "application/octet-stream", **more}
+
+
+async def blocks(count: int, size: int = 32 * KiB) -> Any:
+    for _ in range(count):
+        yield b"\x5a" * size
+
+
+async def test_a_declared_upload_over_budget_is_refused_before_a_byte_is_forwarded(
+    make_gateway: GatewayFactory,
+    image_backend: tuple[ImageDataBackend, str],
+    token: TokenFactory,
+    limiter_section: dict[str, Any],
+) -> None:
+    backend, url = image_backend
+    client = await make_gateway(url, rate_limit=byte_rules(limiter_section))
+    tok = admin(token)
+    fits = await client.put(upload_path(), data=b"x" * (600 * KiB), headers=image_headers(tok))
+    assert fits.status == 204
+    assert 'qu="content-bytes"' in fits.headers["RateLimit-Policy"]
+    assert fits.headers["RateLimit"].startswith(f'"image-bytes";r={UPLOAD_BUDGET - 600 * KiB};t=')
+    over = await client.put(upload_path(), data=b"x" * (500 * KiB), headers=image_headers(tok))
+    body = await assert_fault(over, 413, "overLimit")
+    assert (
+        "Over byte limit image-bytes: 512000 bytes asked, 434176 of 1048576 left"
+        in (body["details"])
+    )
+    assert 3500 < int(over.headers["Retry-After"]) <= 3600
+    assert over.headers["Connection"] == "close"
+    # Nothing of it reached the backend, and it took nothing from the budget.
+    assert [u.received for u in backend.uploads] == [600 * KiB]
+    assert await bytes_used(client, tok) == 600 * KiB
+
+
+async def test_more_than_the_whole_budget_is_refused_without_a_retry_after(
+    make_gateway: GatewayFactory,
+    image_backend: tuple[ImageDataBackend, str],
+    token: TokenFactory,
+    limiter_section: dict[str, Any],
+) -> None:
+    backend, url = image_backend
+    client = await make_gateway(url, rate_limit=byte_rules(limiter_section))
+    response = await client.put(
+        upload_path(), data=b"x" * (2 * MiB), headers=image_headers(admin(token))
+    )
+    body = await assert_fault(response, 413, "overLimit")
+    assert "it will never fit" in body["details"]
+    assert "Retry-After" not in response.headers
+    assert backend.uploads == []
+
+
+async def test_a_chunked_upload_reserves_slices_and_pays_what_it_moved(
+    make_gateway: GatewayFactory,
+    image_backend: tuple[ImageDataBackend, str],
+    token: TokenFactory,
+    limiter_section: dict[str, Any],
+) -> None:
+    backend, url = image_backend
+    client = await make_gateway(url, rate_limit=byte_rules(limiter_section))
+    tok = admin(token)
+    # 10 blocks of 32 KiB: five 64 KiB slices.
+    response = await client.put(upload_path(), data=blocks(10), headers=image_headers(tok))
+    assert response.status == 204
+    assert [(u.received, u.whole) for u in backend.uploads] == [(320 * KiB, True)]
+    await settles_at(client, tok, 320 * KiB)
+    # A small one: its first slice is mostly given back.
+    response = await client.put(upload_path(), data=blocks(1, 1000), headers=image_headers(tok))
+    assert response.status == 204
+    await settles_at(client, tok, 320 * KiB + 1000)
+
+
+async def test_a_chunked_upload_past_the_budget_is_cut_and_never_completes(
+    make_gateway: GatewayFactory,
+    image_backend: tuple[ImageDataBackend, str],
+    token: TokenFactory,
+    limiter_section: dict[str, Any],
+) -> None:
+    backend, url = image_backend
+    client = await make_gateway(url, rate_limit=byte_rules(limiter_section))
+    tok = admin(token)
+    try:
+        response = await client.put(upload_path(), data=blocks(64), headers=image_headers(tok))
+        # Told, when the client still reads the answer.
+        await assert_fault(response, 413, "overLimit")
+    except aiohttp.ClientError:
+        pass  # the connection closed while it was still sending: it cannot be told
+    (upload,) = backend.uploads
+    assert not upload.whole
+    assert upload.received <= UPLOAD_BUDGET
+    # What moved is paid, to the last byte of the budget at most, and the
+    # slice reserved beyond it is given back.
+    used = await bytes_used(client, tok)
+    assert upload.received <= used <= UPLOAD_BUDGET
+    await settles_at(client, tok, used)
+
+
+async def test_a_client_that_hangs_up_mid_upload_gets_its_unmoved_bytes_back(
+    make_gateway: GatewayFactory,
+    image_backend: tuple[ImageDataBackend, str],
+    token: TokenFactory,
+    limiter_section: dict[str, Any],
+) -> None:
+    backend, url = image_backend
+    client = await make_gateway(url, rate_limit=byte_rules(limiter_section))
+    tok = admin(token)
+    host, port = client.server.host, client.server.port
+    _, writer = await asyncio.open_connection(host, port)
+    head = (
+        f"PUT {upload_path()} HTTP/1.1\r\nHost: {host}:{port}\r\nX-Auth-Token: {tok}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {800 * KiB}\r\n\r\n"
+    )
+    writer.write(head.encode() + b"x" * (200 * KiB))
+    await writer.drain()
+    await backend.upload_started.wait()
+    # All 800 KiB were reserved before the first byte moved.
+    assert await bytes_used(client, tok) == 800 * KiB
+    writer.close()
+    await writer.wait_closed()
+    deadline = asyncio.get_running_loop().time() + 5
+    while await bytes_used(client, tok) > 200 * KiB:
+        assert asyncio.get_running_loop().time() < deadline, "the unmoved bytes never came back"
+        await asyncio.sleep(0.01)
+    (upload,) = backend.uploads
+    assert not upload.whole
+    assert upload.received <= await bytes_used(client, tok)
+
+
+async def test_a_backend_that_refuses_an_upload_costs_it_nothing(
+    make_gateway: GatewayFactory,
+    image_backend: tuple[ImageDataBackend, str],
+    token: TokenFactory,
+    limiter_section: dict[str, Any],
+) -> None:
+    backend, url = image_backend
+    backend.refuse_uploads = 409
+    client = await make_gateway(url, rate_limit=byte_rules(limiter_section))
+    tok = admin(token)
+    response = await client.put(upload_path(), data=b"x" * (300 * KiB), headers=image_headers(tok))
+    assert response.status == 409
+    await settles_at(client, tok, 0)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_download_is_reserved_before_it_starts(
+    make_gateway: GatewayFactory,
+    image_backend: tuple[ImageDataBackend, str],
+    token: TokenFactory,
+    limiter_section: dict[str, Any],
+    chunked: bool,
+) -> None:
+    backend, url = image_backend
+    backend.image = bytes(range(256)) * (600 * 4)  # 600 KiB
+    backend.chunked_downloads = chunked
+    rules = byte_rules(limiter_section, routes=["download_image"])
+    client = await make_gateway(url, rate_limit=rules)
+    tok = admin(token)
+    path = upload_path()
+    first = await client.get(path, headers={"X-Auth-Token": tok})
+    assert first.status == 200
+    assert await first.read() == backend.image
+    await settles_at(client, tok, 600 * KiB)
+    second = await client.get(path, headers={"X-Auth-Token": tok})
+    if chunked:
+        # No length to reserve: slices as it goes, cut when the budget holds no more.
+        assert second.status == 200
+        received = await bytes_before_the_cut(second)
+        # Paid: what was relayed, the chunk that did not fit never sent.
+        used = await bytes_used(client, tok)
+        assert 600 * KiB + received <= used <= UPLOAD_BUDGET
+        assert received < 600 * KiB
+        await settles_at(client, tok, used)
+    else:
+        # Over budget: the 413 goes instead of the body.
+        await assert_fault(second, 413, "overLimit")
+        await settles_at(client, tok, 600 * KiB)
+
+
+async def test_a_client_that_leaves_mid_download_gets_the_rest_back(
+    make_gateway: GatewayFactory,
+    image_backend: tuple[ImageDataBackend, str],
+    token: TokenFactory,
+    limiter_section: dict[str, Any],
+) -> None:
+    backend, url = image_backend
+    # Larger than what the sockets between can buffer.
+    backend.image = b"y" * (32 * MiB)
+    rules = byte_rules(limiter_section, routes=["download_image"], value="64MiB")
+    client = await make_gateway(url, rate_limit=rules)
+    tok = admin(token)
+    response = await client.get(upload_path(), headers={"X-Auth-Token": tok})
+    assert response.status == 200
+    await response.content.readexactly(64 * KiB)
+    assert await bytes_used(client, tok) == 32 * MiB
+    response.close()
+    deadline = asyncio.get_running_loop().time() + 5
+    while (used := await bytes_used(client, tok)) >= 32 * MiB:
+        assert asyncio.get_running_loop().time() < deadline, "the rest never came back"
+        await asyncio.sleep(0.01)
+    assert used >= 64 * KiB

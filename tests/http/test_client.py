@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 from gateway.http.client import (
     BodyCutShort,
     BodyOverLimit,
+    BodyRefused,
     ConnectError,
     Disconnected,
     HttpClient,
@@ -251,8 +252,9 @@ async def test_an_empty_post_is_framed_with_zero_length(upstream: Upstream) -> N
     assert upstream.requests[-1][2]["Content-Length"] == "0"
 
 
-async def test_a_failing_body_source_aborts_the_upstream_request() -> None:
-    """The client went away mid-upload: the backend sees a cut request, never a whole one."""
+def reading_to_the_end() -> tuple[RawHandler, bytearray, asyncio.Event]:
+    """A server that reads a request's head, then its bytes until the client
+    closes; what it read, and an event set once it has."""
     received = bytearray()
     closed = asyncio.Event()
 
@@ -261,6 +263,13 @@ async def test_a_failing_body_source_aborts_the_upstream_request() -> None:
         received.extend(await reader.read())  # to EOF: the client aborted
         closed.set()
         writer.close()
+
+    return handler, received, closed
+
+
+async def test_a_failing_body_source_aborts_the_upstream_request() -> None:
+    """The client went away mid-upload: the backend sees a cut request, never a whole one."""
+    handler, received, closed = reading_to_the_end()
 
     async def chunks() -> AsyncIterator[bytes]:
         yield b"x" * 1000
@@ -276,6 +285,47 @@ async def test_a_failing_body_source_aborts_the_upstream_request() -> None:
         await closed.wait()
         assert bytes(received) == b"x" * 1000
         assert client.open_connections == 0
+
+
+@dataclass
+class Allowance:
+    """A body meter that covers up to ``most`` bytes, asked a step at a time."""
+
+    most: int
+    step: int = 1000
+    reserved: int = 0
+    moved: int = 0
+    asked: list[int] = field(default_factory=list)
+
+    async def cover(self, through: int) -> None:
+        self.asked.append(through)
+        while self.reserved < through:
+            if self.reserved >= self.most:
+                raise LookupError("no more")
+            self.reserved = min(self.reserved + self.step, self.most)
+
+
+async def test_a_metered_body_goes_as_far_as_its_meter_allows_and_is_cut_there() -> None:
+    handler, received, closed = reading_to_the_end()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"x" * 700
+
+    meter = Allowance(most=2500)
+    async with raw_server(handler) as port:
+        client = make_client(port)
+        with pytest.raises(BodyRefused) as raised:
+            await client.request("PUT", "/file", body=StreamedBody(chunks(), None, meter=meter))
+        assert isinstance(raised.value.__cause__, LookupError)
+        await closed.wait()
+    # Chunked: four chunks of 700 bytes want 2800; the fourth goes as far as
+    # the meter allowed (400), and no last chunk ever follows.
+    whole_chunk = b"2bc\r\n" + b"x" * 700 + b"\r\n"
+    assert bytes(received) == whole_chunk * 3 + b"190\r\n" + b"x" * 400 + b"\r\n"
+    assert meter.moved == 2500
+    # Asked only when a chunk went past what was covered.
+    assert meter.asked == [700, 1400, 2100, 2800]
 
 
 async def test_a_short_body_source_is_an_error_not_a_short_request() -> None:

@@ -2,12 +2,14 @@
 
 Four ``python -m gateway run`` processes, each on its own port, share one
 Redis (standalone, then a three-node Cluster); 200 concurrent clients of one
-project, spread over the four, meet a limit of 100 per minute.
+project, spread over the four, meet a limit of 100 per minute; eight
+uploaders of one project, spread over the four, meet one byte budget.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -20,6 +22,7 @@ from tests.ratelimit.conftest import GatewayFleet
 from tests.support.gateway_config import config_data
 from tests.support.redis_servers import Cluster
 from tests.support.tokens import Keys, TokenFactory
+from tests.support.upstreams import ImageDataBackend
 
 CLIENTS = 200
 LIMIT = 100
@@ -98,3 +101,113 @@ async def test_four_processes_on_a_redis_cluster_admit_exactly_the_limit(
         token,
         {"cluster_nodes": redis_cluster.nodes, "key_prefix": "exactness"},
     )
+
+
+# Byte budgets: eight uploaders of one project through the four gateways.
+
+KiB, MiB = 1 << 10, 1 << 20
+BUDGET = 8 * MiB
+SLICE = 256 * KiB
+UPLOADERS = 8
+# Each uploads twice its share: the budget cannot hold them all, and since
+# they go at once, each is cut part-way (none knows its length ahead).
+UPLOAD = 2 * MiB
+
+
+async def _blocks(count: int) -> Any:
+    for _ in range(count):
+        yield b"\x5a" * (32 * KiB)
+
+
+async def _uploads_meet_one_budget(
+    start: GatewayFleet,
+    backend: ImageDataBackend,
+    backend_url: str,
+    keys: Keys,
+    token: TokenFactory,
+    redis_section: dict[str, Any],
+) -> None:
+    rule = {"name": "upload-bytes", "count": "bytes", "unit": "hour", "value": BUDGET}
+    config = config_data(
+        backend_url,
+        keys,
+        rate_limit={
+            "store": "redis",
+            "redis": {"timeout": 2, **redis_section},
+            "byte_slice": SLICE,
+            "rules": [rule],
+        },
+    )
+    urls = await start(config, GATEWAYS)
+    tok = token("project-a", "uploader", ["admin"])
+    headers = {"X-Auth-Token": tok, "Content-Type": "application/octet-stream"}
+    start_line = asyncio.Event()
+
+    async def uploader(i: int, session: aiohttp.ClientSession) -> int:
+        await start_line.wait()
+        url = f"{urls[i % GATEWAYS]}/v2/images/{uuid.uuid4()}/file"
+        try:
+            async with session.put(url, data=_blocks(UPLOAD // (32 * KiB)), headers=headers) as r:
+                await r.read()
+                return r.status
+        except aiohttp.ClientError:
+            return 0  # cut while it was still sending: it could not be told
+
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        uploads = [asyncio.create_task(uploader(i, session)) for i in range(UPLOADERS)]
+        start_line.set()
+        async with asyncio.timeout(120):
+            statuses = await asyncio.gather(*uploads)
+        used = await _settled_use(session, urls, tok)
+    whole = [u for u in backend.uploads if u.whole]
+    received = sum(u.received for u in backend.uploads)
+    # An uploader that came once the budget was spent was refused before a byte went.
+    assert len(backend.uploads) <= UPLOADERS
+    # Never more than the budget, whichever gateway each byte went through,
+    # and within a slice of it: the slices reserved and not moved came back.
+    assert received <= used <= BUDGET
+    assert used > BUDGET - SLICE
+    # The uploads that were not cut arrived whole; the others never completed.
+    assert all(u.received == UPLOAD for u in whole)
+    assert statuses.count(204) == len(whole)
+    assert set(statuses) <= {204, 413, 0}
+
+
+async def _settled_use(session: aiohttp.ClientSession, urls: list[str], tok: str) -> int:
+    """The budget's use as every gateway sees it, once refunds have landed."""
+    seen: list[int] = []
+    for _ in range(200):
+        now = []
+        for url in urls:
+            async with session.get(f"{url}/limits", headers={"X-Auth-Token": tok}) as response:
+                (entry,) = (await response.json())["limits"]["rate"]
+                now.append(int(entry["limit"][0]["value"]) - int(entry["limit"][0]["remaining"]))
+        if len(set(now)) == 1 and seen[-1:] == now[:1]:
+            return now[0]
+        seen.append(now[0])
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the gateways never agreed on the use: {seen[-5:]}")
+
+
+async def test_four_processes_on_one_redis_hold_eight_uploaders_to_one_byte_budget(
+    gateway_processes: GatewayFleet,
+    image_backend: tuple[ImageDataBackend, str],
+    keys: Keys,
+    token: TokenFactory,
+    redis_url: str,
+) -> None:
+    backend, url = image_backend
+    await _uploads_meet_one_budget(gateway_processes, backend, url, keys, token, {"url": redis_url})
+
+
+async def test_four_processes_on_a_redis_cluster_hold_eight_uploaders_to_one_byte_budget(
+    gateway_processes: GatewayFleet,
+    image_backend: tuple[ImageDataBackend, str],
+    keys: Keys,
+    token: TokenFactory,
+    redis_cluster: Cluster,
+) -> None:
+    backend, url = image_backend
+    section = {"cluster_nodes": redis_cluster.nodes, "key_prefix": f"bytes{uuid.uuid4().hex[:6]}"}
+    await _uploads_meet_one_budget(gateway_processes, backend, url, keys, token, section)
