@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from pydantic import ByteSize
 
 from gateway.admin.keystone_stats import keystone_stats
 from gateway.http.faults import GatewayFault
@@ -128,6 +129,11 @@ def ago(epoch: float) -> str:
     return f"{seconds // 3600}h ago"
 
 
+def size(count: int) -> str:
+    """A number of bytes as people read it (1.5 GiB)."""
+    return ByteSize(count).human_readable(separator=" ")
+
+
 def status_class(status: int) -> str:
     return "limited" if status in (413, 429) else f"s{status // 100}xx"
 
@@ -136,4 +142,5 @@ FILTERS: Mapping[str, Callable[..., str]] = {
     "clock": clock,
     "ago": ago,
     "status_class": status_class,
+    "size": size,
 }

@@ -42,13 +42,15 @@ _LIMIT_COLUMNS: dict[str, set[type]] = {
     "at": {float, int},
     "limited": {bool},
     "limited_counts": {int},
+    "counts": {str},
 }
 
 # Where one caller stood against one rule after its last request in a
 # batch, and how many of the batch's requests that rule limited: subject,
 # rule, limit, period, remaining, at (that request's time), limited (that
-# request was refused by this rule), limited count.
-LimitUpdate = tuple[str, str, int, int, int, float, bool, int]
+# request was refused by this rule), limited count, and what the rule
+# counts ("requests" or "bytes").
+LimitUpdate = tuple[str, str, int, int, int, float, bool, int, str]
 
 
 @dataclass(slots=True)
@@ -139,7 +141,7 @@ def _fold_limits(records: list[RequestRecord]) -> list[LimitUpdate]:
         refused = record.fields["limiter"] == "limited"
         for state in states:
             key = (state["subject"], state["rule"])
-            limited = refused and state["remaining"] == 0
+            limited = refused and (state["remaining"] == 0 or state.get("refused", False))
             if limited:
                 limited_counts[key] = limited_counts.get(key, 0) + 1
             if key not in latest:
@@ -154,6 +156,7 @@ def _fold_limits(records: list[RequestRecord]) -> list[LimitUpdate]:
             at,
             limited,
             limited_counts.get((subject, rule), 0),
+            state.get("counts", "requests"),
         )
         for (subject, rule), (state, at, limited) in reversed(latest.items())
     ]

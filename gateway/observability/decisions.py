@@ -199,7 +199,7 @@ class DecisionLog:
     def _track_limits(self, updates: list[LimitUpdate]) -> None:
         for update in updates:
             key = update[:2]
-            if limited_count := update[-1]:
+            if limited_count := update[7]:
                 self._limited_counts[key] = self._limited_counts.get(key, 0) + limited_count
             self._limits[key] = update
             self._limits.move_to_end(key)
@@ -235,11 +235,14 @@ class DecisionLog:
         now = time.time() if now is None else now
         needle = query.strip().lower()
         rows: list[dict[str, Any]] = []
-        for subject, rule, allowed, period, remaining, at, limited, _ in self._limits.values():
+        for update in self._limits.values():
+            subject, rule, allowed, period, remaining, at, limited, _, counts = update
             if needle and needle not in subject.lower() and needle not in rule.lower():
                 continue
             left = max(0.0, at + period - now)
             used = allowed - max(0, min(allowed, remaining)) if left else 0
+            # A byte rule refuses what would overdraw it, bytes left or not.
+            limited_now = limited and (used >= allowed or (counts == "bytes" and left > 0))
             rows.append(
                 {
                     "subject": subject,
@@ -250,8 +253,9 @@ class DecisionLog:
                     "remaining": allowed - used,
                     "full_in": round(left, 1),
                     "last_seen": at,
-                    "limited_now": limited and used >= allowed,
+                    "limited_now": limited_now,
                     "limited_count": self._limited_counts.get((subject, rule), 0),
+                    "counts": counts,
                 }
             )
         rows.sort(key=lambda r: (-r["used"] / r["limit"], r["subject"], r["rule"]))

@@ -12,6 +12,7 @@ from gateway.demo_backend.image_store import add_image
 from tests.support.faults import delete
 from tests.support.observed import Observed, ObservedFactory, delete_new_image
 from tests.support.tokens import TokenFactory
+from tests.support.upstreams import ImageDataBackend
 
 TIGHT = [{"name": "tight", "path": "^/(v2/)?images/", "unit": "minute", "value": 2}]
 
@@ -165,3 +166,30 @@ async def test_unknown_admin_path_is_a_404_fault(observed: Observed) -> None:
     response = await observed.admin.get("/nope")
     assert response.status == 404
     assert list(await response.json()) == ["itemNotFound"]
+
+
+async def test_byte_rules_show_their_usage_in_bytes(
+    make_observed: ObservedFactory,
+    image_backend: tuple[ImageDataBackend, str],
+    token: TokenFactory,
+) -> None:
+    rule = {"name": "upload-bytes", "count": "bytes", "unit": "hour", "value": "1MiB"}
+    observed = await make_observed(image_backend[1], rate_limit={"rules": [rule]})
+    tok = token(roles=["admin"])
+    headers = {"X-Auth-Token": tok, "Content-Type": "application/octet-stream"}
+    path = "/v2/images/6b0d5a3e-9d55-4f1b-8f57-0f0b5d0a2c11/file"
+    assert (
+        await observed.gateway.put(path, data=b"x" * (600 << 10), headers=headers)
+    ).status == 204
+    refused = await observed.gateway.put(path, data=b"x" * (600 << 10), headers=headers)
+    assert refused.status == 413
+    (row,) = (await observed.api("/api/limits"))["limits"]
+    assert row["counts"] == "bytes"
+    assert (row["used"], row["limit"]) == (600 << 10, 1 << 20)
+    # Refused with 424 KiB left: limited all the same.
+    assert (row["limited_count"], row["limited_now"]) == (1, True)
+    page = await observed.admin.get("/limits")
+    html = await page.text()
+    assert "600.0 KiB / 1.0 MiB" in html
+    assert 'data-counts="bytes"' in html
+    assert "424.0 KiB" in html

@@ -22,6 +22,7 @@ from gateway.demo_backend.image_store import add_image
 from tests.support.faults import delete
 from tests.support.observed import Observed, ObservedFactory, delete_new_image
 from tests.support.tokens import TokenFactory
+from tests.support.upstreams import ImageDataBackend
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -157,3 +158,36 @@ async def test_dashboard_shows_a_delete_and_a_413_live_and_finds_them_by_request
     assert image.id in audit_row
     assert "limited" in await page.locator(f'tr[data-request-id="{limited_id}"]').inner_text()
     await shot(page, shots, "audit")
+
+
+async def test_the_limits_page_shows_a_byte_budget_filling_live(
+    make_observed: ObservedFactory,
+    image_backend: tuple[ImageDataBackend, str],
+    token: TokenFactory,
+    page: Page,
+    shots: Path,
+) -> None:
+    budget = {"name": "upload-bytes", "count": "bytes", "unit": "day", "value": "1MiB"}
+    observed = await make_observed(
+        image_backend[1], rate_limit={"rules": [budget]}, admin={"refresh_seconds": 0.2}
+    )
+    base = str(observed.admin.make_url("")).rstrip("/")
+    await page.goto(f"{base}/limits")
+    await page.evaluate("window.loadedOnce = true")
+    headers = {
+        "X-Auth-Token": token(roles=["admin"]),
+        "Content-Type": "application/octet-stream",
+    }
+    path = "/v2/images/6b0d5a3e-9d55-4f1b-8f57-0f0b5d0a2c11/file"
+    uploaded = await observed.gateway.put(path, data=b"x" * (768 << 10), headers=headers)
+    assert uploaded.status == 204
+    row = page.locator('tr[data-counts="bytes"][data-subject="project:project-a"]')
+    await row.wait_for(timeout=WAIT_MS)
+    assert await page.evaluate("window.loadedOnce") is True
+    text = await row.inner_text()
+    assert "768.0 KiB / 1.0 MiB" in text
+    assert "256.0 KiB" in text
+    assert "of image data" in text
+    meter = row.locator("[role=meter]")
+    assert await meter.get_attribute("aria-valuenow") == str(768 << 10)
+    await shot(page, shots, "limits-bytes")

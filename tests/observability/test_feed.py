@@ -210,6 +210,15 @@ def limited_record(request_id: str, subject: str, remaining: int, limiter: str) 
     return record
 
 
+def byte_record(request_id: str, remaining: int) -> RequestRecord:
+    """A byte rule's refusal, with bytes left (fewer than asked)."""
+    record = limited_record(request_id, "project:a", remaining, "limited")
+    state = record.fields["limits"][0]
+    state["rule"], state["limit"] = "upload-bytes", 1 << 20
+    state["counts"], state["refused"] = "bytes", True
+    return record
+
+
 async def test_malformed_lines_are_logged_and_skipped(
     listener: FeedListener, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -268,6 +277,7 @@ def digest(**changes: Any) -> bytes:
             "at": [1.0],
             "limited": [False],
             "limited_counts": [0],
+            "counts": ["requests"],
         },
     }
     for key, value in changes.items():
@@ -392,26 +402,30 @@ async def test_limit_states_folded_by_a_worker_are_the_ones_one_process_keeps(
         limited_record("req-3", "project:a", 0, "allowed"),
         limited_record("req-4", "project:a", 0, "limited"),
         limited_record("req-5", "project:a", 0, "limited"),
+        byte_record("req-6", 1 << 18),
     ]
     local = LocalFeed(100)
     feed, _ = await worker(listener)
     for published, record in enumerate(records, 1):
         local.publish(record)
         feed.publish(record)
-        if published == 4:
+        if published in (4, 5):
             # A scrape sends what was gathered: the rest goes in a second batch.
             await listener.metrics()
     await listener.metrics()
     at = records[-1].time
     states = listener.decisions.limit_states(now=at)
     assert states == local.decisions.limit_states(now=at)
-    assert [(s["subject"], s["used"], s["limited_count"]) for s in states] == [
-        ("project:a", 2, 2),
-        ("project:b", 1, 0),
+    assert [(s["subject"], s["rule"], s["used"], s["limited_count"]) for s in states] == [
+        ("project:a", "deletes", 2, 2),
+        ("project:a", "upload-bytes", 3 << 18, 1),
+        ("project:b", "deletes", 1, 0),
     ]
+    assert [s["counts"] for s in states] == ["requests", "bytes", "requests"]
+    assert states[1]["limited_now"]
     assert listener.decisions.overview(now=at) == local.decisions.overview(now=at)
     assert listener.decisions.search() == local.decisions.search()
-    assert [d["request_id"] for d in listener.decisions.audit_trail(limit=2)] == ["req-5", "req-4"]
+    assert [d["request_id"] for d in listener.decisions.audit_trail(limit=2)] == ["req-6", "req-5"]
     await feed.close()
 
 
