@@ -119,7 +119,11 @@ def make_limiter(
     overrides = None
     if isinstance(store, RedisStore):
         overrides = OverrideRefresher(
-            RedisOverrides(store.client, store.config),
+            RedisOverrides(
+                store.client,
+                store.config,
+                frozenset(rule.name for rule in config.rules if rule.counts_bytes),
+            ),
             interval=store.config.overrides_refresh,
             timeout=store.config.timeout,
         )

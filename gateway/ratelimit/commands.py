@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from gateway.config import MAX_LIMIT, GatewayConfig, load_config
+from pydantic import ByteSize
+
+from gateway.config import MAX_BYTES, MAX_LIMIT, GatewayConfig, load_config, parse_byte_size
 from gateway.ratelimit.overrides import RedisOverrides
 from gateway.redis_connect import REDIS_FAILURES, connect
 
@@ -31,13 +33,18 @@ def add_limits_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         parser.add_argument("--config", required=True, help="the gateway's YAML configuration")
     set_.add_argument("--project", required=True)
     set_.add_argument("--rule", required=True, help="a rule name from rate_limit.rules")
-    set_.add_argument("--value", required=True, type=int, help="requests per the rule's unit")
+    set_.add_argument(
+        "--value",
+        required=True,
+        help="requests per the rule's unit; for a byte rule, bytes (50GiB, 200MiB)",
+    )
     get.add_argument("--project")
     clear.add_argument("--project", required=True)
     clear.add_argument("--rule")
 
 
-def _validate(config: GatewayConfig, rule: str | None, value: int | None) -> None:
+def _validate(config: GatewayConfig, rule: str | None, value: str | None) -> int | None:
+    """The value the override table takes, read in the rule's unit."""
     if config.rate_limit.redis is None:
         raise LimitsAdminError("overrides live in Redis: rate_limit.redis is not configured")
     rules = {r.name: r for r in config.rate_limit.rules}
@@ -46,13 +53,25 @@ def _validate(config: GatewayConfig, rule: str | None, value: int | None) -> Non
         raise LimitsAdminError(f"no rule {rule!r} in rate_limit.rules (known: {known})")
     if rule is not None and rules[rule].by == "global":
         raise LimitsAdminError(f"rule {rule!r} counts all callers together; it has no tenant")
-    if value is not None and not 0 < value <= MAX_LIMIT:
+    if value is None or rule is None:
+        return None
+    if rules[rule].counts_bytes:
+        try:
+            size = parse_byte_size(value)
+        except ValueError as exc:
+            raise LimitsAdminError(f"--value of byte rule {rule!r}: {exc}") from None
+        if not 0 < size <= MAX_BYTES:
+            most = ByteSize(MAX_BYTES).human_readable(separator=" ")
+            raise LimitsAdminError(f"--value must be from 1 byte to {most}, not {value}")
+        return size
+    if not value.strip().isdigit() or not 0 < int(value) <= MAX_LIMIT:
         raise LimitsAdminError(f"--value must be from 1 to {MAX_LIMIT} requests, not {value}")
+    return int(value)
 
 
 def run_limits_command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    _validate(config, getattr(args, "rule", None), getattr(args, "value", None))
+    args.value = _validate(config, getattr(args, "rule", None), getattr(args, "value", None))
     return asyncio.run(_run(config, args))
 
 
@@ -60,7 +79,8 @@ async def _run(config: GatewayConfig, args: argparse.Namespace) -> int:
     redis_config = config.rate_limit.redis
     assert redis_config is not None
     client = connect(redis_config)
-    overrides = RedisOverrides(client, redis_config)
+    byte_rules = frozenset(r.name for r in config.rate_limit.rules if r.counts_bytes)
+    overrides = RedisOverrides(client, redis_config, byte_rules)
     try:
         async with asyncio.timeout(_REDIS_DEADLINE):
             return await _apply(overrides, args)
@@ -73,7 +93,7 @@ async def _run(config: GatewayConfig, args: argparse.Namespace) -> int:
 async def _apply(overrides: RedisOverrides, args: argparse.Namespace) -> int:
     if args.limits_command == "set":
         await overrides.set(args.project, args.rule, args.value)
-        print(f"{args.project} {args.rule} = {args.value}")
+        print(f"{args.project} {args.rule} = {_shown(overrides, args.rule, args.value)}")
     elif args.limits_command == "clear":
         removed = await overrides.clear(args.project, args.rule)
         print(f"removed {removed} override(s) of {args.project}")
@@ -81,5 +101,12 @@ async def _apply(overrides: RedisOverrides, args: argparse.Namespace) -> int:
         table = await overrides.load()
         for (project, rule), value in sorted(table.items()):
             if args.project in (None, project):
-                print(f"{project} {rule} = {value}")
+                print(f"{project} {rule} = {_shown(overrides, rule, value)}")
     return 0
+
+
+def _shown(overrides: RedisOverrides, rule: str, value: int) -> str:
+    """A byte rule's value with its size as people read it: 53687091200 (50.0 GiB)."""
+    if rule in overrides.byte_rules:
+        return f"{value} ({ByteSize(value).human_readable(separator=' ')})"
+    return str(value)

@@ -1,8 +1,9 @@
 """Per-tenant limit overrides, kept in Redis so that every replica shares them.
 
-One hash (``igw:overrides``, field ``rule|project``, value the limit) holds
-them all. Each gateway re-reads it in the background every
-``redis.overrides_refresh`` seconds and the limiter looks values up in that
+One hash (``igw:overrides``, field ``rule|project``, value the limit: a
+number of requests, or of bytes for a byte rule) holds them all. Each
+gateway re-reads it in the background every ``redis.overrides_refresh``
+seconds and the limiter looks values up in that
 copy, so a change reaches every replica within the refresh interval without
 a restart and without a second round trip on the request path. Polling
 rather than pub/sub: a replica that was disconnected when a change was
@@ -16,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from contextlib import suppress
 
-from gateway.config import MAX_LIMIT, RedisConfig
+from gateway.config import MAX_BYTES, MAX_LIMIT, RedisConfig
 from gateway.ratelimit.background import stop_task
 from gateway.redis_connect import REDIS_FAILURES, RedisClient
 
@@ -31,9 +32,13 @@ OverrideTable = Mapping[tuple[str, str], int]
 class RedisOverrides:
     """Reads and writes the override hash; used by the CLI and the refresher."""
 
-    def __init__(self, client: RedisClient, config: RedisConfig) -> None:
+    def __init__(
+        self, client: RedisClient, config: RedisConfig, byte_rules: frozenset[str] = frozenset()
+    ) -> None:
         self.client = client
         self.key = f"{config.key_prefix}:overrides"
+        # Rules whose limit is bytes: their values are held to MAX_BYTES.
+        self.byte_rules = byte_rules
         # Entries the last load left out, with (the start of) their value.
         self.refused: dict[tuple[str, str], str] = {}
 
@@ -50,11 +55,12 @@ class RedisOverrides:
         return int(await self.client.hdel(self.key, *fields)) if fields else 0
 
     async def load(self) -> dict[tuple[str, str], int]:
-        """The overrides whose value is a limit (1 to MAX_LIMIT); the others are
-        left out and recorded in ``refused`` (anything can write to Redis)."""
+        """The overrides whose value is a limit (1 to MAX_LIMIT requests, or to
+        MAX_BYTES for a byte rule); the others are left out and recorded in
+        ``refused`` (anything can write to Redis)."""
         table, refused = {}, {}
         for (project, rule), text in await self._entries():
-            value = _limit(text)
+            value = _limit(text, MAX_BYTES if rule in self.byte_rules else MAX_LIMIT)
             if value is None:
                 refused[(project, rule)] = text[:32]
             else:
@@ -73,12 +79,12 @@ class RedisOverrides:
         return entries
 
 
-def _limit(text: str) -> int | None:
+def _limit(text: str, most: int) -> int | None:
     try:
         value = int(text)
     except ValueError:
         return None
-    return value if 0 < value <= MAX_LIMIT else None
+    return value if 0 < value <= most else None
 
 
 class OverrideRefresher:
@@ -123,13 +129,14 @@ class OverrideRefresher:
         for (project, rule), value in refused.items():
             if self._known_refused.get((project, rule)) != value:
                 self.refused_entries += 1
+                most = MAX_BYTES if rule in self.source.byte_rules else MAX_LIMIT
                 log.warning(
                     "ignoring the override of rule %s for project %s: %r is not a limit"
                     " from 1 to %d",
                     rule[:64],
                     project[:64],
                     value,
-                    MAX_LIMIT,
+                    most,
                 )
         self._known_refused = dict(refused)
 

@@ -17,11 +17,12 @@ from tests.support.gateway_app import Client, GatewayFactory
 from tests.support.gateway_config import config_data, write_config
 from tests.support.ports import free_port
 from tests.support.tokens import Keys, TokenFactory
-from tests.support.upstreams import ScriptedUpstream
+from tests.support.upstreams import ImageDataBackend, ScriptedUpstream
 
 RULES = [
     {"name": "deletes", "path": "^/(v2/)?images/", "unit": "minute", "value": 5},
     {"name": "all", "unit": "minute", "value": 1000, "by": "global"},
+    {"name": "upload-bytes", "count": "bytes", "unit": "day", "value": "1MiB"},
 ]
 
 
@@ -45,16 +46,16 @@ def limits_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def _deletes_limit(client: Client, tok: str) -> int:
+async def _deletes_limit(client: Client, tok: str, rule: str = "deletes") -> int:
     response = await client.get("/limits", headers={"X-Auth-Token": tok})
     body = await response.json()
-    [deletes] = [e for e in body["limits"]["rate"] if e["name"] == "deletes"]
+    [deletes] = [e for e in body["limits"]["rate"] if e["name"] == rule]
     return int(deletes["limit"][0]["value"])
 
 
-async def _until_limit(clients: list[Client], tok: str, value: int) -> float:
+async def _until_limit(clients: list[Client], tok: str, value: int, rule: str = "deletes") -> float:
     started = time.monotonic()
-    while [await _deletes_limit(c, tok) for c in clients] != [value] * len(clients):
+    while [await _deletes_limit(c, tok, rule) for c in clients] != [value] * len(clients):
         assert time.monotonic() - started < 3, "a replica never saw the override"
         await asyncio.sleep(0.02)
     return time.monotonic() - started
@@ -101,7 +102,16 @@ async def test_override_reaches_every_replica_within_a_second_and_is_enforced(
         (["set", "--project", "p", "--rule", "nope", "--value", "3"], "no rule 'nope'"),
         (["set", "--project", "p", "--rule", "deletes", "--value", "0"], "from 1 to"),
         (["set", "--project", "p", "--rule", "all", "--value", "3"], "no tenant"),
-        (["set", "--project", "p", "--rule", "deletes", "--value", "x"], "invalid int"),
+        (["set", "--project", "p", "--rule", "deletes", "--value", "x"], "requests, not x"),
+        (["set", "--project", "p", "--rule", "deletes", "--value", "2GiB"], "requests, not 2GiB"),
+        (
+            ["set", "--project", "p", "--rule", "upload-bytes", "--value", "2GiBs"],
+            "--value of byte rule 'upload-bytes': could not interpret byte unit: GiBs",
+        ),
+        (
+            ["set", "--project", "p", "--rule", "upload-bytes", "--value", "2PiB"],
+            "from 1 byte to 1.0 PiB",
+        ),
     ],
 )
 def test_bad_overrides_are_refused_and_change_nothing(
@@ -111,6 +121,37 @@ def test_bad_overrides_are_refused_and_change_nothing(
     assert done.returncode == 2
     assert message in done.stderr
     assert redis.Redis.from_url(redis_url).hgetall("igw:overrides") == {}
+
+
+async def test_a_byte_rule_is_overridden_with_a_size(
+    make_gateway: GatewayFactory,
+    image_backend: tuple[ImageDataBackend, str],
+    config_file: Path,
+    redis_url: str,
+    token: TokenFactory,
+) -> None:
+    section: dict[str, Any] = {"store": "redis", "redis": {"url": redis_url}, "rules": RULES}
+    gateway = await make_gateway(image_backend[1], rate_limit=section)
+    done = limits_cli(
+        config_file, "set", "--project", "project-a", "--rule", "upload-bytes", "--value", "2MiB"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "project-a upload-bytes = 2097152 (2.0 MiB)"
+    listed = limits_cli(config_file, "get")
+    assert listed.stdout.strip() == "project-a upload-bytes = 2097152 (2.0 MiB)"
+    tok = token(roles=["admin"])
+    headers = {"X-Auth-Token": tok, "Content-Type": "application/octet-stream"}
+    path = "/v2/images/8b5e1f8e-9d1c-4a5c-9f0e-3d0f6f1f2a3b/file"
+    assert await _until_limit([gateway], tok, 2 << 20, "upload-bytes") < 1.0
+    # 1.5 MiB: over the configured 1 MiB, within the project's 2 MiB.
+    uploaded = await gateway.put(path, data=b"x" * (3 << 19), headers=headers)
+    assert uploaded.status == 204
+    assert (
+        '"upload-bytes";q=2097152;qu="content-bytes";w=86400'
+        in (uploaded.headers["RateLimit-Policy"])
+    )
+    refused = await gateway.put(path, data=b"x" * (3 << 19), headers=headers)
+    assert refused.status == 413
 
 
 def test_overrides_need_redis(tmp_path: Path, keys: Keys) -> None:
