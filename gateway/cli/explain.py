@@ -10,7 +10,9 @@ production) unless ``--no-owner-lookup`` is given.
 
 The explanation is read off the request context the chain filled in: each
 step records what it decided, and a refusal came from the last step the
-request entered.
+request entered. Given ``--bytes``, it also says whether the route's byte
+rules would hold a body of that size (an upload's, or a download's), and
+which would refuse it: asked of the store as a look, nothing reserved.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from pydantic import ByteSize
 from yarl import URL
 
 from gateway.app import GATEWAY, DryRun, build_app
@@ -29,6 +32,8 @@ from gateway.authn.keystone.token_body import KeystoneToken
 from gateway.authn.tokens import JwtVerifier, VerifiedToken
 from gateway.config import GatewayConfig
 from gateway.handlers.proxy import upstream_request_headers, upstream_target
+from gateway.ratelimit.byte_budget import BudgetRefused
+from gateway.ratelimit.limiter import ByteDecision, LimiterUnavailable
 from gateway.request_context import RequestContext, context_of
 
 # A step passes (True), refuses (False), or cannot decide offline (None).
@@ -166,8 +171,61 @@ def _refused(step: str, ctx: RequestContext) -> str:
     return f"{fault.status}: {what}"
 
 
+def _size(count: float) -> str:
+    return ByteSize(int(count)).human_readable(separator=" ")
+
+
+def _wait(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
+async def byte_step(ctx: RequestContext, size: int) -> Step:
+    """Whether the route's byte rules would hold ``size`` bytes, and which would not."""
+    budget = ctx.byte_budget
+    route = ctx.route.name if ctx.route is not None else "this request"
+    if budget is None:
+        return Step("bytes", True, f"no byte rule counts {route}")
+    try:
+        await budget.reserve(size)
+    except BudgetRefused as refused:
+        return Step("bytes", False, _byte_refusal(refused.decision, size))
+    except LimiterUnavailable as exc:
+        return Step("bytes", None, f"the byte budgets cannot be asked: {exc}")
+    assert budget.decision is not None
+    subjects = {check.rule: check.subject for check in budget.decision.checks}
+    left = "; ".join(
+        f"{limit.rule.name}: {_size(limit.result.remaining)} of {_size(limit.limit)}"
+        f"/{limit.rule.unit} left as {subjects[limit.rule.name]}"
+        for limit in budget.decision.limits
+    )
+    return Step("bytes", True, f"{_size(size)} fits: {left}")
+
+
+def _byte_refusal(decision: ByteDecision, size: int) -> str:
+    subjects = {check.rule: check.subject for check in decision.checks}
+    why = []
+    for limit in decision.limits:
+        if limit.rule not in decision.refused:
+            continue
+        rule, result = limit.rule, limit.result
+        when = (
+            "it is more than the whole budget"
+            if result.retry_after == float("inf")
+            else f"room in {_wait(result.retry_after)}"
+        )
+        why.append(
+            f"{rule.name} ({_size(limit.limit)}/{rule.unit} as {subjects[rule.name]}) has "
+            f"{_size(result.remaining)} left: {when}"
+        )
+    return f"413: a {_size(size)} body would be refused by " + "; ".join(why)
+
+
 def explanation_of(
-    ctx: RequestContext, forwarded: Forwarded | None, verifier: JwtVerifier, upstream_url: str
+    ctx: RequestContext,
+    forwarded: Forwarded | None,
+    verifier: JwtVerifier,
+    upstream_url: str,
+    bytes_step: Step | None = None,
 ) -> Explanation:
     out = Explanation()
     reached = CHAIN.index(ctx.step) if ctx.step in CHAIN else -1
@@ -190,7 +248,12 @@ def explanation_of(
     if ctx.fault is not None:
         # Refused outside the deciding steps.
         out.add(ctx.step or "gateway", False, _refused(ctx.step, ctx))
-    elif forwarded is not None:
+        return out
+    if bytes_step is not None:
+        out.add(bytes_step.name, bytes_step.outcome, bytes_step.why)
+        if bytes_step.outcome is False:
+            return out
+    if forwarded is not None:
         roles = forwarded.headers.get("X-Roles", "")
         project = forwarded.headers.get("X-Project-Id", "")
         target = f"{forwarded.method} {upstream_url}{forwarded.target}"
@@ -201,7 +264,13 @@ def explanation_of(
 
 
 async def explain(
-    config: GatewayConfig, token: str, method: str, path: str, *, owner_lookup: bool = True
+    config: GatewayConfig,
+    token: str,
+    method: str,
+    path: str,
+    *,
+    owner_lookup: bool = True,
+    size: int | None = None,
 ) -> Explanation:
     recorder = Recorder()
     app = build_app(config, dry_run=DryRun(recorder.handle, owner_lookup=owner_lookup))
@@ -226,6 +295,12 @@ async def explain(
         ):
             await response.read()
         gateway = app[GATEWAY]
-        return explanation_of(seen[0], recorder.forwarded, gateway.verifier, config.upstream.url)
+        ctx = seen[0]
+        bytes_step = None
+        if size is not None and ctx.fault is None:
+            bytes_step = await byte_step(ctx, size)
+        return explanation_of(
+            ctx, recorder.forwarded, gateway.verifier, config.upstream.url, bytes_step
+        )
     finally:
         await runner.cleanup()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway import __version__
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import ConfigError, GatewayConfig, load_config, parse_byte_size
 from gateway.ratelimit.commands import add_limits_commands, run_limits_command
 
 
@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not ask the backend who owns the image (read-only GET otherwise)",
     )
+    explain.add_argument(
+        "--bytes",
+        metavar="SIZE",
+        help="the size of the image data it moves (4GiB): which byte rule would refuse it",
+    )
     explain.add_argument("method", help="e.g. DELETE")
     explain.add_argument("path", help="e.g. /v2/images/<id>")
 
@@ -90,8 +95,14 @@ def _explain(args: argparse.Namespace) -> int:
     # warnings about the same (the backend's outage line) would repeat it.
     logging.getLogger("gateway").setLevel(logging.ERROR)
     owner_lookup = not args.no_owner_lookup
+    size = None
+    if args.bytes is not None:
+        try:
+            size = parse_byte_size(args.bytes)
+        except ValueError as exc:
+            raise ValueError(f"--bytes: {exc}") from None
     result = asyncio.run(
-        explain(config, args.token, args.method, args.path, owner_lookup=owner_lookup)
+        explain(config, args.token, args.method, args.path, owner_lookup=owner_lookup, size=size)
     )
     print(result.render())
     return {True: 0, False: 1, None: 3}[result.outcome]

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -20,6 +21,7 @@ from tests.support import REPO
 from tests.support.gateway_app import GatewayFactory
 from tests.support.gateway_config import config_data
 from tests.support.tokens import Keys, TokenFactory
+from tests.support.upstreams import ImageDataBackend
 
 ExplainFor = Callable[..., Awaitable[Explanation]]
 
@@ -195,3 +197,66 @@ async def test_explain_counts_nothing_and_sees_what_the_gateway_counted(
     assert over.outcome is False
     assert over.steps[-1].name == "rate limit"
     assert over.steps[-1].why.startswith("413: This request was rate-limited. Over limit deletes.")
+
+
+async def test_explain_names_the_byte_rule_a_body_of_that_size_would_meet(
+    keys: Keys,
+    image_backend: tuple[ImageDataBackend, str],
+    redis_url: str,
+    token: TokenFactory,
+    make_gateway: GatewayFactory,
+) -> None:
+    upstream = image_backend[1]
+    one_mib_a_day = {
+        "store": "redis",
+        "redis": {"url": redis_url},
+        "rules": [{"name": "upload-bytes", "count": "bytes", "unit": "day", "value": "1MiB"}],
+    }
+    config = parse_config(config_data(upstream, keys, rate_limit=one_mib_a_day))
+    tok = token(roles=["admin"])
+    path = f"/v2/images/{uuid.uuid4()}/file"
+    fits = await explain(config, tok, "PUT", path, size=512 << 10)
+    assert fits.outcome is True
+    assert step(fits, "bytes") == (
+        "512.0 KiB fits: upload-bytes: 1.0 MiB of 1.0 MiB/day left as project:project-a"
+    )
+    never = await explain(config, tok, "PUT", path, size=2 << 20)
+    assert never.outcome is False
+    assert step(never, "bytes") == (
+        "413: a 2.0 MiB body would be refused by upload-bytes (1.0 MiB/day as "
+        "project:project-a) has 1.0 MiB left: it is more than the whole budget"
+    )
+    assert "proxy" not in [s.name for s in never.steps]
+    # Nothing was reserved by either look.
+    assert redis.Redis.from_url(redis_url).keys("igw:bytes:*") == []
+    # The gateway, counting: 800 KiB moved, and 512 KiB no longer fit.
+    gateway = await make_gateway(upstream, rate_limit=one_mib_a_day)
+    headers = {"X-Auth-Token": tok, "Content-Type": "application/octet-stream"}
+    assert (await gateway.put(path, data=b"x" * (800 << 10), headers=headers)).status == 204
+    later = await explain(config, tok, "PUT", path, size=512 << 10)
+    assert later.outcome is False
+    assert step(later, "bytes").endswith("has 224.0 KiB left: room in 24.0 h")
+    # The rule counts downloads too (it names no routes).
+    downloads = await explain(config, tok, "GET", path, size=200 << 10)
+    assert step(downloads, "bytes").startswith("200.0 KiB fits: upload-bytes: 224.0 KiB of")
+    listing = await explain(config, tok, "GET", "/v2/images", size=512 << 10)
+    assert step(listing, "bytes") == "no byte rule counts get_images"
+
+
+def test_cli_reads_the_size_as_people_write_it(
+    tmp_path: Path, keys: Keys, token: TokenFactory
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config_data("http://127.0.0.1:1", keys)))
+    command = [sys.executable, "-m", "gateway", "explain", "--config", str(path)]
+    target = ["--token", token(roles=["admin"]), "GET", "/v2/images"]
+    bad = subprocess.run(
+        [*command, "--bytes", "4GiBs", *target], cwd=REPO, capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert "--bytes: could not interpret byte unit: GiBs" in bad.stderr
+    good = subprocess.run(
+        [*command, "--bytes", "4GiB", *target], cwd=REPO, capture_output=True, text=True
+    )
+    assert good.returncode == 0, good.stderr
+    assert "bytes           ok    no byte rule counts get_images" in good.stdout
