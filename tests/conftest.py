@@ -10,6 +10,7 @@ What the fixtures are built from lives in tests/support/.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,19 @@ from gateway.demo_backend.image_store import create_standin_store_app
 from gateway.ratelimit.store import LimitStore
 from tests.support.gateway_app import Client, GatewayFactory
 from tests.support.gateway_config import config_data, read_config
-from tests.support.gateway_process import GatewayProcess, stop_all
+from tests.support.gateway_process import GatewayFleet, GatewayProcess, stop_all
 from tests.support.observed import Observed, ObservedFactory
 from tests.support.ports import free_port
-from tests.support.redis_servers import RedisProcess
+from tests.support.redis_servers import (
+    STARTUP_DEADLINE,
+    Cluster,
+    RedisProcess,
+    binary,
+    free_cluster_port,
+)
 from tests.support.tokens import Keys, TokenFactory, new_keys
 from tests.support.upstreams import ImageDataBackend, ScriptedUpstream
+from tests.support.waiting import block_until
 
 
 @pytest.fixture(scope="session")
@@ -183,3 +191,63 @@ async def gateway_pair(config_file: Path) -> AsyncIterator[list[str]]:
         yield [process.url for process in processes]
     finally:
         await stop_all(processes)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three masters, no replicas, every slot covered."""
+    servers = []
+    for _ in range(3):
+        port = free_cluster_port()
+        workdir = tmp_path_factory.mktemp(f"cluster-{port}")
+        server = RedisProcess(
+            port,
+            workdir,
+            ("--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf")),
+        )
+        server.start()
+        servers.append(server)
+    cluster = Cluster([s.port for s in servers])
+    subprocess.run(
+        [
+            binary("redis-cli"),
+            "--cluster",
+            "create",
+            *cluster.nodes,
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=STARTUP_DEADLINE,
+    )
+
+    def ready() -> bool:
+        # redis-py parses CLUSTER INFO into a dict.
+        infos = [redis.Redis(port=p).cluster("INFO") for p in cluster.ports]
+        return all(info.get("cluster_state") == "ok" for info in infos)
+
+    block_until(ready, "cluster_state:ok", STARTUP_DEADLINE)
+    yield cluster
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+async def gateway_processes(tmp_path: Path) -> AsyncIterator[GatewayFleet]:
+    """Starts ``n`` ``python -m gateway run`` processes, each on its own port."""
+    started: list[GatewayProcess] = []
+
+    async def start(config: dict[str, Any], n: int) -> list[str]:
+        fleet = []
+        for i in range(n):
+            listen = {"host": "127.0.0.1", "port": free_port(), "shutdown_timeout": 2}
+            data = {**config, "listen": listen, "admin": {"enabled": False}}
+            fleet.append(GatewayProcess.run(data, tmp_path, f"gateway-{len(started) + i}"))
+        started.extend(fleet)
+        await asyncio.gather(*(process.start() for process in fleet))
+        return [process.url for process in fleet]
+
+    yield start
+    await stop_all(started)

@@ -18,8 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.demo_backend.image_store import IMAGES, add_image
-from tests.ratelimit.conftest import GatewayFleet
+from tests.support.byte_use import settled_use
 from tests.support.gateway_config import config_data
+from tests.support.gateway_process import GatewayFleet
 from tests.support.redis_servers import Cluster
 from tests.support.tokens import Keys, TokenFactory
 from tests.support.upstreams import ImageDataBackend
@@ -159,7 +160,7 @@ async def _uploads_meet_one_budget(
         start_line.set()
         async with asyncio.timeout(120):
             statuses = await asyncio.gather(*uploads)
-        used = await _settled_use(session, urls, tok)
+        used = await settled_use(session, urls, tok)
     whole = [u for u in backend.uploads if u.whole]
     received = sum(u.received for u in backend.uploads)
     # An uploader that came once the budget was spent was refused before a byte went.
@@ -172,22 +173,6 @@ async def _uploads_meet_one_budget(
     assert all(u.received == UPLOAD for u in whole)
     assert statuses.count(204) == len(whole)
     assert set(statuses) <= {204, 413, 0}
-
-
-async def _settled_use(session: aiohttp.ClientSession, urls: list[str], tok: str) -> int:
-    """The budget's use as every gateway sees it, once refunds have landed."""
-    seen: list[int] = []
-    for _ in range(200):
-        now = []
-        for url in urls:
-            async with session.get(f"{url}/limits", headers={"X-Auth-Token": tok}) as response:
-                (entry,) = (await response.json())["limits"]["rate"]
-                now.append(int(entry["limit"][0]["value"]) - int(entry["limit"][0]["remaining"]))
-        if len(set(now)) == 1 and seen[-1:] == now[:1]:
-            return now[0]
-        seen.append(now[0])
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the gateways never agreed on the use: {seen[-5:]}")
 
 
 async def test_four_processes_on_one_redis_hold_eight_uploaders_to_one_byte_budget(

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,10 @@ STOP_DEADLINE = 30.0
 POLL_INTERVAL = 0.05
 # How much of its output a failure message shows.
 OUTPUT_TAIL = 3000
+
+# gateway_processes(config, n) -> the URLs of n gateways of that configuration
+# (the fixture is tests/conftest.py's).
+GatewayFleet = Callable[[dict[str, Any], int], Awaitable[list[str]]]
 
 
 @dataclass
