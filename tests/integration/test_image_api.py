@@ -59,15 +59,14 @@ async def test_version_discovery_is_glances_with_links_to_the_gateway(
     assert redirect.headers["Location"] == f"{own}/v2/"
 
 
-async def test_an_upload_the_client_abandons_leaves_no_active_image(
-    gateway: Client, glance: Glance, token: TokenFactory
-) -> None:
-    image_id = await uploadable_image(glance, ALICE)
+async def upload_partly(
+    gateway: Client, glance: Glance, image_id: str, tok: str, total: int, sent: int
+) -> asyncio.StreamWriter:
+    """An upload that declares ``total`` bytes and has sent ``sent``, once
+    Glance is receiving it; the caller closes it."""
     _, writer = await asyncio.open_connection(gateway.host, gateway.port)
-    total, sent = 64 << 20, 8 << 20
     writer.write(
-        f"PUT /v2/images/{image_id}/file HTTP/1.1\r\nHost: gateway\r\n"
-        f"X-Auth-Token: {token_of(token, ALICE)}\r\n"
+        f"PUT /v2/images/{image_id}/file HTTP/1.1\r\nHost: gateway\r\nX-Auth-Token: {tok}\r\n"
         f"Content-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n".encode()
     )
     writer.write(b"\1" * sent)
@@ -77,6 +76,16 @@ async def test_an_upload_the_client_abandons_leaves_no_active_image(
         return await image_status(glance, image_id) == "saving"
 
     await until(saving, "Glance to be receiving the upload")
+    return writer
+
+
+async def test_an_upload_the_client_abandons_leaves_no_active_image(
+    gateway: Client, glance: Glance, token: TokenFactory
+) -> None:
+    image_id = await uploadable_image(glance, ALICE)
+    writer = await upload_partly(
+        gateway, glance, image_id, token_of(token, ALICE), 64 << 20, 8 << 20
+    )
     writer.close()  # the client goes away mid-upload
     await writer.wait_closed()
 
