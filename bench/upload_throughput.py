@@ -9,14 +9,21 @@ in its own process that reads each upload to the end and answers 204):
   ``upload_image``, checks the rule on roles (a global admin: no owner
   look-up) and streams the body on, counting it against
   ``routes.max_image_bytes`` (set to twice the upload);
-- with ``--baseline REF``, ``gateway@REF``: the same from that commit's tree
-  (git archive), in the same rounds.
+- ``gateway+bytes``: the same with a byte rule on ``upload_image`` (a budget
+  the uploads stay within) kept in a Redis the bench starts: the body
+  reserves a slice (``--byte-slice``, 4 MiB as the config's default) each
+  time it passes what it holds, one Redis call per slice;
+- with ``--baseline REF``, ``gateway@REF``: the same as ``gateway`` from
+  that commit's tree (git archive), in the same rounds.
 
 Each upload is ``--mib`` MiB, chunked, from a generator of 1 MiB blocks, as
 glanceclient sends image data. For each round it prints MiB/s of each; then
-the median of each and their ratios, and each gateway worker's peak RSS.
+the median of each, their ratios, the CPU each gateway's processes spent
+per GiB (user + system, summed over the rounds: less moved by the machine's
+load than MiB/s), each gateway worker's peak RSS, and how many script calls
+Redis ran (the byte rule's reservations and refunds).
 
-    python -m bench.upload_throughput [--mib 512] [--rounds 3] [--baseline main]
+    python -m bench.upload_throughput [--mib 512] [--rounds 3] [--byte-slice 4MiB] [--baseline main]
 """
 
 from __future__ import annotations
@@ -33,12 +40,15 @@ from pathlib import Path
 
 import aiohttp
 import jwt
+import redis
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.harness import REPO
+from bench.harness.cpu import cpu_seconds, process_tree
 from bench.harness.processes import checkout, free_port
+from bench.harness.services import backing_services
 
 BLOCK = b"\x5a" * (1 << 20)
 IMAGE = str(uuid.uuid4())
@@ -90,6 +100,29 @@ async def upload(session: aiohttp.ClientSession, url: str, mib: int, token: str)
     return mib / (time.perf_counter() - started)
 
 
+def byte_rule(redis_port: int, byte_slice: str) -> dict[str, object]:
+    """A byte budget on uploads that the bench's uploads stay within."""
+    budget = {"name": "upload-bytes", "count": "bytes", "routes": ["upload_image"],
+              "unit": "hour", "value": "1PiB"}  # fmt: skip
+    section = {
+        "store": "redis",
+        "redis": {"url": f"redis://127.0.0.1:{redis_port}/0"},
+        "byte_slice": byte_slice,
+        "rules": [budget],
+    }
+    return {"rate_limit": section}
+
+
+def script_calls(redis_port: int) -> int:
+    """How many EVALSHA calls Redis has run."""
+    client = redis.Redis(port=redis_port)
+    try:
+        stats = client.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    finally:
+        client.close()
+
+
 def gateway_config(
     backend: str, port: int, key: rsa.RSAPrivateKey, max_image_bytes: int
 ) -> dict[str, object]:
@@ -118,6 +151,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mib", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--byte-slice", default="4MiB", help="the byte rule's slice size")
     parser.add_argument("--baseline", metavar="REF", help="also upload through this commit's")
     args = parser.parse_args()
 
@@ -128,53 +162,75 @@ async def main() -> None:
         algorithm="RS256",
         headers={"kid": "bench"},
     )
-    backend_port = free_port()
+    backend_port, redis_port = free_port(), free_port()
     backend = f"http://127.0.0.1:{backend_port}"
     with tempfile.TemporaryDirectory() as scratch:
-        trees = {"gateway": REPO}
+        # Each gateway: its tree, and what its configuration adds.
+        targets: dict[str, tuple[Path, dict[str, object]]] = {
+            "gateway": (REPO, {}),
+            "gateway+bytes": (REPO, byte_rule(redis_port, args.byte_slice)),
+        }
         if args.baseline:
-            trees[f"gateway@{args.baseline}"] = checkout(args.baseline, Path(scratch))
+            targets[f"gateway@{args.baseline}"] = (checkout(args.baseline, Path(scratch)), {})
+        redis_command, _ = backing_services(Path(scratch), free_port(), redis_port)["redis"]
+        redis_server = await asyncio.create_subprocess_exec(
+            *redis_command, stdout=asyncio.subprocess.DEVNULL
+        )
         urls: dict[str, str] = {}
+        ports = [backend_port, redis_port]
         processes: dict[str, asyncio.subprocess.Process] = {}
         sink = await asyncio.create_subprocess_exec(sys.executable, "-c", SINK, str(backend_port))
         try:
-            for name, tree in trees.items():
+            for name, (tree, extra) in targets.items():
                 port = free_port()
+                ports.append(port)
                 config = Path(scratch) / f"{port}.yaml"
                 settings = gateway_config(backend, port, key, 2 * args.mib << 20)
-                config.write_text(yaml.safe_dump(settings))
+                config.write_text(yaml.safe_dump({**settings, **extra}))
                 processes[name] = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "gateway", "run", "--config", str(config), cwd=tree
                 )
                 urls[name] = f"http://127.0.0.1:{port}"
-            await wait_listening(backend_port)
-            for url in urls.values():
-                await wait_listening(int(url.rsplit(":", 1)[1]))
+            for port in ports:
+                await wait_listening(port)
             urls = {"direct": backend, **urls}
             results: dict[str, list[float]] = {name: [] for name in urls}
+            cpu = dict.fromkeys(targets, 0.0)
             timeout = aiohttp.ClientTimeout(total=None)
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 for url in urls.values():
                     await upload(session, url, 16, token)  # warm up every path
+                calls_before = script_calls(redis_port)
                 for number in range(1, args.rounds + 1):
                     line = []
                     for name, url in urls.items():
+                        pids = process_tree(processes[name].pid) if name in targets else []
+                        before = sum(cpu_seconds(pids))
                         rate = await upload(session, url, args.mib, token)
+                        if name in targets:
+                            cpu[name] += sum(cpu_seconds(pids)) - before
                         results[name].append(rate)
                         line.append(f"{name} {rate:7.1f} MiB/s")
                     print(f"round {number}: " + "   ".join(line), flush=True)
+                calls = script_calls(redis_port) - calls_before
             medians = {name: statistics.median(rates) for name, rates in results.items()}
             print(f"median of {args.rounds} x {args.mib} MiB: " + ", ".join(
                 f"{name} {rate:.1f} MiB/s" for name, rate in medians.items()))  # fmt: skip
-            for name in trees:
+            for name in targets:
                 print(f"{name}/direct {medians[name] / medians['direct']:.2f}")
+            print(f"gateway+bytes/gateway {medians['gateway+bytes'] / medians['gateway']:.3f}")
             if args.baseline:
                 base = f"gateway@{args.baseline}"
                 print(f"gateway/{base} {medians['gateway'] / medians[base]:.3f}")
+            gib = args.rounds * args.mib / 1024
+            per_gib = ", ".join(f"{name} {cpu[name] / gib:.2f} s" for name in targets)
+            ratio = cpu["gateway+bytes"] / cpu["gateway"]
+            print(f"CPU per GiB: {per_gib}; gateway+bytes/gateway {ratio:.3f}")
+            print(f"Redis script calls for {args.rounds} uploads with the byte rule: {calls}")
             for name, process in processes.items():
                 print(f"{name} worker peak RSS: {peak_rss_mib(process.pid):.0f} MiB")
         finally:
-            for process in (*processes.values(), sink):
+            for process in (*processes.values(), sink, redis_server):
                 process.terminate()
                 await asyncio.wait_for(process.wait(), 30)
 
