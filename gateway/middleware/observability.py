@@ -10,7 +10,6 @@ in-process counters, read only when /metrics is scraped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 
@@ -22,7 +21,7 @@ from gateway.observability.access_log import ACCESS_LOGGER, AccessLog
 from gateway.observability.audit import AuditSink
 from gateway.observability.feed import DecisionFeed
 from gateway.observability.metrics import GatewayMetrics
-from gateway.observability.records import CLIENT_CLOSED, RequestRecord, request_record
+from gateway.observability.records import RequestRecord, failure_status, request_record
 from gateway.request_context import RequestContext, context_of
 
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -44,11 +43,8 @@ class ObservabilityMiddleware(Middleware):
             response = await handler(request)
             status = response.status
             return response
-        except asyncio.CancelledError:
-            status = CLIENT_CLOSED
-            raise
-        except web.HTTPException as exc:
-            status = exc.status
+        except BaseException as exc:
+            status = failure_status(exc)
             raise
         finally:
             try:

@@ -9,10 +9,12 @@ request's headers, so the token cannot end up in it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
+from aiohttp import web
 
 from gateway.http.upstream import UPSTREAM_CAUSE_PREFIX
 from gateway.observability.logs import utc_iso_ms
@@ -25,6 +27,16 @@ DELETE_ROUTE = "delete_image"
 
 # nginx's "client closed request": the client went away before the answer.
 CLIENT_CLOSED = 499
+
+
+def failure_status(exc: BaseException) -> int:
+    """The status a request that ended in ``exc`` is recorded with: the client
+    gone, an HTTP exception's own, else 500."""
+    if isinstance(exc, asyncio.CancelledError):
+        return CLIENT_CLOSED
+    if isinstance(exc, web.HTTPException):
+        return exc.status
+    return 500
 
 
 def _ms(seconds: float) -> float:

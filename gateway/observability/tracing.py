@@ -50,7 +50,7 @@ from gateway.http.upstream import UpstreamClient
 from gateway.middleware.base import Middleware
 from gateway.observability.instrumentation import Instrumentation
 from gateway.observability.outages import Outage
-from gateway.observability.records import CLIENT_CLOSED, decision_of, upstream_error_kind
+from gateway.observability.records import decision_of, failure_status, upstream_error_kind
 from gateway.ratelimit.limiter import LimitDecision, RateLimiter
 from gateway.ratelimit.overrides import OverrideRefresher
 from gateway.ratelimit.redis_store import RedisStore
@@ -101,11 +101,8 @@ class ServerSpanMiddleware(Middleware):
                 response = await handler(request)
                 status = response.status
                 return response
-            except asyncio.CancelledError:
-                status = CLIENT_CLOSED
-                raise
-            except web.HTTPException as exc:
-                status = exc.status
+            except BaseException as exc:
+                status = failure_status(exc)
                 raise
             finally:
                 if span.is_recording():
