@@ -25,7 +25,6 @@ import asyncio
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -349,6 +348,22 @@ def _known_expectations_only(message: Any) -> Any:
     return message._replace(headers=CIMultiDictProxy(headers), raw_headers=raw)
 
 
+# The server's (a BaseRequest) or an app's handler (a Request): either serves.
+AppHandler = Callable[[Any], Awaitable[web.StreamResponse]]
+
+
+class _Target:
+    """A handler requests go to, and how many are in it now: counted as a plain
+    integer on every request, with a future only while a drain waits for it."""
+
+    __slots__ = ("handler", "idle", "in_flight")
+
+    def __init__(self, handler: AppHandler) -> None:
+        self.handler = handler
+        self.in_flight = 0
+        self.idle: asyncio.Future[None] | None = None
+
+
 class GatewayServer(web.Server):
     """aiohttp's Server, making GatewayRequestHandlers, refusing past the cap.
 
@@ -363,11 +378,9 @@ class GatewayServer(web.Server):
         def request_factory(message: Any, *args: Any) -> web.BaseRequest:
             return make_request(_known_expectations_only(message), *args)
 
-        self._target: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] = (
-            plain.request_handler
-        )
-        self._in_flight: Counter[Any] = Counter()
-        self._idle = asyncio.Event()
+        self._target = _Target(plain.request_handler)
+        # Every handler requests were sent to that still has some in it.
+        self._targets: set[_Target] = set()
         self._heads: UnfinishedHeads[GatewayRequestHandler] = UnfinishedHeads(
             limits.max_unfinished_heads_per_client
         )
@@ -383,37 +396,41 @@ class GatewayServer(web.Server):
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         target = self._target
-        self._in_flight[target] += 1
+        if not target.in_flight:
+            self._targets.add(target)
+        target.in_flight += 1
         try:
-            return await target(request)
+            return await target.handler(request)
         finally:
-            self._in_flight[target] -= 1
-            if not self._in_flight[target]:
-                del self._in_flight[target]
-                self._idle.set()
+            target.in_flight -= 1
+            if not target.in_flight:
+                self._targets.discard(target)
+                if target.idle is not None:
+                    target.idle.set_result(None)
+                    target.idle = None
 
     @property
     def in_flight(self) -> int:
         """Requests being handled now, by whichever app."""
-        return sum(self._in_flight.values())
+        return sum(target.in_flight for target in self._targets)
 
-    def switch(self, handler: Any) -> Any:
+    def switch(self, handler: AppHandler) -> AppHandler:
         """Send every request from now on to ``handler``; return the one replaced."""
-        old, self._target = self._target, handler
-        return old
+        old, self._target = self._target, _Target(handler)
+        return old.handler
 
-    async def drained(self, handler: Any, grace: float) -> bool:
+    async def drained(self, handler: AppHandler, grace: float) -> bool:
         """Wait until no request is in ``handler``; False if ``grace`` seconds passed first."""
+        target = next((t for t in self._targets if t.handler == handler), None)
+        if target is None:
+            return True
+        if target.idle is None:
+            target.idle = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(grace):
-                while self._in_flight[handler]:
-                    self._idle.clear()
-                    await self._idle.wait()
+                await asyncio.shield(target.idle)
         except TimeoutError:
             return False
-        finally:
-            if not self._in_flight[handler]:
-                del self._in_flight[handler]
         return True
 
     def __call__(self) -> Any:
