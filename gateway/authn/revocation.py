@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.config import RedisConfig, RevocationConfig
+from gateway.observability.outages import Outage
 
 log = logging.getLogger("gateway.authn.revocation")
 
@@ -165,11 +166,10 @@ class RedisRevocationStore:
         self._retry_max = config.probe_interval
         self.synced = asyncio.Event()
         self.resyncs = 0
-        self.failures = 0
-        # Outages: one from the first failure to the next resync, however
-        # many attempts it took; unreachable_since is its start (monotonic).
-        self.outages = 0
-        self.unreachable_since: float | None = None
+        # From the first failure to the next resync, however many attempts
+        # it took: one outage, logged as it begins, at most once per
+        # interval while it lasts, and as it ends.
+        self.outage = Outage("Redis (revocations)", log)
 
     async def open(self) -> None:
         """Follow the channel; wait briefly for the first sync so a fresh process starts current."""
@@ -208,27 +208,15 @@ class RedisRevocationStore:
                 self.revocations.add(revocation)
         self.revocations.prune(now)
         self.resyncs += 1
-        if self.unreachable_since is not None:
-            log.info(
-                "revocations: Redis back after %.1f s; resynced, %d revocation(s)",
-                time.monotonic() - self.unreachable_since,
-                len(self.revocations),
-            )
-            self.unreachable_since = None
+        self.outage.recovered(f"resynced, {len(self.revocations)} revocation(s)")
 
     def _lost(self, reason: str) -> None:
         """Following Redis failed: logged when an outage begins, counted always."""
         self.synced.clear()
-        self.failures += 1
-        if self.unreachable_since is None:
-            self.unreachable_since = time.monotonic()
-            self.outages += 1
-            log.warning(
-                "revocations: Redis unreachable (%s); the %d revocation(s) known keep"
-                " applying until it is back",
-                reason,
-                len(self.revocations),
-            )
+        self.outage.failed(
+            f"{reason}; the {len(self.revocations)} revocation(s) known keep applying"
+            " until it is back"
+        )
 
     async def _follow(self) -> None:
         backoff = 0.05

@@ -63,8 +63,8 @@ def mirror_counts(
 
     if isinstance(revocations, RedisRevocationStore):
         metrics.mirror(metrics.revocation_resyncs, lambda: revocations.resyncs)
-        metrics.mirror(metrics.revocation_failures, lambda: revocations.failures)
-        metrics.mirror(metrics.revocation_outages, lambda: revocations.outages)
+        metrics.mirror(metrics.revocation_failures, lambda: revocations.outage.count)
+        metrics.mirror(metrics.revocation_outages, lambda: revocations.outage.outages)
 
     metrics.mirror(metrics.feed_dropped, lambda: feed.dropped)
     metrics.mirror(metrics.identity_headers_dropped, lambda: boundary.identity_headers_dropped)

@@ -39,8 +39,10 @@ class Outage:
         self.clock = clock
         # When the current outage began; None while the dependency answers.
         self.since: float | None = None
-        # Every failure, for the metrics; and those of the current outage.
+        # Every failure and every outage, for the metrics; and the failures
+        # of the current outage.
         self.count = 0
+        self.outages = 0
         self._failures = 0
         self._unlogged = 0
         self._last_logged = 0.0
@@ -54,6 +56,7 @@ class Outage:
         now = self.clock()
         extra = {"request_id": request_id} if request_id is not None else None
         if self.since is None:
+            self.outages += 1
             self.since = self._last_logged = now
             self._failures, self._unlogged = 1, 0
             self.log.log(self.level, "%s unavailable: %s", self.dependency, detail, extra=extra)
@@ -69,13 +72,16 @@ class Outage:
         )  # fmt: skip
         self._last_logged, self._unlogged = now, 0
 
-    def recovered(self) -> None:
+    def recovered(self, detail: str | None = None) -> None:
+        """The dependency answered; ``detail``, what the caller did about it,
+        ends the outage's last line."""
         since = self.since
         if since is None:
             return
         self.since = None
         self.log.log(
             self.level,
-            "%s recovered after %.1fs down, %d failure(s)",
+            "%s recovered after %.1fs down, %d failure(s)%s",
             self.dependency, self.clock() - since, self._failures,
+            "" if detail is None else f"; {detail}",
         )  # fmt: skip

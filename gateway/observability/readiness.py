@@ -99,7 +99,7 @@ class RevocationSynced:
         known = len(self.store.revocations)
         if self.store.synced.is_set():
             return ReadinessResult(True, f"{known} revocation(s), following")
-        since = self.store.unreachable_since
+        since = self.store.outage.since
         lost = "" if since is None else f" for {time.monotonic() - since:.0f} s"
         return ReadinessResult(
             False, f"not synced with Redis{lost}; resyncing; the {known} known still apply"

@@ -231,12 +231,13 @@ async def test_resync_after_the_subscription_drops(
 
     await seconds_until(refused, "the refusal", deadline=5.0)
     assert store.resyncs >= 2
-    assert store.failures >= 1
+    assert store.outage.count >= 1
     # The outage's start and its end, each once.
-    lines = [r.getMessage() for r in caplog.records if "revocations: Redis" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "Redis (revocations)" in r.getMessage()]
     assert len(lines) == 2, lines
-    assert lines[0].startswith("revocations: Redis unreachable")
-    assert lines[1].startswith("revocations: Redis back after ")
+    assert lines[0].startswith("Redis (revocations) unavailable: ")
+    assert lines[1].startswith("Redis (revocations) recovered after ")
+    assert lines[1].endswith("; resynced, 1 revocation(s)")
 
 
 @pytest.mark.parametrize(
@@ -276,7 +277,7 @@ async def test_redis_down_at_start_is_logged_and_the_gateway_serves(
     store = client.app[GATEWAY].revocations
     assert isinstance(store, RedisRevocationStore)
     assert not store.synced.is_set()
-    assert store.failures >= 1
+    assert store.outage.count >= 1
     messages = [r.getMessage() for r in caplog.records]
     assert any("no sync from Redis yet" in m for m in messages)
     assert await status(client, store_app, token()) == 204
@@ -382,7 +383,7 @@ async def _outage_and_empty_restart(
         return refused(jti)
 
     async def retried() -> bool:
-        return store.failures >= 5
+        return store.outage.count >= 5
 
     await _revoke_jti(own_redis.url, "before-the-outage")
     await seconds_until(partial(known, "before-the-outage"), "the first revocation", deadline=1.0)
@@ -399,9 +400,10 @@ async def _outage_and_empty_restart(
             partial(known, "after-the-restart"), "the revocation after the restart", deadline=1.0
         )
     assert refused("before-the-outage")
-    lost = [r.getMessage() for r in caplog.records if "Redis unreachable" in r.getMessage()]
-    back = [r.getMessage() for r in caplog.records if "Redis back after" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records]
+    lost = [line for line in lines if line.startswith("Redis (revocations) unavailable: ")]
+    back = [line for line in lines if line.startswith("Redis (revocations) recovered after ")]
     assert len(lost) == 1, lost
     assert "the 1 revocation(s) known keep applying" in lost[0]
     assert len(back) == 1, back
-    assert (store.outages, store.unreachable_since) == (1, None)
+    assert (store.outage.outages, store.outage.since) == (1, None)

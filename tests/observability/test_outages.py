@@ -59,11 +59,12 @@ def test_a_new_outage_after_a_recovery_starts_its_own_count(
     clock.now += 5
     outage.failed("timed out")
     clock.now += 2
-    outage.recovered()
+    outage.recovered("resynced")
 
     assert lines(caplog)[1:] == [
         "Keystone recovered after 1.0s down, 1 failure(s)",
         "Keystone unavailable: timed out",
-        "Keystone recovered after 2.0s down, 1 failure(s)",
+        "Keystone recovered after 2.0s down, 1 failure(s); resynced",
     ]
+    assert (outage.outages, outage.count) == (2, 2)
     assert caplog.records[0].request_id == "req-1"  # type: ignore[attr-defined]

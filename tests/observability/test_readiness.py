@@ -330,7 +330,7 @@ async def test_three_gateways_stay_ready_and_serve_through_a_redis_restart(
         outages = [await fleet.sample(m, "gateway_revocation_outages_total") for m in fleet.members]
         assert outages == [1, 1, 1]
         for member in fleet.members:
-            assert member.process.log().count("revocations: Redis unreachable") == 1
+            assert member.process.log().count("Redis (revocations) unavailable: ") == 1
 
         own_redis.start()
         revoke(config_file, revoked_after)
