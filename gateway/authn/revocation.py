@@ -115,6 +115,10 @@ class RevocationList:
                 return f"its {kind} was revoked"
         return None
 
+    def missing_from(self, members: set[str]) -> list[Revocation]:
+        """The revocations held here whose stored form is not in ``members``."""
+        return [r for r in self._entries.values() if r.to_json() not in members]
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -207,8 +211,26 @@ class RedisRevocationStore:
             if revocation is not None:
                 self.revocations.add(revocation)
         self.revocations.prune(now)
+        await self._restore(self.revocations.missing_from({m.decode() for m, _ in members}))
         self.resyncs += 1
         self.outage.recovered(f"resynced, {len(self.revocations)} revocation(s)")
+
+    async def _restore(self, missing: list[Revocation]) -> None:
+        """Write back what this process knows and Redis lost (restarted
+        empty, or failed over to a replica that never had it), and tell every
+        process: otherwise one started since would let a revoked token in."""
+        if not missing:
+            return
+        async with self.client.pipeline(transaction=True) as pipe:
+            for revocation in missing:
+                member = revocation.to_json()
+                pipe.zadd(self.key, {member: revocation.expires_at}, gt=True)
+                pipe.publish(self.channel, json.dumps([member, revocation.expires_at]))
+            await pipe.execute()
+        log.warning(
+            "revocations: Redis had lost %d revocation(s) this process knows; written back",
+            len(missing),
+        )
 
     def _lost(self, reason: str) -> None:
         """Following Redis failed: logged when an outage begins, counted always."""
