@@ -11,8 +11,14 @@ in its own process that reads each upload to the end and answers 204):
   ``routes.max_image_bytes`` (set to twice the upload);
 - ``gateway+bytes``: the same with a byte rule on ``upload_image`` (a budget
   the uploads stay within) kept in a Redis the bench starts: the body
-  reserves a slice (``--byte-slice``, 4 MiB as the config's default) each
-  time it passes what it holds, one Redis call per slice;
+  reserves a slice (the configuration's default, 16 MiB) each time it
+  passes what it holds, one Redis call per slice; with ``--byte-slice``
+  (given once or more), ``gateway+bytes@SIZE``, one gateway per slice size
+  instead, so that what a slice costs shows in one run;
+- ``gateway-again``: a second gateway exactly like ``gateway``, uploaded
+  through after ``gateway+bytes`` in each round: its ratio to ``gateway`` is
+  what the machine's noise and the order of the rounds alone make of two
+  equal gateways, the yardstick for the byte rule's;
 - with ``--baseline REF``, ``gateway@REF``: the same as ``gateway`` from
   that commit's tree (git archive), in the same rounds.
 
@@ -23,7 +29,8 @@ per GiB (user + system, summed over the rounds: less moved by the machine's
 load than MiB/s), each gateway worker's peak RSS, and how many script calls
 Redis ran (the byte rule's reservations and refunds).
 
-    python -m bench.upload_throughput [--mib 512] [--rounds 3] [--byte-slice 4MiB] [--baseline main]
+    python -m bench.upload_throughput [--mib 512] [--rounds 3]
+        [--byte-slice 1MiB --byte-slice 16MiB] [--baseline main]
 """
 
 from __future__ import annotations
@@ -100,16 +107,18 @@ async def upload(session: aiohttp.ClientSession, url: str, mib: int, token: str)
     return mib / (time.perf_counter() - started)
 
 
-def byte_rule(redis_port: int, byte_slice: str) -> dict[str, object]:
-    """A byte budget on uploads that the bench's uploads stay within."""
+def byte_rule(redis_port: int, byte_slice: str | None) -> dict[str, object]:
+    """A byte budget on uploads that the bench's uploads stay within; slices
+    of ``byte_slice``, or of the configuration's default."""
     budget = {"name": "upload-bytes", "count": "bytes", "routes": ["upload_image"],
               "unit": "hour", "value": "1PiB"}  # fmt: skip
-    section = {
+    section: dict[str, object] = {
         "store": "redis",
         "redis": {"url": f"redis://127.0.0.1:{redis_port}/0"},
-        "byte_slice": byte_slice,
         "rules": [budget],
     }
+    if byte_slice is not None:
+        section["byte_slice"] = byte_slice
     return {"rate_limit": section}
 
 
@@ -151,7 +160,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mib", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--byte-slice", default="4MiB", help="the byte rule's slice size")
+    parser.add_argument(
+        "--byte-slice",
+        action="append",
+        help="a byte rule's slice size, once or more (default: the configuration's)",
+    )
     parser.add_argument("--baseline", metavar="REF", help="also upload through this commit's")
     args = parser.parse_args()
 
@@ -166,10 +179,11 @@ async def main() -> None:
     backend = f"http://127.0.0.1:{backend_port}"
     with tempfile.TemporaryDirectory() as scratch:
         # Each gateway: its tree, and what its configuration adds.
-        targets: dict[str, tuple[Path, dict[str, object]]] = {
-            "gateway": (REPO, {}),
-            "gateway+bytes": (REPO, byte_rule(redis_port, args.byte_slice)),
-        }
+        targets: dict[str, tuple[Path, dict[str, object]]] = {"gateway": (REPO, {})}
+        for size in args.byte_slice or [None]:
+            name = "gateway+bytes" if size is None else f"gateway+bytes@{size}"
+            targets[name] = (REPO, byte_rule(redis_port, size))
+        targets["gateway-again"] = (REPO, {})
         if args.baseline:
             targets[f"gateway@{args.baseline}"] = (checkout(args.baseline, Path(scratch)), {})
         redis_command, _ = backing_services(Path(scratch), free_port(), redis_port)["redis"]
@@ -218,15 +232,23 @@ async def main() -> None:
                 f"{name} {rate:.1f} MiB/s" for name, rate in medians.items()))  # fmt: skip
             for name in targets:
                 print(f"{name}/direct {medians[name] / medians['direct']:.2f}")
-            print(f"gateway+bytes/gateway {medians['gateway+bytes'] / medians['gateway']:.3f}")
+            others = [name for name in targets if name.startswith("gateway+bytes")]
+            others.append("gateway-again")
+            for name in others:
+                print(f"{name}/gateway {medians[name] / medians['gateway']:.3f}")
             if args.baseline:
                 base = f"gateway@{args.baseline}"
                 print(f"gateway/{base} {medians['gateway'] / medians[base]:.3f}")
             gib = args.rounds * args.mib / 1024
             per_gib = ", ".join(f"{name} {cpu[name] / gib:.2f} s" for name in targets)
-            ratio = cpu["gateway+bytes"] / cpu["gateway"]
-            print(f"CPU per GiB: {per_gib}; gateway+bytes/gateway {ratio:.3f}")
-            print(f"Redis script calls for {args.rounds} uploads with the byte rule: {calls}")
+            ratios = ", ".join(
+                f"{name}/gateway {cpu[name] / cpu['gateway']:.3f}" for name in others
+            )
+            print(f"CPU per GiB: {per_gib}; {ratios}")
+            print(
+                f"Redis script calls, {args.rounds} uploads through each gateway with a byte"
+                f" rule: {calls} in all"
+            )
             for name, process in processes.items():
                 print(f"{name} worker peak RSS: {peak_rss_mib(process.pid):.0f} MiB")
         finally:

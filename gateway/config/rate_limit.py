@@ -30,7 +30,7 @@ MAX_LIMIT = 1_000_000
 # no memory bound; this one keeps every sum exact in Lua's doubles (2^53).
 MAX_BYTES = 1 << 50
 # A chunked body reserves its bytes a slice at a time: one store call per slice.
-DEFAULT_BYTE_SLICE = 4 << 20
+DEFAULT_BYTE_SLICE = 16 << 20
 MAX_BYTE_SLICE = 1 << 30
 
 _BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)

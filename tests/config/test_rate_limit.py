@@ -91,6 +91,6 @@ def test_a_byte_rule_is_picked_by_route_not_by_path_or_method(field: dict[str, A
 def test_the_slice_size_is_a_size_within_bounds() -> None:
     config = parse_config(rules_of(byte_rule(), byte_slice="8MiB"), env={})
     assert config.rate_limit.byte_slice == 8 << 20
-    assert parse_config(rules_of(), env={}).rate_limit.byte_slice == 4 << 20
+    assert parse_config(rules_of(), env={}).rate_limit.byte_slice == 16 << 20
     for bad in ("10B", "2GiB", "8 MiBs"):
         assert_names(error_of(rules_of(byte_slice=bad), env={}), "rate_limit.byte_slice")
