@@ -53,6 +53,19 @@ class SerializedFields(Protocol):
         logger, request_id, message, exception)."""
 
 
+# JSON lets U+2028 and U+2029 stand raw in a string, and orjson writes them
+# so; but Python's str.splitlines() and JavaScript break lines at them, so a
+# path carrying one (sent percent-encoded) would read there as two lines of
+# an access log or audit trail. Every JSON line escapes them.
+_LINE_SEPARATORS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def one_line(text: str) -> str:
+    """``text`` (JSON) with U+2028 and U+2029 escaped; ASCII text, the common
+    case, is returned as it is after one flag check."""
+    return text if text.isascii() else text.translate(_LINE_SEPARATORS)
+
+
 def json_line(
     at: str,
     level: str,
@@ -74,7 +87,7 @@ def json_line(
     }
     if exception is not None:
         line["exception"] = exception
-    text = orjson.dumps(line, default=str).decode()
+    text = one_line(orjson.dumps(line, default=str).decode())
     if fields is None:
         return text
     extra = fields.fields_json

@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from gateway.http.upstream import UPSTREAM_CAUSE_PREFIX
-from gateway.observability.logs import utc_iso_ms
+from gateway.observability.logs import one_line, utc_iso_ms
 from gateway.ratelimit.limiter import LIMITER_UNAVAILABLE
 from gateway.ratelimit.store import LimitCheck, LimitCheckResult
 from gateway.request_context import RequestContext
@@ -113,7 +113,7 @@ class RequestRecord:
     def fields_json(self) -> str:
         """``fields`` as one JSON object: the only serialization of the record."""
         if self._fields_json is None:
-            self._fields_json = orjson.dumps(self.fields).decode()
+            self._fields_json = one_line(orjson.dumps(self.fields).decode())
         return self._fields_json
 
     def at(self) -> str:

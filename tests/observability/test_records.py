@@ -84,6 +84,32 @@ async def test_only_a_delete_is_an_audit_record(
     assert len((await observed.api("/api/decisions"))["decisions"]) == 1
 
 
+async def test_a_path_with_a_unicode_line_separator_stays_one_line(
+    observe_standin: ObservedFactory,
+    token: TokenFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """U+2028 and U+2029 are line breaks to str.splitlines() and JavaScript:
+    sent percent-encoded in a path, they must not split an audit or access line."""
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    sink = tmp_path / "audit.jsonl"
+    observed = await observe_standin(audit={"sink": str(sink)})
+    response = await observed.gateway.delete(
+        "/v2/images/a%E2%80%A8b%E2%80%A9c", headers={"X-Auth-Token": token(user="alice")}
+    )
+    assert response.status == 400
+    (logged,) = [r for r in caplog.records if r.name == "gateway.access"]
+    access = JsonFormatter().format(logged)
+    trail = sink.read_text()
+    for text in (access, trail):
+        assert "\u2028" not in text
+        assert "\u2029" not in text
+        (line,) = text.splitlines()
+        assert json.loads(line)["path"] == "/v2/images/a\u2028b\u2029c"
+    assert "/v2/images/a\u2028b\u2029c" in json.loads(access)["message"]
+
+
 def test_a_request_id_that_needs_escaping_stays_valid_json() -> None:
     record = RequestRecord(1.5, 'req-"odd"\\', {"status": 400})  # type: ignore[typeddict-item]
     assert json.loads(record.json(audit="image.delete")) == {
