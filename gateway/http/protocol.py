@@ -379,8 +379,8 @@ class GatewayServer(web.Server):
             return make_request(_known_expectations_only(message), *args)
 
         self._target = _Target(plain.request_handler)
-        # Every handler requests were sent to that still has some in it.
-        self._targets: set[_Target] = set()
+        # Those a switch replaced, while requests may still be in them.
+        self._replaced: list[_Target] = []
         self._heads: UnfinishedHeads[GatewayRequestHandler] = UnfinishedHeads(
             limits.max_unfinished_heads_per_client
         )
@@ -396,39 +396,37 @@ class GatewayServer(web.Server):
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         target = self._target
-        if not target.in_flight:
-            self._targets.add(target)
         target.in_flight += 1
         try:
             return await target.handler(request)
         finally:
             target.in_flight -= 1
-            if not target.in_flight:
-                self._targets.discard(target)
-                if target.idle is not None:
-                    target.idle.set_result(None)
-                    target.idle = None
+            if not target.in_flight and target.idle is not None:
+                target.idle.set_result(None)
+                target.idle = None
 
     @property
     def in_flight(self) -> int:
         """Requests being handled now, by whichever app."""
-        return sum(target.in_flight for target in self._targets)
+        return self._target.in_flight + sum(t.in_flight for t in self._replaced)
 
-    def switch(self, handler: AppHandler) -> AppHandler:
-        """Send every request from now on to ``handler``; return the one replaced."""
+    def switch(self, handler: AppHandler) -> _Target:
+        """Send every request from now on to ``handler``; return what it replaced."""
+        self._replaced = [t for t in self._replaced if t.in_flight]
         old, self._target = self._target, _Target(handler)
-        return old.handler
+        self._replaced.append(old)
+        return old
 
-    async def drained(self, handler: AppHandler, grace: float) -> bool:
-        """Wait until no request is in ``handler``; False if ``grace`` seconds passed first."""
-        target = next((t for t in self._targets if t.handler == handler), None)
-        if target is None:
+    async def drained(self, old: _Target, grace: float) -> bool:
+        """Wait until no request is in ``old`` (what ``switch`` returned); False
+        if ``grace`` seconds passed first."""
+        if not old.in_flight:
             return True
-        if target.idle is None:
-            target.idle = asyncio.get_running_loop().create_future()
+        if old.idle is None:
+            old.idle = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(grace):
-                await asyncio.shield(target.idle)
+                await asyncio.shield(old.idle)
         except TimeoutError:
             return False
         return True
@@ -472,9 +470,9 @@ class GatewayRunner(web.AppRunner):
         app.on_startup.freeze()
         await app.startup()
         app.freeze()
-        old_app, old_handler = self._app, server.switch(app._handle)
+        old_app, old_target = self._app, server.switch(app._handle)
         self._app = app
-        if not await server.drained(old_handler, drain_timeout):
+        if not await server.drained(old_target, drain_timeout):
             log.warning(
                 "requests of the previous configuration still running after %gs;"
                 " shutting it down anyway",
