@@ -33,6 +33,7 @@ from tests.support.certificates import PrivateCa
 from tests.support.faults import assert_fault
 from tests.support.gateway_app import Client, GatewayFactory
 from tests.support.tokens import TokenFactory
+from tests.support.waiting import until
 
 ISSUER = "https://jwks-idp.test"
 
@@ -140,13 +141,6 @@ async def delete(client: Client, store_app: web.Application, tok: str) -> int:
     return response.status
 
 
-async def poll(condition: Callable[[], Awaitable[bool]], deadline: float = 5.0) -> None:
-    end = time.monotonic() + deadline
-    while not await condition():
-        assert time.monotonic() < end, "condition not met before the deadline"
-        await asyncio.sleep(0.02)
-
-
 async def test_keys_are_loaded_before_the_gateway_serves(
     jwks_gateway: JwksGateway, key_server: KeyServer
 ) -> None:
@@ -179,7 +173,7 @@ async def test_rotation_old_kid_until_removed_new_kid_after_one_refetch(
         return await delete(client, store_app, old) == 401
 
     # The periodic refresh (cache_ttl) drops k1, and the cached token with it.
-    await poll(old_refused)
+    await until(old_refused, "the old key to be refused", deadline=5.0, interval=0.02)
     assert await delete(client, store_app, key_server.token("k2")) == 204
 
 

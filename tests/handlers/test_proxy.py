@@ -20,6 +20,7 @@ from tests.support.gateway_app import GatewayFactory
 from tests.support.ports import free_port
 from tests.support.tokens import TokenFactory
 from tests.support.upstreams import ImageDataBackend, ScriptedUpstream
+from tests.support.waiting import until
 
 
 def admin(token: TokenFactory) -> str:
@@ -300,10 +301,11 @@ async def bytes_used(client: Any, tok: str, rule: str = "image-bytes") -> int:
 
 async def settles_at(client: Any, tok: str, used: int) -> None:
     """Refunds run after the answer: wait for the budget to show ``used``."""
-    deadline = asyncio.get_running_loop().time() + 5
-    while (now := await bytes_used(client, tok)) != used:
-        assert asyncio.get_running_loop().time() < deadline, f"{now} bytes used, not {used}"
-        await asyncio.sleep(0.01)
+
+    async def there() -> bool:
+        return await bytes_used(client, tok) == used
+
+    await until(there, f"{used} bytes used", deadline=5, interval=0.01)
 
 
 async def bytes_before_the_cut(response: ClientResponse) -> int:
@@ -440,10 +442,11 @@ async def test_a_client_that_hangs_up_mid_upload_gets_its_unmoved_bytes_back(
     assert await bytes_used(client, tok) == 800 * KiB
     writer.close()
     await writer.wait_closed()
-    deadline = asyncio.get_running_loop().time() + 5
-    while await bytes_used(client, tok) > 200 * KiB:
-        assert asyncio.get_running_loop().time() < deadline, "the unmoved bytes never came back"
-        await asyncio.sleep(0.01)
+
+    async def given_back() -> bool:
+        return await bytes_used(client, tok) <= 200 * KiB
+
+    await until(given_back, "the unmoved bytes to come back", deadline=5, interval=0.01)
     (upload,) = backend.uploads
     assert not upload.whole
     assert upload.received <= await bytes_used(client, tok)
@@ -516,8 +519,10 @@ async def test_a_client_that_leaves_mid_download_gets_the_rest_back(
     await response.content.readexactly(64 * KiB)
     assert await bytes_used(client, tok) == 32 * MiB
     response.close()
-    deadline = asyncio.get_running_loop().time() + 5
-    while (used := await bytes_used(client, tok)) >= 32 * MiB:
-        assert asyncio.get_running_loop().time() < deadline, "the rest never came back"
-        await asyncio.sleep(0.01)
+
+    async def rest_given_back() -> int | None:
+        used = await bytes_used(client, tok)
+        return used if used < 32 * MiB else None
+
+    used = await until(rest_given_back, "the rest to come back", deadline=5, interval=0.01)
     assert used >= 64 * KiB

@@ -31,13 +31,11 @@ from tests.support.gateway_app import Client
 from tests.support.gateway_config import config_data
 from tests.support.observed import sample_record, sample_value
 from tests.support.tokens import Keys
+from tests.support.waiting import until
 
 
 async def arrived(decisions: DecisionLog, count: int) -> None:
-    deadline = asyncio.get_running_loop().time() + 5
-    while len(decisions) < count:
-        assert asyncio.get_running_loop().time() < deadline, "records did not arrive"
-        await asyncio.sleep(0.01)
+    await until(lambda: len(decisions) >= count, f"{count} records", deadline=5, interval=0.01)
 
 
 def count_deletes(metrics: GatewayMetrics, n: int) -> None:
@@ -72,10 +70,12 @@ async def worker(listener: FeedListener) -> tuple[SocketFeed, GatewayMetrics]:
     feed = SocketFeed(listener.path)
     connected = listener.connected
     await feed.start(metrics.snapshot)
-    deadline = asyncio.get_running_loop().time() + 5
-    while listener.connected == connected:
-        assert asyncio.get_running_loop().time() < deadline, "the listener took no connection"
-        await asyncio.sleep(0.001)
+    await until(
+        lambda: listener.connected != connected,
+        "the listener to take the connection",
+        deadline=5,
+        interval=0.001,
+    )
     return feed, metrics
 
 
@@ -172,18 +172,22 @@ async def connected(listener: FeedListener) -> asyncio.StreamWriter:
     """A raw connection, once the listener has taken it."""
     before = listener.connected
     _, writer = await asyncio.open_unix_connection(str(listener.path))
-    deadline = asyncio.get_running_loop().time() + 5
-    while listener.connected == before:
-        assert asyncio.get_running_loop().time() < deadline, "the listener took no connection"
-        await asyncio.sleep(0.001)
+    await until(
+        lambda: listener.connected != before,
+        "the listener to take the connection",
+        deadline=5,
+        interval=0.001,
+    )
     return writer
 
 
 async def gone(listener: FeedListener) -> None:
-    deadline = asyncio.get_running_loop().time() + 5
-    while listener.connected:
-        assert asyncio.get_running_loop().time() < deadline, "the listener kept the connection"
-        await asyncio.sleep(0.001)
+    await until(
+        lambda: not listener.connected,
+        "the listener to let the connection go",
+        deadline=5,
+        interval=0.001,
+    )
 
 
 async def only_a_good_batch_after(listener: FeedListener, writer: asyncio.StreamWriter) -> None:

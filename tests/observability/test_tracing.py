@@ -10,7 +10,6 @@ receives. A collector that is down fails no request and slows none.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import subprocess
@@ -35,6 +34,7 @@ from tests.support.otlp_receiver import ReceivedSpan, Receiver, receiving
 from tests.support.ports import free_port
 from tests.support.scripted_keystone import ScriptedKeystone, serve_keystone, token_body
 from tests.support.tokens import Keys, TokenFactory
+from tests.support.waiting import until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE_ID = "6a0d9f6c-1f3e-4b0e-8e7e-2b9c1d2e3f40"
@@ -251,13 +251,6 @@ async def test_a_collector_that_is_down_fails_and_slows_no_request_and_its_retur
     assert closed_in < 5.5
     down = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
     assert "span(s) not exported" in down[0]
-
-
-async def until(condition: Any, what: str) -> None:
-    end = time.monotonic() + 15
-    while not condition():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 def test_without_a_tracing_section_the_chain_has_no_tracing_step_and_no_sdk_is_loaded(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from gateway.ratelimit.limiter import RateLimiter
 from gateway.ratelimit.memory import MemoryStore
 from gateway.ratelimit.redis_store import RedisStore
 from gateway.ratelimit.store import LimitStore
+from tests.support.waiting import until
 
 KiB = 1 << 10
 ALICE = Identity("p1", "alice", frozenset())
@@ -51,11 +51,11 @@ async def used(limiter: RateLimiter) -> int:
 
 async def settled(limiter: RateLimiter, expected: int) -> None:
     """Refunds run in the background: wait for them."""
-    for _ in range(500):
-        if await used(limiter) == expected:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{await used(limiter)} bytes used, not {expected}")
+
+    async def settled_there() -> bool:
+        return await used(limiter) == expected
+
+    await until(settled_there, f"{expected} bytes used", deadline=5, interval=0.01)
 
 
 async def test_slices_cover_what_moves_and_the_rest_is_given_back(limiter: RateLimiter) -> None:

@@ -24,6 +24,7 @@ from tests.support.ports import free_port
 from tests.support.redis_servers import RedisProcess
 from tests.support.tokens import TokenFactory
 from tests.support.upstreams import ScriptedUpstream
+from tests.support.waiting import seconds_until, until
 
 # No request may take longer than this, Redis dead or alive.
 HANG = 2.0
@@ -59,10 +60,12 @@ class Load:
         return sum(1 for s in self.samples if s.started >= since)
 
     async def wait_for(self, n: int, since: float = 0.0) -> None:
-        deadline = time.monotonic() + 10
-        while self.count(since) < n:
-            assert time.monotonic() < deadline, "the load stalled"
-            await asyncio.sleep(0.01)
+        await until(
+            lambda: self.count(since) >= n,
+            f"{n} answers (the load stalled)",
+            deadline=10,
+            interval=0.01,
+        )
 
     async def finish(self) -> None:
         self.stop.set()
@@ -72,12 +75,12 @@ class Load:
 
 async def _redis_counts_again(url: str) -> float:
     """Seconds until an admission shows up in the restarted Redis."""
-    started = time.monotonic()
     client = redis.Redis.from_url(url)
-    while not client.zcard(COUNTED_KEY):
-        assert time.monotonic() - started < 5, "the gateway never returned to Redis"
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
+
+    async def counted() -> bool:
+        return bool(client.zcard(COUNTED_KEY))
+
+    return await seconds_until(counted, "the gateway to count in Redis again", deadline=5)
 
 
 async def _gateway(

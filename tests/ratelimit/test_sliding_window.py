@@ -136,10 +136,10 @@ async def test_cluster_takes_back_an_admission_another_slot_refused(
         async def project_remaining() -> list[int]:
             return [r.remaining for r in (await store.peek(per_project)).results]
 
-        deadline = time.monotonic() + 2
-        while await project_remaining() != [4, 6]:
-            assert time.monotonic() < deadline, "the refused admission was never taken back"
-            await asyncio.sleep(0.01)
+        async def taken_back() -> bool:
+            return await project_remaining() == [4, 6]
+
+        await until(taken_back, "the refused admission to be taken back", deadline=2, interval=0.01)
     finally:
         await store.close()
 
